@@ -1,0 +1,125 @@
+"""The build pipeline: load → structure → validate → render → manifest → store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from builder.errors import StackError
+from builder.store import Generation, Store
+
+FINGERPRINT_FILE = ".inputs"
+
+
+@attrs.frozen
+class Paths:
+    stacks_dir: Path
+    bundles_dir: Path
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.stacks_dir / "templates"
+
+
+@attrs.frozen
+class BuildResult:
+    generation: Generation
+    created: bool
+    bundle_hash: str
+
+
+def switcher_dir() -> Path:
+    import activate
+
+    return Path(activate.__file__).parent
+
+
+def switcher_files() -> dict[str, tuple[bytes, int]]:
+    root = switcher_dir()
+    return {
+        f"activate/{p.relative_to(root).as_posix()}": (p.read_bytes(), 0o644)
+        for p in sorted(root.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
+
+
+def input_fingerprint(paths: Paths, host: str) -> str:
+    """Hash of everything a build reads, so an unchanged tree skips the build entirely."""
+    h = hashlib.sha256(host.encode() + b"\0")
+    code = Path(__file__).parent
+    sources = [
+        *(("stacks", p, paths.stacks_dir) for p in paths.stacks_dir.rglob("*")),
+        *(("builder", p, code) for p in code.rglob("*.py")),
+        *(("activate", p, switcher_dir()) for p in switcher_dir().rglob("*.py")),
+    ]
+    for label, path, base in sorted(sources, key=lambda s: (s[0], str(s[1]))):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
+            h.update(f"{label}/{path.relative_to(base).as_posix()}\0".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_stack(paths: Paths, host: str) -> Any:
+    """Load, structure and validate a host's stack; raise StackError with every problem."""
+    from builder.load import load_stack as load_raw
+    from builder.structure import structure
+    from builder.validate import validate
+
+    raw = load_raw(paths.stacks_dir, host)
+    stack = structure(raw)
+    problems = validate(stack, raw, paths.templates_dir)
+    if problems:
+        raise StackError(problems)
+    return stack
+
+
+def render(paths: Paths, host: str) -> tuple[Any, Any]:
+    from builder.render import render_stack
+    from builder.templates import TemplateRenderer
+
+    stack = load_stack(paths, host)
+    rendered = render_stack(stack, TemplateRenderer(paths.templates_dir))
+    if rendered.problems:
+        raise StackError(list(rendered.problems))
+    return stack, rendered
+
+
+def check(paths: Paths, host: str) -> Any:
+    return render(paths, host)
+
+
+def build(paths: Paths, host: str) -> BuildResult:
+    store = Store(paths.bundles_dir, host)
+    fingerprint = input_fingerprint(paths, host)
+    marker = store.dir / FINGERPRINT_FILE
+    latest = store.latest()
+    if latest is not None and marker.is_file():
+        seen = marker.read_text().split()
+        if seen[:2] == [fingerprint, latest.name] and len(seen) == 3:
+            return BuildResult(latest, False, seen[2])
+    from builder import archive, manifest
+    from builder.render import BundleFile
+
+    stack, rendered = render(paths, host)
+    switcher = {p: BundleFile(d, m) for p, (d, m) in switcher_files().items()}
+    body = manifest.build_manifest(host, stack.host.state_dir, rendered, switcher)
+    digest = manifest.bundle_hash(body)
+    with store.locked():
+        latest = store.latest()
+        if latest is not None and manifest.bundle_hash(latest.manifest()) == digest:
+            gen, created = latest, False
+        else:
+            number = latest.number + 1 if latest else 1
+            stamped = manifest.stamp(body, number, latest.number if latest else None)
+            files = {p: (f.data, f.mode) for p, f in {**rendered.files, **switcher}.items()}
+            files["manifest.json"] = (manifest.dump(stamped), 0o644)
+            top = f"{number}-{digest[:12]}"
+            gen = store.add(
+                number, digest[:12], files, lambda dest: archive.write_archive(dest, files, top)
+            )
+            created = True
+        marker.write_text(f"{fingerprint} {gen.name} {digest}\n")
+    return BuildResult(gen, created, digest)

@@ -1,0 +1,271 @@
+"""The `bundle` command. Errors become one line each and an exit code; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.errors import BundleError, StackError
+
+EXAMPLES = """examples:
+  bundle build vps1                 build stacks/vps1.toml into the next generation
+  bundle diff vps1                  what changed between the last two generations
+  bundle diff vps1 1 2 --stat       any two generations, one line per file
+  bundle generations vps1           list the built generations
+  bundle check vps1                 validate only (exit 0 or 2)
+"""
+
+
+def find_project(start: Path) -> Path:
+    """The nearest folder, from `start` upwards, that has a stacks/ folder."""
+    for folder in (start, *start.parents):
+        if (folder / "stacks").is_dir():
+            return folder
+    return start
+
+
+def paths_from(args: argparse.Namespace) -> Any:
+    from builder.build import Paths
+
+    root = find_project(Path.cwd())
+    stacks = Path(args.stacks or os.environ.get("BUNDLE_STACKS") or root / "stacks")
+    bundles = Path(args.bundles or os.environ.get("BUNDLE_BUNDLES") or root / "bundles")
+    if not stacks.is_dir():
+        raise BundleError(
+            f"{stacks}: no stacks folder here; run bundle in your project or pass --stacks DIR", 2
+        )
+    return Paths(stacks, bundles)
+
+
+def use_colour(stream: Any) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from builder.build import build
+
+    paths = paths_from(args)
+    results = []
+    for host in args.hosts:
+        r = build(paths, host)
+        manifest = r.generation.manifest()
+        info = {
+            "host": host,
+            "generation": r.generation.number,
+            "hash": r.bundle_hash,
+            "created": r.created,
+            "path": str(r.generation.path),
+            "archive": str(r.generation.archive),
+            "archive_size": r.generation.archive.stat().st_size,
+            "units": len(manifest["units"]),
+        }
+        results.append(info)
+        if args.json:
+            continue
+        if r.created:
+            print(
+                f"{host}: built generation {info['generation']} ({r.bundle_hash[:12]}), "
+                f"{info['units']} units, archive {human_size(info['archive_size'])}"
+            )
+            if not args.quiet:
+                print(f"  {r.generation.path}")
+        elif not args.quiet:
+            print(f"{host} is up to date at generation {info['generation']} ({r.bundle_hash[:12]})")
+    if args.json:
+        emit_json(results if len(results) > 1 else results[0])
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from builder.build import check
+
+    paths = paths_from(args)
+    for host in args.hosts:
+        _stack, rendered = check(paths, host)
+        if not args.quiet:
+            print(f"{host}: ok, {len(rendered.units)} units, {len(rendered.images)} images")
+    return 0
+
+
+def cmd_generations(args: argparse.Namespace) -> int:
+    from builder.store import Store
+
+    paths = paths_from(args)
+    store = Store(paths.bundles_dir, args.host)
+    gens = store.generations()
+    times = store.build_times()
+    rows = []
+    for gen in gens:
+        manifest = gen.manifest()
+        rows.append(
+            {
+                "generation": gen.number,
+                "hash": gen.hash12,
+                "built_at": times.get(gen.name),
+                "size": gen.archive.stat().st_size if gen.archive.exists() else None,
+                "units": len(manifest["units"]),
+                "latest": gen is gens[-1],
+            }
+        )
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print(f"{args.host}: no generations built yet; run `bundle build {args.host}`")
+        return 0
+    print(f"{'GEN':>5}  {'HASH':<12}  {'BUILT AT':<20}  {'SIZE':>9}  {'UNITS':>5}")
+    for row in rows:
+        mark = "  (latest)" if row["latest"] else ""
+        size = human_size(row["size"]) if row["size"] is not None else "-"
+        print(
+            f"{row['generation']:>5}  {row['hash']:<12}  {row['built_at'] or '-':<20}  {size:>9}  {row['units']:>5}{mark}"
+        )
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from builder.diff import diff_generations, format_text
+    from builder.manifest import bundle_hash
+    from builder.store import Store
+
+    paths = paths_from(args)
+    store = Store(paths.bundles_dir, args.host)
+    if args.new is not None:
+        old, new = store.get(args.old), store.get(args.new)
+    elif args.old is not None:
+        latest = store.latest()
+        if latest is None:
+            raise BundleError(
+                f"{args.host}: no generations built yet; run `bundle build {args.host}`", 2
+            )
+        old, new = store.get(args.old), latest
+    else:
+        gens = store.generations()
+        if len(gens) < 2:
+            raise BundleError(
+                f"{args.host}: diff needs two generations, {len(gens)} built; change the stack and build again",
+                2,
+            )
+        old, new = gens[-2], gens[-1]
+    old_m, new_m = old.manifest(), new.manifest()
+    d = diff_generations(
+        args.host, old_m, new_m, old.read, new.read, bundle_hash(old_m), bundle_hash(new_m)
+    )
+    if args.json:
+        emit_json(d.to_json())
+    else:
+        sys.stdout.write(format_text(d, use_colour(sys.stdout), stat=args.stat))
+    return 0
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stacks", metavar="DIR", help="stacks folder (default: ./stacks, or $BUNDLE_STACKS)"
+    )
+    p.add_argument("--bundles", metavar="DIR", help="build output folder (default: ./bundles)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="say more")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bundle",
+        description="Build per-host TOML stacks into content-hashed bundles of podman quadlet units.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help: str, example: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_common(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("build", cmd_build, "build hosts' stacks into new generations", "bundle build vps1")
+    p.add_argument("hosts", nargs="+", metavar="HOST")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command(
+        "check",
+        cmd_check,
+        "validate hosts' stacks without building (exit 0 or 2)",
+        "bundle check vps1",
+    )
+    p.add_argument("hosts", nargs="+", metavar="HOST")
+
+    p = command(
+        "diff", cmd_diff, "show what changed between two generations", "bundle diff vps1 6 7 --stat"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument(
+        "old", nargs="?", type=int, metavar="FROM", help="default: the one before the latest"
+    )
+    p.add_argument("new", nargs="?", type=int, metavar="TO", help="default: the latest")
+    p.add_argument("--stat", action="store_true", help="one line per changed file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command(
+        "generations", cmd_generations, "list a host's built generations", "bundle generations vps1"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except StackError as exc:
+        if args.debug:
+            raise
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        n = len(exc.problems)
+        print(f"{n} problem{'s' if n != 1 else ''}; nothing was built or changed", file=sys.stderr)
+        return exc.exit_code
+    except BundleError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-done was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

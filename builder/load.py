@@ -1,0 +1,237 @@
+"""Read a host's stack file with its shared includes and the stack it extends, into one raw dict.
+
+Priority, lowest first: the included shared files (in order), then the file itself. A variant
+(`extends = "vps1"`) starts from the fully loaded stack it extends and overrides only what it
+says. Tables merge key by key; any other value (string, number, array) is replaced whole.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from builder.errors import InputError, Problem, StackError
+
+
+KeyPath = tuple[str | int, ...]
+
+
+@attrs.frozen
+class RawStack:
+    """A merged stack before structuring, with where each key came from."""
+
+    host: str
+    data: dict[str, Any]
+    origins: dict[KeyPath, Path]
+    files: tuple[Path, ...]
+    stacks_dir: Path
+
+    def locate(self, path: KeyPath) -> tuple[Path | None, int | None]:
+        """File and line that set `path` (or its nearest parent) in the merged stack."""
+        for n in range(len(path), -1, -1):
+            origin = self.origins.get(path[:n])
+            if origin is not None:
+                return origin, find_line(read_text(origin), path[:n])
+        return (self.files[-1] if self.files else None), None
+
+    def problem(self, path: KeyPath, message: str) -> Problem:
+        file, line = self.locate(path)
+        return Problem(message, display_path(file, self.stacks_dir), format_key(path), line)
+
+
+def format_key(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def display_path(file: Path | None, stacks_dir: Path) -> str | None:
+    if file is None:
+        return None
+    try:
+        return str(Path(stacks_dir.name) / file.relative_to(stacks_dir))
+    except ValueError:
+        return str(file)
+
+
+_TEXT_CACHE: dict[Path, str] = {}
+
+
+def read_text(path: Path) -> str:
+    if path not in _TEXT_CACHE:
+        _TEXT_CACHE[path] = path.read_text(encoding="utf-8")
+    return _TEXT_CACHE[path]
+
+
+HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def stack_path(stacks_dir: Path, host: str) -> Path:
+    if not HOST_NAME.match(host):
+        raise InputError(
+            f"{host!r} is not a host name: use lower-case letters, digits, '.', '_' or '-'"
+        )
+    return stacks_dir / f"{host}.toml"
+
+
+def load_stack(stacks_dir: Path, host: str) -> RawStack:
+    """Load `stacks_dir/HOST.toml` with everything it includes or extends."""
+    stacks_dir = stacks_dir.resolve()
+    path = stack_path(stacks_dir, host)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in stacks_dir.glob("*.toml"))) or "none"
+        raise InputError(
+            f"{display_path(path, stacks_dir)}: no stack for host {host!r} (known: {known})"
+        )
+    data: dict[str, Any] = {}
+    origins: dict[KeyPath, Path] = {}
+    files: list[Path] = []
+    _load_into(stacks_dir, path, data, origins, files, chain=())
+    return RawStack(host, data, origins, tuple(files), stacks_dir)
+
+
+def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(read_text(path))
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        msg = getattr(exc, "msg", str(exc))
+        raise StackError(
+            [Problem(f"not valid TOML: {msg}", display_path(path, stacks_dir), None, line)]
+        ) from exc
+    except OSError as exc:
+        raise StackError(
+            [Problem(f"cannot read: {exc.strerror}", display_path(path, stacks_dir))]
+        ) from exc
+
+
+def _load_into(
+    stacks_dir: Path,
+    path: Path,
+    data: dict[str, Any],
+    origins: dict[KeyPath, Path],
+    files: list[Path],
+    chain: tuple[Path, ...],
+) -> None:
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise StackError([Problem(f"include cycle: {cycle}", display_path(path, stacks_dir))])
+    doc = _parse(stacks_dir, path)
+    problems: list[Problem] = []
+    extends = doc.pop("extends", None)
+    includes = doc.pop("include", [])
+    shown = display_path(path, stacks_dir)
+    if extends is not None:
+        if not isinstance(extends, str):
+            problems.append(Problem("must be a host name (a string)", shown, "extends"))
+        else:
+            try:
+                base = stack_path(stacks_dir, extends)
+            except InputError as exc:
+                problems.append(
+                    Problem(str(exc), shown, "extends", find_line(read_text(path), ("extends",)))
+                )
+            else:
+                if not base.is_file():
+                    problems.append(
+                        Problem(
+                            f"no stack {base.name} to extend",
+                            shown,
+                            "extends",
+                            find_line(read_text(path), ("extends",)),
+                        )
+                    )
+                else:
+                    _load_into(stacks_dir, base, data, origins, files, (*chain, path))
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        problems.append(Problem("must be a list of file names", shown, "include"))
+        includes = []
+    for name in includes:
+        inc = (path.parent / name).resolve()
+        if not inc.is_relative_to(stacks_dir):
+            problems.append(Problem(f"{name!r} is outside the stacks folder", shown, "include"))
+        elif not inc.is_file():
+            problems.append(
+                Problem(
+                    f"included file {name!r} does not exist",
+                    shown,
+                    "include",
+                    find_line(read_text(path), ("include",)),
+                )
+            )
+        else:
+            _load_into(stacks_dir, inc, data, origins, files, (*chain, path))
+    if problems:
+        raise StackError(problems)
+    merge(data, doc, origins, path, ())
+    files.append(path)
+
+
+def merge(
+    into: dict[str, Any], doc: dict[str, Any], origins: dict[KeyPath, Path], src: Path, at: KeyPath
+) -> None:
+    """Merge `doc` over `into`: tables key by key, everything else replaced whole."""
+    for key, value in doc.items():
+        path = (*at, key)
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            origins.setdefault(path, src)
+            merge(into[key], value, origins, src, path)
+        else:
+            into[key] = _copy(value)
+            for stale in [p for p in origins if p[: len(path)] == path]:
+                del origins[stale]
+            _record(value, origins, src, path)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _record(value: Any, origins: dict[KeyPath, Path], src: Path, path: KeyPath) -> None:
+    origins[path] = src
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record(v, origins, src, (*path, k))
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\.\"' ]+?)\s*=")
+
+
+def _split_dotted(text: str) -> tuple[str, ...]:
+    parts = re.findall(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_\-]+)', text)
+    return tuple(a or b or c for a, b, c in parts)
+
+
+def find_line(text: str, path: KeyPath) -> int | None:
+    """Best-effort line number of a key path in TOML text (array indices are ignored)."""
+    want = tuple(p for p in path if isinstance(p, str))
+    if not want:
+        return None
+    table: tuple[str, ...] = ()
+    best: tuple[int, int] | None = None  # (matched length, line)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split_dotted(header.group(1))
+            full = table
+        else:
+            key = _KEY.match(line)
+            if not key:
+                continue
+            full = table + _split_dotted(key.group(1))
+        if full == want:
+            return lineno
+        n = len(full)
+        if n < len(want) and want[:n] == full and (best is None or n > best[0]):
+            best = (n, lineno)
+    return best[1] if best else None

@@ -1,0 +1,155 @@
+"""The stack model: what a host runs. Frozen attrs classes; builder/structure.py fills them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Host:
+    """The machine a stack is deployed to."""
+
+    name: str
+    address: str
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    state_dir: str = "/var/lib/bundle"
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ConfigFile:
+    """A file shipped in the bundle and mounted read-only into a container.
+
+    Exactly one of `template` (rendered with Jinja2) or `source` (copied as is), both relative
+    to the stacks' templates folder. `path` is where it lives under the service's folder in the
+    bundle (default: the template's file name without `.j2`); `mount` is where the container
+    sees it.
+    """
+
+    mount: str
+    template: str | None = None
+    source: str | None = None
+    path: str | None = None
+    mode: str = "0644"
+
+
+@attrs.frozen
+class SecretRef:
+    """A secret given to a container by name: as an environment variable or as a file."""
+
+    name: str
+    env: str | None = None
+    file: str | None = None
+
+
+@attrs.frozen
+class HealthCheck:
+    """podman's own health check, run inside the container."""
+
+    cmd: str
+    interval: str = "30s"
+    timeout: str = "10s"
+    retries: int = 3
+    start_period: str = "0s"
+
+
+@attrs.frozen
+class Container:
+    """One container, run by a quadlet `.container` unit named after it."""
+
+    image: str
+    version: str | None = None
+    digest: str | None = None
+    enabled: bool = True
+    description: str | None = None
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    user: str | None = None
+    environment: dict[str, str] = attrs.field(factory=dict)
+    secrets: tuple[SecretRef, ...] = ()
+    ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    configs: tuple[ConfigFile, ...] = ()
+    labels: dict[str, str] = attrs.field(factory=dict)
+    auto_update: bool = False
+    depends_on: tuple[str, ...] = ()
+    pod: str | None = None
+    networks: tuple[str, ...] = ()
+    health: HealthCheck | None = None
+    stateful: bool = False
+    restart: str = "always"
+
+
+@attrs.frozen
+class Pod:
+    """A podman pod: containers sharing one network namespace; it publishes their ports."""
+
+    enabled: bool = True
+    description: str | None = None
+    ports: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Volume:
+    """A named podman volume, created by a quadlet `.volume` unit."""
+
+    labels: dict[str, str] = attrs.field(factory=dict)
+    driver: str | None = None
+    options: str | None = None
+    device: str | None = None
+    type: str | None = None
+
+
+@attrs.frozen
+class Network:
+    """A podman network, created by a quadlet `.network` unit."""
+
+    subnet: str | None = None
+    gateway: str | None = None
+    internal: bool = False
+    ipv6: bool = False
+    labels: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Script:
+    """A script run by a oneshot systemd service, on a timer when `on_calendar` is set.
+
+    Exactly one of `template` (rendered), `source` (copied) or `run` (inline shell).
+    """
+
+    template: str | None = None
+    source: str | None = None
+    run: str | None = None
+    enabled: bool = True
+    description: str | None = None
+    on_calendar: str | None = None
+    randomized_delay: str | None = None
+    environment: dict[str, str] = attrs.field(factory=dict)
+    timeout: str = "2h"
+
+
+@attrs.frozen
+class Stack:
+    """Everything one host runs, after shared files and variants are merged."""
+
+    host: Host
+    vars: dict[str, Any] = attrs.field(factory=dict)
+    containers: dict[str, Container] = attrs.field(factory=dict)
+    pods: dict[str, Pod] = attrs.field(factory=dict)
+    volumes: dict[str, Volume] = attrs.field(factory=dict)
+    networks: dict[str, Network] = attrs.field(factory=dict)
+    scripts: dict[str, Script] = attrs.field(factory=dict)
+
+    def enabled_containers(self) -> dict[str, Container]:
+        return {n: c for n, c in self.containers.items() if c.enabled}
+
+    def enabled_pods(self) -> dict[str, Pod]:
+        return {n: p for n, p in self.pods.items() if p.enabled}
+
+    def enabled_scripts(self) -> dict[str, Script]:
+        return {n: s for n, s in self.scripts.items() if s.enabled}

@@ -1,0 +1,26 @@
+"""Unit names: what a stack entry becomes on disk and in systemctl."""
+
+from __future__ import annotations
+
+import re
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_HINT = "use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+
+# quadlet's own naming (podman 5): x.container -> x.service, x.pod -> x-pod.service, ...
+SERVICE_SUFFIX = {
+    "container": ".service",
+    "pod": "-pod.service",
+    "volume": "-volume.service",
+    "network": "-network.service",
+    "service": ".service",
+    "timer": ".timer",
+}
+
+
+def unit_file(name: str, kind: str) -> str:
+    return f"{name}.{kind}"
+
+
+def service_name(name: str, kind: str) -> str:
+    return name + SERVICE_SUFFIX[kind]

@@ -1,0 +1,52 @@
+"""Published ports: parse podman's `[ip:][host_port:]container_port[/proto]` and find clashes."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import attrs
+
+_PORT = re.compile(
+    r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?"
+    r"(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$"
+)
+
+
+@attrs.frozen
+class PublishedPort:
+    host_ip: str
+    host_port: int
+    container_port: int
+    proto: str
+
+    def clashes_with(self, other: PublishedPort) -> bool:
+        if (self.host_port, self.proto) != (other.host_port, other.proto):
+            return False
+        wildcard = ("0.0.0.0", "[::]")
+        return (
+            self.host_ip == other.host_ip or self.host_ip in wildcard or other.host_ip in wildcard
+        )
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}/{self.proto}"
+
+
+def parse_port(text: str) -> PublishedPort:
+    """Parse one port mapping; raise ValueError with a message for a person."""
+    m = _PORT.match(text)
+    if not m:
+        raise ValueError(
+            f"{text!r} is not a port mapping: write [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"
+        )
+    ip = m.group("ip") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{text!r}: {ip} is not an IP address") from None
+    container = int(m.group("container"))
+    host = int(m.group("host")) if m.group("host") else container
+    for port in (host, container):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{text!r}: port {port} is outside 1-65535")
+    return PublishedPort(ip, host, container, m.group("proto") or "tcp")

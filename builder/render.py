@@ -1,0 +1,332 @@
+"""Stack → bundle files: quadlet units, systemd units, rendered configs and scripts.
+
+Deterministic: the same stack gives the same bytes. Order follows the stack only where it
+carries meaning (command words, the order of ports and mounts); tables are sorted.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import attrs
+
+from builder import unitfile
+from builder.errors import Problem
+from builder.model import Container, Network, Pod, Script, Stack, Volume
+from builder.names import service_name, unit_file
+from builder.templates import TemplateFailure, TemplateRenderer
+from builder.validate import config_path
+
+QUADLET_DIR = "units/quadlet"
+SYSTEMD_DIR = "units/systemd"
+
+
+@attrs.frozen
+class BundleFile:
+    data: bytes
+    mode: int = 0o644
+
+
+@attrs.frozen
+class Unit:
+    """One unit of the bundle and the bundle files it references (its closure)."""
+
+    key: str
+    kind: str
+    path: str
+    service: str
+    files: tuple[str, ...]
+    requires: tuple[str, ...]
+    image: str | None
+    enable: bool
+
+
+@attrs.frozen
+class Rendered:
+    files: dict[str, BundleFile]
+    units: dict[str, Unit]
+    images: dict[str, str]
+    problems: tuple[Problem, ...]
+
+
+def image_ref(c: Container) -> str:
+    if c.digest:
+        return f"{c.image}@{c.digest}"
+    return f"{c.image}:{c.version}"
+
+
+def render_stack(
+    stack: Stack, renderer: TemplateRenderer, extra_context: dict[str, Any] | None = None
+) -> Rendered:
+    r = _Renderer(stack, renderer, extra_context or {})
+    r.run()
+    return Rendered(
+        dict(sorted(r.files.items())),
+        dict(sorted(r.units.items())),
+        dict(sorted(r.images.items())),
+        tuple(r.problems),
+    )
+
+
+class _Renderer:
+    def __init__(self, stack: Stack, renderer: TemplateRenderer, extra: dict[str, Any]) -> None:
+        self.stack = stack
+        self.host = stack.host.name
+        self.current = posixpath.join(stack.host.state_dir, "current")
+        self.templates = renderer
+        self.extra = extra
+        self.files: dict[str, BundleFile] = {}
+        self.units: dict[str, Unit] = {}
+        self.images: dict[str, str] = {}
+        self.problems: list[Problem] = []
+
+    def context(self, **more: Any) -> dict[str, Any]:
+        s = self.stack
+        ctx = {
+            "host": attrs.asdict(s.host),
+            "vars": s.vars,
+            "containers": {n: attrs.asdict(c) for n, c in s.enabled_containers().items()},
+            "pods": {n: attrs.asdict(p) for n, p in s.enabled_pods().items()},
+            "state_dir": s.host.state_dir,
+            **self.extra,
+        }
+        ctx.update(more)
+        return ctx
+
+    def run(self) -> None:
+        s = self.stack
+        for name, volume in sorted(s.volumes.items()):
+            self.add_unit(name, "volume", self.volume(name, volume), (), (), None, True)
+        for name, network in sorted(s.networks.items()):
+            self.add_unit(name, "network", self.network(name, network), (), (), None, True)
+        for name, pod in sorted(s.enabled_pods().items()):
+            requires = tuple(unit_file(n, "network") for n in pod.networks if n in s.networks)
+            self.add_unit(name, "pod", self.pod(name, pod), (), requires, None, True)
+        for name, c in sorted(s.enabled_containers().items()):
+            extra_files = self.configs(name, c)
+            requires = self.container_requires(c)
+            ref = image_ref(c)
+            self.images[name] = ref
+            self.add_unit(
+                name, "container", self.container(name, c), extra_files, requires, ref, True
+            )
+        for name, script in sorted(s.enabled_scripts().items()):
+            self.script(name, script)
+
+    def add_unit(
+        self,
+        name: str,
+        kind: str,
+        text: bytes,
+        extra_files: tuple[str, ...],
+        requires: tuple[str, ...],
+        image: str | None,
+        enable: bool,
+    ) -> None:
+        folder = SYSTEMD_DIR if kind in ("service", "timer") else QUADLET_DIR
+        key = unit_file(name, kind)
+        path = f"{folder}/{key}"
+        self.files[path] = BundleFile(text)
+        self.units[key] = Unit(
+            key,
+            kind,
+            path,
+            service_name(name, kind),
+            tuple(sorted({path, *extra_files})),
+            tuple(sorted(set(requires))),
+            image,
+            enable,
+        )
+
+    def container_requires(self, c: Container) -> tuple[str, ...]:
+        req = [unit_file(d, "container") for d in c.depends_on]
+        if c.pod:
+            req.append(unit_file(c.pod, "pod"))
+        req += [unit_file(n, "network") for n in c.networks if n in self.stack.networks]
+        req += [
+            unit_file(v.split(":")[0], "volume")
+            for v in c.volumes
+            if v.split(":")[0] in self.stack.volumes
+        ]
+        return tuple(req)
+
+    def configs(self, name: str, c: Container) -> tuple[str, ...]:
+        paths = []
+        for cfg in c.configs:
+            path = f"files/{name}/{config_path(cfg)}"
+            try:
+                if cfg.template is not None:
+                    data = self.templates.render(
+                        cfg.template, self.context(service=name, container=attrs.asdict(c))
+                    )
+                else:
+                    data = self.templates.source(cfg.source or "")
+            except TemplateFailure as exc:
+                self.problems.append(exc.problem)
+                data = b""
+            self.files[path] = BundleFile(data, int(cfg.mode, 8))
+            paths.append(path)
+        return tuple(paths)
+
+    def container(self, name: str, c: Container) -> bytes:
+        unit: list[tuple[str, str]] = [
+            ("Description", unitfile.escape(c.description or f"{name} ({self.host})"))
+        ]
+        for dep in c.depends_on:
+            unit += [
+                ("Requires", service_name(dep, "container")),
+                ("After", service_name(dep, "container")),
+            ]
+        body: list[tuple[str, str]] = [("ContainerName", name), ("Image", image_ref(c))]
+        if c.pod:
+            body.append(("Pod", unit_file(c.pod, "pod")))
+        if c.entrypoint:
+            body.append(("Entrypoint", unitfile.escape(c.entrypoint)))
+        if c.command:
+            body.append(("Exec", unitfile.join_words(c.command)))
+        if c.user:
+            body.append(("User", unitfile.escape(c.user)))
+        for key, value in sorted(c.environment.items()):
+            body.append(("Environment", unitfile.quote(f"{key}={value}")))
+        for secret in sorted(c.secrets, key=lambda s: (s.name, s.env or "", s.file or "")):
+            if secret.env:
+                body.append(("Secret", f"{secret.name},type=env,target={secret.env}"))
+            else:
+                body.append(("Secret", f"{secret.name},type=mount,target={secret.file}"))
+        for port in c.ports:
+            body.append(("PublishPort", port))
+        for net in c.networks:
+            body.append(
+                ("Network", unit_file(net, "network") if net in self.stack.networks else net)
+            )
+        for vol in c.volumes:
+            source, _, rest = vol.partition(":")
+            if source in self.stack.volumes:
+                source = unit_file(source, "volume")
+            body.append(("Volume", unitfile.escape(f"{source}:{rest}")))
+        for cfg in c.configs:
+            host_path = f"{self.current}/files/{name}/{config_path(cfg)}"
+            body.append(("Volume", unitfile.escape(f"{host_path}:{cfg.mount}:ro")))
+        labels = dict(c.labels)
+        labels["bundle.host"] = self.host
+        labels["bundle.service"] = name
+        if c.auto_update:
+            body.append(("AutoUpdate", "registry"))
+        for key, value in sorted(labels.items()):
+            body.append(("Label", unitfile.quote(f"{key}={value}")))
+        if c.health:
+            h = c.health
+            body += [
+                ("HealthCmd", unitfile.quote(h.cmd)),
+                ("HealthInterval", h.interval),
+                ("HealthTimeout", h.timeout),
+                ("HealthRetries", str(h.retries)),
+                ("HealthStartPeriod", h.start_period),
+            ]
+        service = [("Restart", c.restart), ("TimeoutStartSec", "900")]
+        return unitfile.render(
+            self.host,
+            [
+                ("Unit", unit),
+                ("Container", body),
+                ("Service", service),
+                ("Install", [("WantedBy", "multi-user.target")]),
+            ],
+        )
+
+    def pod(self, name: str, pod: Pod) -> bytes:
+        body: list[tuple[str, str]] = [
+            ("PodName", service_name(name, "pod").removesuffix(".service"))
+        ]
+        for port in pod.ports:
+            body.append(("PublishPort", port))
+        for net in pod.networks:
+            body.append(
+                ("Network", unit_file(net, "network") if net in self.stack.networks else net)
+            )
+        unit = [("Description", unitfile.escape(pod.description or f"pod {name} ({self.host})"))]
+        return unitfile.render(
+            self.host,
+            [("Unit", unit), ("Pod", body), ("Install", [("WantedBy", "multi-user.target")])],
+        )
+
+    def volume(self, name: str, volume: Volume) -> bytes:
+        body: list[tuple[str, str]] = [("VolumeName", name)]
+        for key, value in (
+            ("Driver", volume.driver),
+            ("Device", volume.device),
+            ("Type", volume.type),
+            ("Options", volume.options),
+        ):
+            if value:
+                body.append((key, unitfile.escape(value)))
+        labels = {**volume.labels, "bundle.host": self.host}
+        for key, value in sorted(labels.items()):
+            body.append(("Label", unitfile.quote(f"{key}={value}")))
+        unit = [("Description", f"volume {name} ({self.host})")]
+        return unitfile.render(
+            self.host,
+            [("Unit", unit), ("Volume", body), ("Install", [("WantedBy", "multi-user.target")])],
+        )
+
+    def network(self, name: str, network: Network) -> bytes:
+        body: list[tuple[str, str]] = [("NetworkName", name)]
+        if network.subnet:
+            body.append(("Subnet", network.subnet))
+        if network.gateway:
+            body.append(("Gateway", network.gateway))
+        if network.internal:
+            body.append(("Internal", "true"))
+        if network.ipv6:
+            body.append(("IPv6", "true"))
+        labels = {**network.labels, "bundle.host": self.host}
+        for key, value in sorted(labels.items()):
+            body.append(("Label", unitfile.quote(f"{key}={value}")))
+        unit = [("Description", f"network {name} ({self.host})")]
+        return unitfile.render(
+            self.host,
+            [("Unit", unit), ("Network", body), ("Install", [("WantedBy", "multi-user.target")])],
+        )
+
+    def script(self, name: str, script: Script) -> None:
+        path = f"scripts/{name}.sh"
+        try:
+            if script.template is not None:
+                data = self.templates.render(script.template, self.context(script=name))
+            elif script.source is not None:
+                data = self.templates.source(script.source)
+            else:
+                data = f"#!/bin/sh\nset -eu\n{script.run}\n".encode()
+        except TemplateFailure as exc:
+            self.problems.append(exc.problem)
+            data = b""
+        self.files[path] = BundleFile(data, 0o755)
+        unit = [("Description", unitfile.escape(script.description or f"{name} ({self.host})"))]
+        service: list[tuple[str, str]] = [
+            ("Type", "oneshot"),
+            ("ExecStart", f"{self.current}/{path}"),
+            ("TimeoutStartSec", script.timeout),
+        ]
+        for key, value in sorted(script.environment.items()):
+            service.append(("Environment", unitfile.quote(f"{key}={value}")))
+        timed = script.on_calendar is not None
+        sections = [("Unit", unit), ("Service", service)]
+        if not timed:
+            sections.append(("Install", []))
+        self.add_unit(
+            name, "service", unitfile.render(self.host, sections), (path,), (), None, False
+        )
+        if timed:
+            timer = [("OnCalendar", script.on_calendar or ""), ("Persistent", "true")]
+            if script.randomized_delay:
+                timer.append(("RandomizedDelaySec", script.randomized_delay))
+            text = unitfile.render(
+                self.host,
+                [
+                    ("Unit", [("Description", f"timer for {name} ({self.host})")]),
+                    ("Timer", timer),
+                    ("Install", [("WantedBy", "timers.target")]),
+                ],
+            )
+            self.add_unit(name, "timer", text, (), (unit_file(name, "service"),), None, True)

@@ -1,0 +1,120 @@
+"""Turn a merged raw stack into the model with cattrs: unknown keys and wrong types refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cattrs
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+
+from builder.errors import Problem, StackError
+from builder.load import KeyPath, RawStack
+from builder.model import Stack
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
+
+
+def _strict(kind: type) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        # cattrs would turn 5 into "5" or "5" into 5; a stack file must say what it means
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+        raise TypeError(f"must be {_TYPE_NAMES[kind]}, not {_describe(value)}")
+
+    return hook
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    for kind in (str, int, bool, float):
+        conv.register_structure_hook(kind, _strict(kind))
+    conv.register_structure_hook(Any, lambda v, _: v)
+    return conv
+
+
+CONVERTER = _make_converter()
+
+
+def structure(raw: RawStack) -> Stack:
+    """Structure the whole stack at once, reporting every problem cattrs finds."""
+    for table in ("containers", "pods", "volumes", "networks", "scripts"):
+        # `[volumes.data]` with no keys is a complete declaration: TOML gives {}
+        for name, value in list(raw.data.get(table, {}).items()):
+            if value is None:
+                raw.data[table][name] = {}
+    try:
+        return CONVERTER.structure(raw.data, Stack)
+    except Exception as exc:
+        problems: list[Problem] = []
+        _collect(exc, (), raw, problems)
+        if not problems:
+            problems.append(Problem(f"cannot read stack: {exc}", None))
+        raise StackError(problems) from exc
+
+
+def _note_step(exc: BaseException) -> KeyPath | None:
+    for note in getattr(exc, "__notes__", []):
+        name = getattr(note, "name", None)
+        if name is not None:
+            return (name,)
+        index = getattr(note, "index", None)
+        if index is not None:
+            return (index,)
+    return None
+
+
+def _collect(exc: BaseException, at: KeyPath, raw: RawStack, out: list[Problem]) -> None:
+    step = _note_step(exc)
+    path = at + step if step else at
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        for sub in exc.exceptions:
+            _collect(sub, path, raw, out)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            allowed = ", ".join(sorted(f.name for f in exc.cl.__attrs_attrs__))
+            out.append(raw.problem((*path, key), f"unknown key (allowed here: {allowed})"))
+    elif isinstance(exc, KeyError):
+        out.append(raw.problem(path, "required key missing"))
+    elif isinstance(exc, TypeError | ValueError):
+        message = str(exc)
+        if not message.startswith("must be"):
+            message = f"wrong type: {_describe(_lookup(raw.data, at)) if step else message}"
+            message = _expected_type(exc, raw.data, path) or message
+        out.append(raw.problem(path, message))
+    else:
+        out.append(raw.problem(path, str(exc)))
+
+
+def _lookup(data: Any, path: KeyPath) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _expected_type(exc: BaseException, data: Any, path: KeyPath) -> str | None:
+    value = _lookup(data, path)
+    if value is None:
+        return None
+    text = str(exc)
+    if "not iterable" in text or "mapping" in text.lower() or "items" in text:
+        return f"wrong type: {_describe(value)} is not allowed here"
+    return f"wrong type ({_describe(value)}): {text}"

@@ -1,0 +1,60 @@
+"""Render config and script templates with Jinja2; undefined variables are errors with file:line."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from builder.errors import Problem
+
+
+class TemplateFailure(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class TemplateRenderer:
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+
+    def shown(self, name: str) -> str:
+        return f"{self.templates_dir.parent.name}/{self.templates_dir.name}/{name}"
+
+    def render(self, name: str, context: dict[str, Any]) -> bytes:
+        try:
+            return self.env.get_template(name).render(context).encode()
+        except jinja2.TemplateSyntaxError as exc:
+            file = self.shown(exc.name or name)
+            raise TemplateFailure(
+                Problem(f"template syntax error: {exc.message}", file, None, exc.lineno)
+            ) from exc
+        except jinja2.UndefinedError as exc:
+            file, line = self._template_frame(exc, name)
+            raise TemplateFailure(
+                Problem(f"undefined template variable: {exc.message}", file, None, line)
+            ) from exc
+        except jinja2.TemplateError as exc:
+            file, line = self._template_frame(exc, name)
+            raise TemplateFailure(Problem(f"template error: {exc}", file, None, line)) from exc
+
+    def source(self, name: str) -> bytes:
+        return (self.templates_dir / name).read_bytes()
+
+    def _template_frame(self, exc: BaseException, name: str) -> tuple[str, int | None]:
+        # jinja2 rewrites tracebacks so template frames carry the template's file and line
+        root = str(self.templates_dir.resolve())
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if frame.filename and str(Path(frame.filename).resolve()).startswith(root):
+                rel = Path(frame.filename).resolve().relative_to(root).as_posix()
+                return self.shown(rel), frame.lineno
+        return self.shown(name), None
