@@ -1,0 +1,28 @@
+"""The real test server: throwaway systemd-nspawn targets, a real image registry, quadlet.
+
+See docs/testing.md. Import as `from harness import Target, Registry, golden_image, ...`
+(tests/ is on sys.path through tests/conftest.py).
+"""
+
+from .registry import REGISTRY, PushedImage, Registry, RegistryError
+from .target import (
+    HarnessError,
+    Target,
+    TargetCommandError,
+    golden_image,
+    host_problems,
+    quadlet_binary,
+)
+
+__all__ = [
+    "REGISTRY",
+    "HarnessError",
+    "PushedImage",
+    "Registry",
+    "RegistryError",
+    "Target",
+    "TargetCommandError",
+    "golden_image",
+    "host_problems",
+    "quadlet_binary",
+]
