@@ -176,14 +176,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--stacks", metavar="DIR", help="stacks folder (default: ./stacks, or $BUNDLE_STACKS)"
-    )
-    p.add_argument("--bundles", metavar="DIR", help="build output folder (default: ./bundles)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    p.add_argument("-v", "--verbose", action="store_true", help="say more")
+def add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # options may come before or after the command; a subcommand must not reset them
+    d: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--stacks", metavar="DIR", help="stacks folder (default: ./stacks)", **d)
+    p.add_argument("--bundles", metavar="DIR", help="build output (default: ./bundles)", **d)
+    p.add_argument("--debug", action="store_true", help="show tracebacks", **d)
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors", **d)
+    p.add_argument("-v", "--verbose", action="store_true", help="say more", **d)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -193,7 +193,7 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_common(parser)
+    add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(

@@ -16,7 +16,6 @@ import attrs
 
 from builder.errors import InputError, Problem, StackError
 
-
 KeyPath = tuple[str | int, ...]
 
 
@@ -99,8 +98,9 @@ def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        msg = getattr(exc, "msg", str(exc))
+        # tomllib puts the position only in the message: "... (at line 3, column 11)"
+        m = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
+        msg, line = (m.group(1), int(m.group(2))) if m else (str(exc), None)
         raise StackError(
             [Problem(f"not valid TOML: {msg}", display_path(path, stacks_dir), None, line)]
         ) from exc

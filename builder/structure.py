@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_origin
 
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
 from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
@@ -40,10 +41,41 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _arrays_only(conv: cattrs.Converter) -> Any:
+    def factory(kind: Any) -> Any:
+        inner = homogenous_tuple_structure_factory(kind, conv)
+
+        def hook(value: Any, _: Any) -> Any:
+            # a string is iterable, but "6379" is not a list of ports
+            if not isinstance(value, list):
+                raise TypeError(f"must be an array, not {_describe(value)}")
+            return inner(value, kind)
+
+        return hook
+
+    return factory
+
+
+def _tables_only(conv: cattrs.Converter) -> Any:
+    def factory(kind: Any) -> Any:
+        inner = mapping_structure_factory(kind, conv)
+
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, dict):
+                raise TypeError(f"must be a table, not {_describe(value)}")
+            return inner(value, kind)
+
+        return hook
+
+    return factory
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, bool, float):
         conv.register_structure_hook(kind, _strict(kind))
+    conv.register_structure_hook_factory(lambda t: get_origin(t) is tuple, _arrays_only(conv))
+    conv.register_structure_hook_factory(lambda t: get_origin(t) is dict, _tables_only(conv))
     conv.register_structure_hook(Any, lambda v, _: v)
     return conv
 
