@@ -16,15 +16,12 @@ missing) these fixtures fail with the reason; they never skip.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import (
+from tests.harness import (
     HarnessError,
     Registry,
     RegistryError,

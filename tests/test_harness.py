@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from harness import Registry, Target
+from tests.harness import Registry, Target
 
 WEB_UNIT = """\
 [Unit]

@@ -1,7 +1,6 @@
 """The real test server: throwaway systemd-nspawn targets, a real image registry, quadlet.
 
-See docs/testing.md. Import as `from harness import Target, Registry, golden_image, ...`
-(tests/ is on sys.path through tests/conftest.py).
+See docs/testing.md. Import as `from tests.harness import Target, Registry, golden_image, ...`.
 """
 
 from .registry import REGISTRY, PushedImage, Registry, RegistryError
