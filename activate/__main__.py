@@ -1,0 +1,152 @@
+"""python3 -m activate COMMAND --state STATE --root ROOT [options]
+
+JSON on stdout; on failure one line on stderr and exit 1 (operation failed) or 2 (bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import activation, gc, lock, receive, rollback, status
+from .errors import BadInput, Failed, RolledBack, SwitcherError
+from .report import emit, error
+from .store import Store
+from .systemd import services_for
+
+DEFAULT_STATE = Path("/var/lib/bundle")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{message}; see `python3 -m activate --help`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state folder")
+    common.add_argument("--root", type=Path, default=Path("/"), help="'/' on a real server")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument(
+        "--services",
+        choices=("auto", "systemd", "none"),
+        default="auto",
+        help="call systemctl/podman: auto = only when ROOT is '/' (others are for tests)",
+    )
+    parser = _Parser(
+        prog="python3 -m activate",
+        description="The bundle switcher: receives and activates generations on this server.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("have", parents=[common], help="stdin: JSON list of sha256; prints the missing")
+    sub.add_parser("receive", parents=[common], help="stdin: gzip tar of manifest.json + objects")
+    p = sub.add_parser("plan", parents=[common], help="what activate would do; changes nothing")
+    p.add_argument("--generation", type=int, required=True)
+    p = sub.add_parser("activate", parents=[common], help="switch to a generation")
+    p.add_argument("--generation", type=int, required=True)
+    p.add_argument("--force", action="store_true", help="overwrite unit files changed by hand")
+    p = sub.add_parser("rollback", parents=[common], help="go back with the old switcher")
+    p.add_argument("--to", type=int, default=None, help="generation (default: the previous one)")
+    p.add_argument("--force", action="store_true", help="overwrite unit files changed by hand")
+    sub.add_parser("status", parents=[common], help="current generation and its units")
+    sub.add_parser("generations", parents=[common], help="list generations")
+    p = sub.add_parser("gc", parents=[common], help="remove old generations and unused objects")
+    p.add_argument("--keep", type=int, required=True, help="how many newest generations to keep")
+    return parser
+
+
+def _read_have_request() -> list[Any]:
+    try:
+        request = json.loads(sys.stdin.buffer.read().decode("utf-8") or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"have: stdin is not JSON ({exc}); send a JSON list of sha256") from None
+    if not isinstance(request, list):
+        raise BadInput("have: stdin must be a JSON list of sha256 strings")
+    return request
+
+
+def _run(args: argparse.Namespace) -> int:
+    store = Store(args.state.absolute())
+    root: Path = args.root.absolute()
+    services = services_for(root, args.services)
+    command: str = args.command
+    if command == "have":
+        emit({"missing": store.missing(_read_have_request())})
+    elif command == "receive":
+        store.ensure()
+        with lock.held(store.lock_path, "receive"):
+            emit(receive.receive(store, sys.stdin.buffer).as_json())
+    elif command == "plan":
+        emit(activation.preview(store, root, services, args.generation))
+    elif command == "activate":
+        store.require_exists()
+        action = os.environ.get(rollback.ACTION_ENV) or "activate"
+        with lock.held(store.lock_path, f"{action} {args.generation}"):
+            emit(activation.activate(store, root, services, args.generation, args.force, action))
+    elif command == "rollback":
+        target = rollback.choose_target(store, args.to)
+        if rollback.has_own_switcher(target):
+            extra = ["--force"] * args.force + ["--debug"] * args.debug
+            extra += ["--services", args.services] if args.services != "auto" else []
+            return rollback.run_own_switcher(target, store.root, root, extra)
+        with lock.held(store.lock_path, f"rollback {target.number}"):
+            report = activation.activate(
+                store, root, services, target.number, args.force, "rollback"
+            )
+            report["warnings"].append(
+                f"generation {target.number} carries no switcher; used this one"
+            )
+            emit(report)
+    elif command == "status":
+        emit(status.status(store, root, services))
+    elif command == "generations":
+        emit(status.generations(store))
+    elif command == "gc":
+        store.require_exists()
+        with lock.held(store.lock_path, f"gc --keep {args.keep}"):
+            emit(gc.gc(store, args.keep))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        return _run(_parser().parse_args(argv))
+    except RolledBack as exc:
+        emit(exc.report)
+        error(exc.message)
+        return exc.exit_code
+    except SwitcherError as exc:
+        if debug:
+            traceback.print_exc()
+        error(exc.message)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 1  # the deployer went away; there is nobody left to tell
+    except KeyboardInterrupt:
+        error("interrupted; nothing was changed unless a report said so")
+        return 1
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        where = exc.filename or "the state folder"
+        error(
+            f"{where}: {exc.strerror or exc}; check permissions and space (the switcher runs as root)"
+        )
+        return Failed.exit_code
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        error(f"internal error: {type(exc).__name__}: {exc}; run again with --debug and report it")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Unit files under ROOT: where each goes, writing them atomically, and noticing drift.
+
+The files the switcher manages are exactly the unit files of the active generation's
+manifest (derived, never recorded separately, so there is nothing to get out of step):
+quadlet units in ROOT/etc/containers/systemd/, plain units in ROOT/etc/systemd/system/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Failed
+from .manifest import Manifest, Unit
+from .store import fsync_dir
+
+QUADLET_DIR = Path("etc/containers/systemd")
+SYSTEMD_DIR = Path("etc/systemd/system")
+
+
+def destination(root: Path, unit: Unit) -> Path:
+    return root / (QUADLET_DIR if unit.is_quadlet else SYSTEMD_DIR) / unit.key
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A managed file that is not what the active generation installed."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.problem})"
+
+
+def find_drift(
+    root: Path,
+    active: Manifest | None,
+    new: Manifest,
+    interrupted: tuple[Manifest, ...] = (),
+) -> list[Drift]:
+    """Managed files changed or missing, and new files that would overwrite unmanaged ones.
+
+    `interrupted` are the generations of a switch that was killed halfway: a file may then
+    legitimately be in the state of either generation.
+    """
+    ours = tuple(m for m in (active, *interrupted) if m is not None)
+    accepted: dict[Path, set[str | None]] = {}
+    for manifest in ours:
+        for unit in manifest.units.values():
+            accepted.setdefault(destination(root, unit), set()).add(
+                manifest.files[unit.path].sha256
+            )
+    for manifest in ours:
+        present = {destination(root, u) for u in manifest.units.values()}
+        for dest in accepted.keys() - present:
+            accepted[dest].add(None)  # this generation has no such file, so absent is fine
+    found: list[Drift] = []
+    managed = set(accepted)
+    for dest in sorted(accepted):
+        actual = _sha256(dest)
+        if actual in accepted[dest]:
+            continue
+        label = f"generation {active.generation}" if active else "the interrupted switch"
+        problem = "missing" if actual is None else "changed"
+        found.append(Drift(str(dest), f"{problem} since {label} installed it"))
+    for unit in new.units.values():
+        dest = destination(root, unit)
+        if dest in managed:
+            continue
+        actual = _sha256(dest)
+        if actual is not None and actual != new.files[unit.path].sha256:
+            found.append(Drift(str(dest), "exists and is not managed by bundle"))
+    return found
+
+
+def _write_atomically(dest: Path, data: bytes, mode: int) -> None:
+    """Write a temp file in the same folder and rename it, so readers never see half a unit."""
+    # A leading dot and a .tmp suffix: neither systemd nor quadlet loads such a name.
+    tmp = dest.with_name(f".{dest.name}.bundle-{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dest)
+
+
+def install_units(
+    root: Path, folder: Path | None, new: Manifest | None, old: Manifest | None
+) -> dict[str, list[str]]:
+    """Make ROOT's unit files those of `new` (None: none at all); return what changed."""
+    written: list[str] = []
+    removed: list[str] = []
+    touched_dirs: set[Path] = set()
+    wanted: set[Path] = set()
+    for unit in new.units.values() if new else ():
+        assert new is not None and folder is not None
+        dest = destination(root, unit)
+        wanted.add(dest)
+        entry = new.files[unit.path]
+        data = (folder / unit.path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise Failed(
+                f"{folder / unit.path} does not match its sha256 in the manifest; "
+                "the generation is damaged, push it again"
+            )
+        if _sha256(dest) == entry.sha256 and (dest.stat().st_mode & 0o7777) == entry.mode:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(dest, data, entry.mode)
+        touched_dirs.add(dest.parent)
+        written.append(str(dest))
+    for unit in old.units.values() if old else ():
+        dest = destination(root, unit)
+        if dest not in wanted and (dest.exists() or dest.is_symlink()):
+            dest.unlink()
+            touched_dirs.add(dest.parent)
+            removed.append(str(dest))
+    for folder_path in touched_dirs:
+        fsync_dir(folder_path)
+    return {"written": sorted(written), "removed": sorted(removed)}

@@ -1,0 +1,274 @@
+"""receive: a gzip tar stream on stdin becomes a complete generation folder, or nothing.
+
+The stream holds `manifest.json` first, then `objects/<sha256>` for the objects the server
+lacks (ask with `have`). Every object is hashed while it is written to STATE/incoming/ and
+moved into STATE/objects/ only when its bytes match its name, so a cut connection keeps what
+already arrived and the next push sends only the rest. The generation folder is assembled
+under STATE/incoming/, verified, fsynced and renamed into STATE/generations/ in one step.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import tarfile
+import tempfile
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import BadInput, Failed
+from .manifest import MANIFEST_NAME, Manifest, parse_manifest
+from .store import OBJECT_MODE, Store, fsync_dir, read_only_mode, remove_tree
+
+OBJECT_NAME_RE = re.compile(r"^objects/([0-9a-f]{64})$")
+MANIFEST_LIMIT = 16 * 1024 * 1024
+# Tar overhead per entry: a 512-byte header, padding, and room for a pax or GNU long-name header.
+ENTRY_OVERHEAD = 4096
+# End-of-archive blocks plus the padding up to tar's 10 KiB record size.
+END_OVERHEAD = 20 * 1024
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Received:
+    generation: int
+    hash: str
+    objects_received: int
+    bytes_received: int
+    already_present: bool
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class _CappedReader:
+    """Counts decompressed bytes and refuses to expand past `limit` (a gzip bomb stops here)."""
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self.raw = raw
+        self.limit = limit
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        allowed = self.limit - self.count + 1
+        data = self.raw.read(allowed if size < 0 else min(size, allowed))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise BadInput(
+                f"receive: the stream expands past {self.limit} bytes, more than the manifest "
+                "declares; push again with the builder's own push"
+            )
+        return data
+
+
+def _drain(src: BinaryIO, size: int, sink: BinaryIO | None) -> str:
+    """Copy exactly `size` bytes from src to sink (or nowhere); return their sha256."""
+    digest = hashlib.sha256()
+    left = size
+    while left:
+        chunk = src.read(min(CHUNK, left))
+        if not chunk:
+            raise Failed("receive: the stream ended in the middle of a file; push again")
+        digest.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+        left -= len(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Progress:
+    manifest: Manifest | None = None
+    manifest_bytes: bytes = b""
+    objects_received: int = 0
+    bytes_received: int = 0
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    name = member.name
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        raise BadInput(
+            f"receive: refusing tar entry {name!r}: only regular files are allowed "
+            "(no links, folders or devices); push with the builder's own push"
+        )
+    if name != MANIFEST_NAME and not OBJECT_NAME_RE.match(name):
+        raise BadInput(
+            f"receive: refusing tar entry {name!r}: only manifest.json and objects/<sha256> "
+            "are allowed; push with the builder's own push"
+        )
+
+
+def _read_manifest(member: tarfile.TarInfo, tar: tarfile.TarFile, progress: _Progress) -> None:
+    if progress.manifest is not None:
+        raise BadInput("receive: the stream holds manifest.json twice")
+    if member.size > MANIFEST_LIMIT:
+        raise BadInput(f"receive: manifest.json is {member.size} bytes, over {MANIFEST_LIMIT}")
+    src = tar.extractfile(member)
+    assert src is not None  # regular file, checked above
+    data = src.read()
+    if len(data) != member.size:
+        raise Failed("receive: the stream ended inside manifest.json; push again")
+    progress.manifest = parse_manifest(data, "receive: manifest.json")
+    progress.manifest_bytes = data
+
+
+def _read_object(
+    member: tarfile.TarInfo,
+    tar: tarfile.TarFile,
+    store: Store,
+    staging: Path,
+    progress: _Progress,
+    seen: set[str],
+) -> None:
+    manifest = progress.manifest
+    if manifest is None:
+        raise BadInput(
+            f"receive: {member.name} arrived before manifest.json; the manifest must come first"
+        )
+    claimed = member.name.split("/", 1)[1]
+    sizes = manifest.object_sizes()
+    if claimed not in sizes:
+        raise BadInput(f"receive: {member.name} is not a file of generation {manifest.generation}")
+    if member.size != sizes[claimed]:
+        raise BadInput(
+            f"receive: {member.name} is {member.size} bytes, the manifest says {sizes[claimed]}"
+        )
+    if claimed in seen:
+        raise BadInput(f"receive: {member.name} appears twice in the stream")
+    seen.add(claimed)
+    src = tar.extractfile(member)
+    assert src is not None
+    if store.has_object(claimed):
+        _drain(src, member.size, None)  # already stored by an earlier, interrupted push
+        return
+    staged = staging / claimed
+    with open(staged, "wb") as sink:
+        actual = _drain(src, member.size, sink)
+        sink.flush()
+        os.fsync(sink.fileno())
+    if actual != claimed:
+        staged.unlink()
+        raise BadInput(
+            f"receive: {member.name} has sha256 {actual}, not the one its name claims; "
+            "the bundle is corrupt, rebuild and push again"
+        )
+    store.add_object(claimed, staged)
+    progress.objects_received += 1
+    progress.bytes_received += member.size
+
+
+def _read_stream(stream: BinaryIO, store: Store, staging: Path) -> _Progress:
+    progress = _Progress()
+    seen: set[str] = set()
+    reader = _CappedReader(
+        gzip.GzipFile(fileobj=stream, mode="rb"),  # type: ignore[arg-type]
+        MANIFEST_LIMIT + ENTRY_OVERHEAD + END_OVERHEAD,
+    )
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                _check_member(member)
+                if member.name == MANIFEST_NAME:
+                    _read_manifest(member, tar, progress)
+                    assert progress.manifest is not None
+                    sizes = progress.manifest.object_sizes()
+                    reader.limit = (
+                        reader.count
+                        + sum(sizes.values())
+                        + ENTRY_OVERHEAD * (len(sizes) + 1)
+                        + END_OVERHEAD
+                    )
+                else:
+                    _read_object(member, tar, store, staging, progress, seen)
+        # Read up to the gzip trailer: checks its CRC and leaves no unread bytes for the sender.
+        while reader.read(CHUNK):
+            pass
+    except (tarfile.ReadError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise Failed(
+            f"receive: the stream is cut or corrupt ({exc}); objects that arrived intact are "
+            "kept, push again to send the rest"
+        ) from None
+    if progress.manifest is None:
+        raise BadInput("receive: the stream holds no manifest.json")
+    return progress
+
+
+def _assemble(store: Store, manifest: Manifest, manifest_bytes: bytes, staging: Path) -> Path:
+    """Build the generation tree from objects under staging; return the verified folder."""
+    tree = staging / manifest.folder_name
+    tree.mkdir()
+    (tree / MANIFEST_NAME).write_bytes(manifest_bytes)
+    os.chmod(tree / MANIFEST_NAME, OBJECT_MODE)
+    folders = {tree}
+    for path, entry in sorted(manifest.files.items()):
+        dest = tree / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        folders.update(p for p in dest.parents if tree in p.parents)
+        mode = read_only_mode(entry.mode)
+        source = (
+            store.object_path(entry.sha256)
+            if mode == OBJECT_MODE
+            else store.object_with_mode(entry.sha256, mode)
+        )
+        os.link(source, dest)
+    for path, entry in manifest.files.items():
+        dest = tree / path
+        with open(dest, "rb") as fh:
+            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+        if actual != entry.sha256:
+            obj = store.object_path(entry.sha256)
+            raise Failed(
+                f"receive: stored object {obj} does not match its sha256 (used by {path}); "
+                "delete that file and push again"
+            )
+    # Folders read-only, deepest first, then fsync so the rename publishes durable content.
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(folder)
+        if folder != tree:
+            os.chmod(folder, 0o555)
+    return tree
+
+
+def receive(store: Store, stream: BinaryIO) -> Received:
+    """Run a whole receive; the caller holds the lock."""
+    store.ensure()
+    for stale in store.incoming.iterdir():
+        remove_tree(stale)  # left by a killed receive or gc; we hold the lock, nobody owns it
+    staging = Path(tempfile.mkdtemp(prefix="receive-", dir=store.incoming))
+    try:
+        progress = _read_stream(stream, store, staging)
+        manifest = progress.manifest
+        assert manifest is not None
+        result = Received(
+            generation=manifest.generation,
+            hash=manifest.hash,
+            objects_received=progress.objects_received,
+            bytes_received=progress.bytes_received,
+            already_present=False,
+        )
+        final = store.generations_dir / manifest.folder_name
+        if final.is_dir():
+            return Received(**{**result.as_json(), "already_present": True})  # type: ignore[arg-type]
+        clash = [g.name for g in store.generations() if g.number == manifest.generation]
+        if clash:
+            raise BadInput(
+                f"receive: generation {manifest.generation} already exists here as {clash[0]} "
+                f"with other content (this one is {manifest.folder_name}); build a new generation"
+            )
+        missing = [sha for sha in manifest.object_sizes() if not store.has_object(sha)]
+        if missing:
+            raise Failed(
+                f"receive: {len(missing)} object(s) of generation {manifest.generation} are "
+                f"neither stored nor in the stream (first: {missing[0]}); ask `have` and push again"
+            )
+        tree = _assemble(store, manifest, progress.manifest_bytes, staging)
+        os.rename(tree, final)
+        os.chmod(final, 0o555)
+        fsync_dir(store.generations_dir)
+        return result
+    finally:
+        remove_tree(staging)

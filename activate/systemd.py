@@ -1,0 +1,324 @@
+"""Every call to systemctl, podman and podman's quadlet generator goes through here.
+
+`Systemd` runs the real commands (ROOT is '/'); `FilesOnly` stands in when ROOT is a folder
+standing in for a server and services are not managed. The rest of the switcher only sees the
+`Services` interface, so a fake systemctl/podman on PATH is enough to test the real path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from . import MIN_PYTHON
+from .errors import Failed
+from .manifest import Manifest
+
+# Podman version that first understands each quadlet unit kind (podman's release notes).
+KIND_MIN_PODMAN = {"container": "4.4", "volume": "4.4", "network": "4.4", "image": "4.8"}
+KIND_MIN_PODMAN |= {"pod": "5.0", "build": "5.2"}
+QUADLET_CANDIDATES = ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet")
+SYSTEMD_UP_STATES = frozenset({"running", "degraded", "starting", "initializing", "maintenance"})
+BROKEN_LOAD_STATES = frozenset({"not-found", "bad-setting", "error"})
+
+TIMEOUT_QUICK = 120
+TIMEOUT_START = 900  # systemd's own start timeout applies first; this only catches a hang
+TIMEOUT_PULL = 3600
+
+
+@dataclass(frozen=True)
+class UnitState:
+    load: str | None
+    active: str | None
+    sub: str | None
+    main_pid: int | None
+
+
+class Services(Protocol):
+    """What activation needs from the service manager."""
+
+    managed: bool
+
+    def check_server(self, manifest: Manifest) -> dict[str, str]: ...
+    def check_quadlet(self, units: Mapping[str, bytes], services: Mapping[str, str]) -> None: ...
+    def pull_missing(self, images: Sequence[str]) -> list[str]: ...
+    def states(self, services: Sequence[str]) -> dict[str, UnitState]: ...
+    def stop(self, service: str) -> None: ...
+    def start(self, service: str) -> None: ...
+    def restart(self, service: str) -> None: ...
+    def enable(self, services: Sequence[str]) -> None: ...
+    def disable(self, services: Sequence[str]) -> None: ...
+    def daemon_reload(self) -> None: ...
+    def remove_network(self, name: str) -> None: ...
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'podman version 5.4.2' or '5.0' → (5, 4, 2) / (5, 0); () when there is none."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else ()
+
+
+def required_podman(manifest: Manifest) -> tuple[tuple[int, ...], str]:
+    """The newest podman the generation needs, and why."""
+    need: tuple[tuple[int, ...], str] = ((), "")
+    declared = manifest.requires.get("podman")
+    if declared:
+        need = (parse_version(declared), f"the manifest requires podman {declared}")
+    for unit in manifest.units.values():
+        floor = KIND_MIN_PODMAN.get(unit.kind)
+        if floor and parse_version(floor) > need[0]:
+            need = (parse_version(floor), f".{unit.kind} units ({unit.key}) need podman {floor}")
+    return need
+
+
+def network_name(key: str, unit_text: str) -> str:
+    """The podman network a quadlet .network unit creates: NetworkName= or systemd-NAME."""
+    section = ""
+    name = ""
+    for raw in unit_text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == "Network" and "=" in line and not line.startswith(("#", ";")):
+            k, v = line.split("=", 1)
+            if k.strip() == "NetworkName":
+                name = v.strip()
+    return name or f"systemd-{key.rsplit('.', 1)[0]}"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+class Systemd:
+    """The real thing: systemctl, podman and /usr/libexec/podman/quadlet."""
+
+    managed = True
+
+    def _run(
+        self,
+        argv: Sequence[str],
+        timeout: int = TIMEOUT_QUICK,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=dict(env) if env is not None else None,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise Failed(f"{argv[0]} is not installed on this server (not on PATH)") from None
+        except subprocess.TimeoutExpired:
+            raise Failed(f"`{' '.join(argv)}` did not finish within {timeout} s") from None
+
+    def _must(self, argv: Sequence[str], what: str, hint: str, timeout: int = TIMEOUT_QUICK) -> str:
+        done = self._run(argv, timeout)
+        if done.returncode != 0:
+            raise Failed(
+                f"{what} failed (exit {done.returncode}: {_last_line(done.stderr or done.stdout)}); {hint}"
+            )
+        return done.stdout
+
+    def quadlet_binary(self) -> str:
+        override = os.environ.get("BUNDLE_QUADLET")
+        if override:
+            return override
+        for candidate in QUADLET_CANDIDATES:
+            if os.access(candidate, os.X_OK):
+                return candidate
+        raise Failed(
+            f"podman's quadlet generator is not at {' or '.join(QUADLET_CANDIDATES)}; "
+            "install podman 4.4 or newer"
+        )
+
+    def check_server(self, manifest: Manifest) -> dict[str, str]:
+        facts = {"python": ".".join(map(str, sys.version_info[:3]))}
+        if sys.version_info < MIN_PYTHON:
+            raise Failed(f"python {facts['python']} is too old; the switcher needs 3.11 or newer")
+        if shutil.which("systemctl") is None:
+            raise Failed("systemctl is not installed; this server needs systemd")
+        state = self._run(["systemctl", "is-system-running"]).stdout.strip()
+        if state not in SYSTEMD_UP_STATES:
+            raise Failed(f"systemd is not running as the service manager (state {state!r})")
+        facts["systemd"] = state
+        need, why = required_podman(manifest)
+        if need or manifest.all_images():
+            if shutil.which("podman") is None:
+                raise Failed(f"podman is not installed; {why or 'the generation runs containers'}")
+            text = self._must(["podman", "--version"], "podman --version", "check podman")
+            have = parse_version(text)
+            facts["podman"] = ".".join(map(str, have))
+            if need and have < need:
+                raise Failed(
+                    f"podman {facts['podman']} is too old: {why}; upgrade podman on the server"
+                )
+            facts["quadlet"] = self.quadlet_binary()
+        return facts
+
+    def check_quadlet(self, units: Mapping[str, bytes], services: Mapping[str, str]) -> None:
+        if not units:
+            return
+        with tempfile.TemporaryDirectory(prefix="bundle-quadlet-") as tmp:
+            for name, data in units.items():
+                Path(tmp, name).write_bytes(data)
+            env = {**os.environ, "QUADLET_UNIT_DIRS": tmp}
+            done = self._run([self.quadlet_binary(), "-dryrun"], env=env)
+        errors = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+        if done.returncode != 0:
+            raise Failed(
+                f"podman's quadlet generator refuses the new units: {' | '.join(errors[-5:])}; "
+                "fix the stack and build again"
+            )
+        missing = [
+            f"{key} → {svc}" for key, svc in services.items() if f"---{svc}---" not in done.stdout
+        ]
+        if missing:
+            raise Failed(
+                f"podman's quadlet generator produced no unit for {', '.join(missing)}"
+                f"{' (' + errors[-1] + ')' if errors else ''}; fix the stack and build again"
+            )
+
+    def pull_missing(self, images: Sequence[str]) -> list[str]:
+        pulled = []
+        for ref in images:
+            if self._run(["podman", "image", "exists", ref]).returncode == 0:
+                continue
+            self._must(
+                ["podman", "pull", ref],
+                f"pulling {ref}",
+                "check the image name and the registry, or load it with `podman load`",
+                timeout=TIMEOUT_PULL,
+            )
+            pulled.append(ref)
+        return pulled
+
+    def states(self, services: Sequence[str]) -> dict[str, UnitState]:
+        if not services:
+            return {}
+        props = "Id,LoadState,ActiveState,SubState,MainPID"
+        out = self._must(
+            ["systemctl", "show", f"--property={props}", "--", *services],
+            "systemctl show",
+            "check that systemd is running",
+        )
+        blocks = [b for b in out.strip().split("\n\n") if b.strip()]
+        found: dict[str, UnitState] = {}
+        for service, block in zip(services, blocks, strict=False):
+            values = dict(ln.split("=", 1) for ln in block.splitlines() if "=" in ln)
+            pid = values.get("MainPID", "")
+            found[service] = UnitState(
+                load=values.get("LoadState"),
+                active=values.get("ActiveState"),
+                sub=values.get("SubState"),
+                main_pid=int(pid) if pid.isdigit() and pid != "0" else None,
+            )
+        return found
+
+    def stop(self, service: str) -> None:
+        done = self._run(["systemctl", "stop", "--", service], TIMEOUT_START)
+        if done.returncode != 0 and self.states([service])[service].load not in BROKEN_LOAD_STATES:
+            raise Failed(
+                f"stopping {service} failed ({_last_line(done.stderr)}); "
+                f"see `journalctl -u {service}`"
+            )
+
+    def start(self, service: str) -> None:
+        self._must(
+            ["systemctl", "start", "--", service],
+            f"starting {service}",
+            f"see `journalctl -u {service}`",
+            timeout=TIMEOUT_START,
+        )
+
+    def restart(self, service: str) -> None:
+        self._must(
+            ["systemctl", "restart", "--", service],
+            f"restarting {service}",
+            f"see `journalctl -u {service}`",
+            timeout=TIMEOUT_START,
+        )
+
+    def enable(self, services: Sequence[str]) -> None:
+        if services:
+            self._must(
+                ["systemctl", "enable", "--", *services],
+                f"enabling {', '.join(services)}",
+                "check their [Install] sections",
+            )
+
+    def disable(self, services: Sequence[str]) -> None:
+        # A unit whose file is already gone cannot be disabled and needs no disabling.
+        for service in services:
+            self._run(["systemctl", "disable", "--", service])
+
+    def daemon_reload(self) -> None:
+        self._must(["systemctl", "daemon-reload"], "systemctl daemon-reload", "see `journalctl -b`")
+
+    def remove_network(self, name: str) -> None:
+        if self._run(["podman", "network", "exists", name]).returncode != 0:
+            return
+        self._must(
+            ["podman", "network", "rm", "--", name],
+            f"removing podman network {name}",
+            f"see which containers still use it: `podman network inspect {name}`",
+        )
+
+
+class FilesOnly:
+    """ROOT is not '/': unit files are written, no service is touched."""
+
+    managed = False
+
+    def check_server(self, manifest: Manifest) -> dict[str, str]:
+        return {"python": ".".join(map(str, sys.version_info[:3]))}
+
+    def check_quadlet(self, units: Mapping[str, bytes], services: Mapping[str, str]) -> None:
+        return None
+
+    def pull_missing(self, images: Sequence[str]) -> list[str]:
+        return []
+
+    def states(self, services: Sequence[str]) -> dict[str, UnitState]:
+        return {}
+
+    def stop(self, service: str) -> None:
+        return None
+
+    def start(self, service: str) -> None:
+        return None
+
+    def restart(self, service: str) -> None:
+        return None
+
+    def enable(self, services: Sequence[str]) -> None:
+        return None
+
+    def disable(self, services: Sequence[str]) -> None:
+        return None
+
+    def daemon_reload(self) -> None:
+        return None
+
+    def remove_network(self, name: str) -> None:
+        return None
+
+
+def services_for(root: Path, choice: str) -> Services:
+    """'auto' manages services only when ROOT is the real root."""
+    if choice == "systemd" or (choice == "auto" and root.resolve() == Path("/")):
+        return Systemd()
+    return FilesOnly()
