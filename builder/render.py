@@ -80,19 +80,21 @@ class _Renderer:
         self.units: dict[str, Unit] = {}
         self.images: dict[str, str] = {}
         self.problems: list[Problem] = []
+        self._base: dict[str, Any] | None = None
 
     def context(self, **more: Any) -> dict[str, Any]:
-        s = self.stack
-        ctx = {
-            "host": attrs.asdict(s.host),
-            "vars": s.vars,
-            "containers": {n: attrs.asdict(c) for n, c in s.enabled_containers().items()},
-            "pods": {n: attrs.asdict(p) for n, p in s.enabled_pods().items()},
-            "state_dir": s.host.state_dir,
-            **self.extra,
-        }
-        ctx.update(more)
-        return ctx
+        if self._base is None:
+            # built once: every template sees the same host-wide view
+            s = self.stack
+            self._base = {
+                "host": attrs.asdict(s.host),
+                "vars": s.vars,
+                "containers": {n: attrs.asdict(c) for n, c in s.enabled_containers().items()},
+                "pods": {n: attrs.asdict(p) for n, p in s.enabled_pods().items()},
+                "state_dir": s.host.state_dir,
+                **self.extra,
+            }
+        return {**self._base, **more}
 
     def run(self) -> None:
         s = self.stack
@@ -158,7 +160,7 @@ class _Renderer:
             try:
                 if cfg.template is not None:
                     data = self.templates.render(
-                        cfg.template, self.context(service=name, container=attrs.asdict(c))
+                        cfg.template, self.context(service=name, container=self.context()["containers"][name])
                     )
                 else:
                     data = self.templates.source(cfg.source or "")
