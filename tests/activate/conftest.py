@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .switcherkit import U, Bundle, make_bundle
+from .switcherkit import Bundle, U, make_bundle
 
 
 @pytest.fixture
