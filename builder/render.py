@@ -184,11 +184,11 @@ class _Renderer:
         if c.pod:
             body.append(("Pod", unit_file(c.pod, "pod")))
         if c.entrypoint:
-            body.append(("Entrypoint", unitfile.escape(c.entrypoint)))
+            body.append(("Entrypoint", unitfile.escape(c.entrypoint, True)))
         if c.command:
             body.append(("Exec", unitfile.join_words(c.command)))
         if c.user:
-            body.append(("User", unitfile.escape(c.user)))
+            body.append(("User", unitfile.escape(c.user, True)))
         for key, value in sorted(c.environment.items()):
             body.append(("Environment", unitfile.quote(f"{key}={value}")))
         for secret in sorted(c.secrets, key=lambda s: (s.name, s.env or "", s.file or "")):
@@ -311,7 +311,7 @@ class _Renderer:
             ("TimeoutStartSec", script.timeout),
         ]
         for key, value in sorted(script.environment.items()):
-            service.append(("Environment", unitfile.quote(f"{key}={value}")))
+            service.append(("Environment", unitfile.quote(f"{key}={value}", command=False)))
         timed = script.on_calendar is not None
         sections = [("Unit", unit), ("Service", service)]
         if not timed:
