@@ -21,7 +21,13 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
-def web_stack(generation: int, state: Path, index: bytes = b"hello\n", **more: U) -> Bundle:
+def web_stack(
+    generation: int,
+    state: Path,
+    index: bytes = b"hello\n",
+    switcher_patch: dict[str, bytes] | None = None,
+    **more: U,
+) -> Bundle:
     """A small stack: a web container with a volume and a config file, a backup timer."""
     units = {
         "web.container": U(
@@ -48,4 +54,11 @@ def web_stack(generation: int, state: Path, index: bytes = b"hello\n", **more: U
         "files/web/index.html": index,
         "scripts/backup.sh": (b"#!/bin/sh\necho backup\n", 0o755),
     }
-    return make_bundle(generation, state, units, files, parent=generation - 1 or None)
+    return make_bundle(
+        generation,
+        state,
+        units,
+        files,
+        parent=generation - 1 or None,
+        switcher_patch=switcher_patch,
+    )

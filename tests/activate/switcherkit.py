@@ -90,12 +90,14 @@ def make_bundle(
     with_switcher: bool = True,
     requires: Mapping[str, str] | None = None,
     host: str = "testhost",
+    switcher_patch: Mapping[str, bytes] | None = None,
 ) -> Bundle:
     tree: dict[str, tuple[bytes, int]] = {}
     for path, value in (files or {}).items():
         tree[path] = value if isinstance(value, tuple) else (value, 0o644)
     if with_switcher:
-        tree.update({p: (data, 0o644) for p, data in switcher_files().items()})
+        code = {**switcher_files(), **(switcher_patch or {})}
+        tree.update({p: (data, 0o644) for p, data in code.items()})
     for key, u in units.items():
         tree[unit_path(key)] = (u.text.encode(), 0o644)
     file_entries = {
