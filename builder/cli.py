@@ -14,6 +14,9 @@ from builder.errors import BundleError, StackError
 
 EXAMPLES = """examples:
   bundle build vps1                 build stacks/vps1.toml into the next generation
+  bundle switch vps1                build, push and activate in one go
+  bundle rollback vps1              back to the previously active generation
+  bundle status vps1                what the server runs
   bundle diff vps1                  what changed between the last two generations
   bundle diff vps1 1 2 --stat       any two generations, one line per file
   bundle generations vps1           list the built generations
@@ -109,6 +112,8 @@ def cmd_generations(args: argparse.Namespace) -> int:
     from builder.store import Store
 
     paths = paths_from(args)
+    if args.remote:
+        return _remote_generations(args, paths)
     store = Store(paths.bundles_dir, args.host)
     gens = store.generations()
     times = store.build_times()
@@ -137,6 +142,33 @@ def cmd_generations(args: argparse.Namespace) -> int:
         size = human_size(row["size"]) if row["size"] is not None else "-"
         print(
             f"{row['generation']:>5}  {row['hash']:<12}  {row['built_at'] or '-':<20}  {size:>9}  {row['units']:>5}{mark}"
+        )
+    return 0
+
+
+def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
+    from builder.deploy import connect, do_remote_generations
+    from builder.store import Store
+
+    with connect(paths, args.host, args.target, args.accept_new) as server:
+        rows = do_remote_generations(server, Store(paths.bundles_dir, args.host).latest())
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print(f"{args.host}: the server has no generations yet; run `bundle push {args.host}`")
+        return 0
+    print(f"{'GEN':>5}  {'HASH':<12}  {'UNITS':>5}")
+    for row in rows:
+        mark = (
+            "  (active)"
+            if row.get("active")
+            else "  (rollback target)"
+            if row.get("rollback_target")
+            else ""
+        )
+        print(
+            f"{row['generation']:>5}  {(row.get('hash') or '')[:12]:<12}  {row.get('units') or 0:>5}{mark}"
         )
     return 0
 
@@ -174,6 +206,157 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_text(d, use_colour(sys.stdout), stat=args.stat))
     return 0
+
+
+def _summary(report: dict[str, Any]) -> str:
+    plan = report.get("plan") or {}
+    parts = []
+    for key, label in (("restart", "restarted"), ("start", "started"), ("stop", "stopped")):
+        if plan.get(key):
+            parts.append(f"{label} {', '.join(plan[key])}")
+    left = len(plan.get("leave", []))
+    parts.append(f"{left} unit{'s' if left != 1 else ''} left running untouched")
+    if report.get("services") == "not managed":
+        parts.append("files only (services not managed)")
+    return "; ".join(parts)
+
+
+def _deploy_args(args: argparse.Namespace) -> tuple[Any, str]:
+    return paths_from(args), args.host
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_push, local_generation
+
+    paths, host = _deploy_args(args)
+    gen = local_generation(paths, host, args.generation)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_push(server, gen)
+    if args.json:
+        emit_json(report)
+    elif report["already_present"]:
+        print(
+            f"{host}: generation {gen.number} is already on {server.where} ({human_size(report['bytes_sent'])} sent)"
+        )
+    else:
+        print(
+            f"{host}: pushed generation {gen.number} ({gen.hash12}) to {server.where}: "
+            f"{report['objects_sent']} of {report['objects_total']} files sent, {human_size(report['bytes_sent'])}; "
+            f"not active yet (bundle activate {host} --generation {gen.number})"
+        )
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_activate, local_generation
+
+    paths, host = _deploy_args(args)
+    gen = local_generation(paths, host, args.generation)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_activate(server, gen, args.force)
+    _print_switch(args, report, host)
+    return 0
+
+
+def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -> None:
+    if args.json:
+        emit_json(report)
+        return
+    print(
+        f"{host}: {report['action']} {report.get('from') or 'nothing'} -> {report['to']}: {report.get('result', 'ok')}"
+    )
+    if not args.quiet:
+        print(f"  {_summary(report)}")
+        for warning in report.get("warnings", []):
+            print(f"  warning: {warning}")
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_switch
+
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_switch(paths, server, args.force)
+    _print_switch(args, report, host)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_rollback
+
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_rollback(server, args.to, args.force)
+    _print_switch(args, report, host)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_status
+    from builder.store import Store
+
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_status(server, Store(paths.bundles_dir, host).latest())
+    if args.json:
+        emit_json(report)
+        return 0
+    if report["current"] is None:
+        print(f"{host}: no generation is active on {server.where}")
+        return 0
+    print(
+        f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {server.where}"
+    )
+    last = report.get("last")
+    if last:
+        print(
+            f"  last deploy: {last.get('time')} {last.get('action')} {last.get('from')} -> {last.get('to')}: {last.get('result')}"
+        )
+    for line in report.get("drift", []):
+        print(f"  drift: {line}")
+    if report.get("interrupted"):
+        print(
+            f"  an activation was interrupted: {report['interrupted']}; the next switch finishes or undoes it"
+        )
+    if report["units"]:
+        width = max(len(k) for k in report["units"])
+        for key, unit in report["units"].items():
+            state = f"{unit['active'] or '?'}/{unit['sub'] or '?'}"
+            pid = f"pid {unit['main_pid']}" if unit.get("main_pid") else ""
+            print(f"  {key.ljust(width)}  {state:<20} {pid}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_gc
+
+    paths, host = _deploy_args(args)
+    if args.keep < 1:
+        raise BundleError("--keep must be at least 1", 2)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_gc(paths, server, args.keep)
+    if args.json:
+        emit_json(report)
+    else:
+        removed = report["server"].get("removed", [])
+        print(
+            f"{host}: removed {len(removed)} generation(s) on the server {removed or ''}, "
+            f"{report['server'].get('objects_removed', 0)} unused file(s); "
+            f"{len(report['local_removed'])} local generation(s) {report['local_removed'] or ''}"
+        )
+    return 0
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        metavar="URL|DIR",
+        help="ssh://user@host:port or a folder standing in for the server's root, instead of the host's address",
+    )
+    p.add_argument(
+        "--accept-new", action="store_true", help="trust and remember an unknown SSH host key"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable report")
 
 
 def add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -234,10 +417,75 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command(
-        "generations", cmd_generations, "list a host's built generations", "bundle generations vps1"
+        "generations",
+        cmd_generations,
+        "list a host's generations (built, or --remote)",
+        "bundle generations vps1 --remote",
     )
     p.add_argument("host", metavar="HOST")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--remote", action="store_true", help="what the server has, active marked")
+    add_target(p)
+
+    p = command(
+        "push",
+        cmd_push,
+        "copy a generation to the server; nothing is activated",
+        "bundle push vps1 --generation 7",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
+    add_target(p)
+
+    p = command(
+        "activate",
+        cmd_activate,
+        "switch the server to a pushed generation",
+        "bundle activate vps1 --generation 7",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--generation", type=int, metavar="N", required=True)
+    p.add_argument(
+        "--force", action="store_true", help="overwrite unit files changed by hand on the server"
+    )
+    add_target(p)
+
+    p = command("switch", cmd_switch, "build, push and activate in one go", "bundle switch vps1")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite unit files changed by hand on the server"
+    )
+    add_target(p)
+
+    p = command(
+        "rollback",
+        cmd_rollback,
+        "go back to the previously active generation",
+        "bundle rollback vps1 --to 5",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--to", type=int, metavar="N", help="any generation on the server")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite unit files changed by hand on the server"
+    )
+    add_target(p)
+
+    p = command(
+        "status",
+        cmd_status,
+        "what the server runs: active generation, units, last deploy",
+        "bundle status vps1 --json",
+    )
+    p.add_argument("host", metavar="HOST")
+    add_target(p)
+
+    p = command(
+        "gc", cmd_gc, "remove old generations here and on the server", "bundle gc vps1 --keep 5"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument(
+        "--keep", type=int, default=5, metavar="N", help="newest generations to keep (default 5)"
+    )
+    add_target(p)
     return parser
 
 

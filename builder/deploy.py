@@ -1,0 +1,123 @@
+"""push, activate, switch, rollback, status, remote generations, gc: the deployer's commands.
+
+Each opens one transport to the host (or to `--target`), talks to the switcher through
+builder/remote.py, and returns a report (dict) that the CLI prints as text or JSON.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from builder.build import Paths, build, load_stack
+from builder.errors import BundleError
+from builder.push import push, switcher_of
+from builder.remote import RemoteError, Server
+from builder.store import Generation, Store
+
+
+@contextmanager
+def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> Iterator[Server]:
+    from builder.transport import open_transport
+
+    spec = load_stack(paths, host).host
+    transport, root = open_transport(target, spec.address, spec.ssh_user, spec.ssh_port, accept_new)
+    state = spec.state_dir if root == "/" else posixpath.join(root, spec.state_dir.lstrip("/"))
+    with transport:
+        yield Server(host, transport, state, root)
+
+
+def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
+    store = Store(paths.bundles_dir, host)
+    if number is not None:
+        return store.get(number)
+    latest = store.latest()
+    if latest is None:
+        raise BundleError(f"{host}: no generation built yet; run `bundle build {host}`", 2)
+    return latest
+
+
+def _switcher_cwd(server: Server, gen: Generation | None) -> str:
+    """A folder on the server holding a switcher that can answer read-only questions."""
+    if gen is not None:
+        manifest = gen.manifest()
+        server.ensure_switcher(manifest["switcher"], switcher_of(gen, manifest))
+        return server.switcher_dir(manifest["switcher"])
+    return posixpath.join(server.state, "current")
+
+
+def do_push(server: Server, gen: Generation) -> dict[str, Any]:
+    return {"action": "push", **push(server, gen).to_json()}
+
+
+def do_activate(server: Server, gen: Generation, force: bool) -> dict[str, Any]:
+    args = ["--generation", str(gen.number), *(["--force"] if force else [])]
+    before = server.bytes_sent
+    try:
+        report = server.call(
+            "activate", *args, cwd=server.generation_dir(gen.name), allow_report_on_failure=True
+        )
+    except RemoteError as exc:
+        if "No such file or directory" in str(exc) or "not on this server" in str(exc):
+            raise RemoteError(
+                f"{server.host}: generation {gen.number} is not on the server; run `bundle push {server.host} --generation {gen.number}` first"
+            ) from exc
+        raise
+    return {
+        "action": "activate",
+        "host": server.host,
+        **report,
+        "bytes_sent": server.bytes_sent - before,
+    }
+
+
+def do_switch(paths: Paths, server: Server, force: bool) -> dict[str, Any]:
+    built = build(paths, server.host)
+    pushed = push(server, built.generation)
+    activated = do_activate(server, built.generation, force)
+    return {
+        **activated,
+        "action": "switch",
+        "built": built.created,
+        "push": pushed.to_json(),
+        "bytes_sent": server.bytes_sent,
+    }
+
+
+def do_rollback(server: Server, to: int | None, force: bool) -> dict[str, Any]:
+    args = [*(["--to", str(to)] if to is not None else []), *(["--force"] if force else [])]
+    report = server.call(
+        "rollback", *args, cwd=posixpath.join(server.state, "current"), allow_report_on_failure=True
+    )
+    return {"action": "rollback", "host": server.host, **report}
+
+
+def do_status(server: Server, gen: Generation | None) -> dict[str, Any]:
+    return {"host": server.host, **server.call("status", cwd=_switcher_cwd(server, gen))}
+
+
+def do_remote_generations(server: Server, gen: Generation | None) -> list[dict[str, Any]]:
+    return server.call("generations", cwd=_switcher_cwd(server, gen))
+
+
+def do_gc(paths: Paths, server: Server, keep: int) -> dict[str, Any]:
+    store = Store(paths.bundles_dir, server.host)
+    latest = store.latest()
+    cwd = _switcher_cwd(server, latest)
+    remote = server.call("gc", "--keep", str(keep), cwd=cwd)
+    listing = server.call("generations", cwd=cwd)
+    # the server's active and rollback generations stay here too, so a rollback can be diffed
+    protected = {
+        g["generation"]
+        for g in listing
+        if g.get("active") or g.get("previous") or g.get("rollback_target")
+    }
+    local = store.generations()
+    removed_local = []
+    for gen in local[:-keep] if keep > 0 else local:
+        if gen.number not in protected and gen is not latest:
+            store.remove(gen)
+            removed_local.append(gen.number)
+    return {"host": server.host, "server": remote, "local_removed": removed_local}

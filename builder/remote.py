@@ -1,0 +1,137 @@
+"""The deployer's side of the switcher protocol (docs/architecture.md): one Server per host.
+
+Every call runs `python3 -B -m activate COMMAND --state STATE --root ROOT` on the server, in a
+folder holding the switcher, and reads JSON back. The switcher of the bundle being pushed is
+installed first under STATE/switchers/<switcher hash>/ (once; later pushes find it there).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import tarfile
+from typing import Any
+
+import attrs
+
+from builder.errors import BundleError
+from builder.transport.base import CommandResult, Stdin, Transport
+
+# Runs with the server's python3 before any switcher is there: install one, atomically.
+BOOTSTRAP = r"""
+import io, os, shutil, sys, tarfile
+dest = sys.argv[2]
+if sys.argv[1] == "check":
+    print("present" if os.path.isfile(os.path.join(dest, "activate", "__main__.py")) else "absent")
+    sys.exit(0)
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+tmp = "%s.tmp%d" % (dest, os.getpid())
+with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode="r:gz") as tar:
+    for m in tar.getmembers():
+        if not m.isfile() or not m.name.startswith("activate/") or ".." in m.name.split("/"):
+            sys.exit("bootstrap: refused archive entry %r" % m.name)
+        path = os.path.join(tmp, m.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(tar.extractfile(m).read())
+try:
+    os.rename(tmp, dest)
+except OSError:
+    shutil.rmtree(tmp)
+"""
+
+
+class RemoteError(BundleError):
+    """The server refused or failed an operation (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@attrs.define
+class Server:
+    host: str
+    transport: Transport
+    state: str
+    root: str
+    bytes_sent: int = 0
+
+    @property
+    def where(self) -> str:
+        return self.transport.describe()
+
+    def switcher_dir(self, switcher_hash: str) -> str:
+        return posixpath.join(self.state, "switchers", switcher_hash)
+
+    def _run(self, argv: list[str], stdin: Stdin = None, cwd: str | None = None) -> CommandResult:
+        result = self.transport.run(argv, stdin=stdin, cwd=cwd)
+        self.bytes_sent += result.bytes_sent
+        if result.rc == 127 and argv[0] == "python3":
+            raise RemoteError(
+                f"{self.host}: the server has no python3 ({self.where}); install it: the switcher needs it"
+            )
+        return result
+
+    def ensure_switcher(self, switcher_hash: str, files: dict[str, bytes]) -> bool:
+        """Install this bundle's switcher on the server unless it is there; True if sent."""
+        dest = self.switcher_dir(switcher_hash)
+        check = self._run(["python3", "-c", BOOTSTRAP, "check", dest])
+        if check.rc != 0:
+            raise RemoteError(f"{self.host}: cannot look for the switcher: {check.stderr_line()}")
+        if check.stdout.strip() == b"present":
+            return False
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+            for path in sorted(files):
+                info = tarfile.TarInfo(path)
+                info.size = len(files[path])
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(files[path]))
+        result = self._run(["python3", "-c", BOOTSTRAP, "install", dest], stdin=raw.getvalue())
+        if result.rc != 0:
+            raise RemoteError(f"{self.host}: cannot install the switcher: {result.stderr_line()}")
+        return True
+
+    def call(
+        self,
+        command: str,
+        *args: str,
+        cwd: str,
+        stdin: Stdin = None,
+        allow_report_on_failure: bool = False,
+    ) -> Any:
+        """Run a switcher command; its JSON, or RemoteError with the switcher's one line."""
+        argv = [
+            "python3",
+            "-B",
+            "-m",
+            "activate",
+            command,
+            "--state",
+            self.state,
+            "--root",
+            self.root,
+            *args,
+        ]
+        result = self._run(argv, stdin=stdin, cwd=cwd)
+        report = None
+        if result.stdout.strip():
+            try:
+                report = json.loads(result.stdout)
+            except json.JSONDecodeError:
+                report = None
+        if result.rc != 0:
+            line = result.stderr_line().removeprefix("activate: ")
+            raise RemoteError(f"{self.host}: {line}", report if allow_report_on_failure else None)
+        if report is None:
+            raise RemoteError(
+                f"{self.host}: the switcher's `{command}` printed no report; run it by hand with --debug"
+            )
+        return report
+
+    def generation_dir(self, name: str) -> str:
+        return posixpath.join(self.state, "generations", name)
