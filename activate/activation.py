@@ -300,13 +300,16 @@ def _restore(sw: Switch, progress: _Progress) -> list[str]:
     was_running = [
         k
         for k in back.order
-        if k not in started
-        and old.units[k].enable
-        and k in sw.live
-        and sw.live[k].active in RUNNING_STATES
+        if old.units[k].enable and k in sw.live and sw.live[k].active in RUNNING_STATES
     ]
+    try:
+        now = services.states([sw.service(k) for k in was_running])
+    except (SwitcherError, OSError):
+        now = {}  # unknown: starting a running unit is harmless
     for key in was_running:
-        attempt(f"starting {sw.service(key)}", services.start, sw.service(key))
+        state = now.get(sw.service(key))
+        if key not in started and (state is None or state.active not in RUNNING_STATES):
+            attempt(f"starting {sw.service(key)}", services.start, sw.service(key))
     attempt("enable", services.enable, [sw.service(k) for k in back.enable])
     return errors
 

@@ -1,0 +1,295 @@
+"""The managed-services path (--services systemd) against stand-in systemctl/podman/quadlet.
+
+The stand-ins (fake_tools.py) only check the order of calls and the way back after a failure;
+real systemd and podman are exercised by the tests against the real test server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import web_stack
+from .switcherkit import Result, U, finish, push, switcher
+
+FAKE = Path(__file__).with_name("fake_tools.py")
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def fake(tmp_path: Path, state: Path, root: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("systemctl", "podman", "quadlet"):
+        (bin_dir / tool).write_text(f"#!{sys.executable}\nexec(open({str(FAKE)!r}).read())\n")
+        (bin_dir / tool).chmod(0o755)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_STATE": str(tmp_path / "fake.json"),
+        "FAKE_ROOT": str(root),
+        "BUNDLE_QUADLET": str(bin_dir / "quadlet"),
+    }
+
+
+@pytest.fixture
+def run(fake: dict[str, str], state: Path, root: Path) -> Run:
+    def run(command: str, *args: str, env: dict[str, str] | None = None) -> Result:
+        return switcher(
+            command, state, root, *args, "--services", "systemd", env={**fake, **(env or {})}
+        )
+
+    return run
+
+
+def calls(fake: dict[str, str], since: int = 0) -> list[str]:
+    lines = Path(fake["FAKE_STATE"]).with_suffix(".log").read_text().splitlines()
+    return [
+        ln for ln in lines[since:] if not ln.startswith(("systemctl show", "systemctl is-system"))
+    ]
+
+
+def n_calls(fake: dict[str, str]) -> int:
+    log = Path(fake["FAKE_STATE"]).with_suffix(".log")
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def services(fake: dict[str, str]) -> dict[str, list[str]]:
+    return json.loads(Path(fake["FAKE_STATE"]).read_text())
+
+
+def current_generation(state: Path) -> int:
+    return int(os.readlink(state / "current").split("/")[-1].split("-")[0])
+
+
+def test_first_activation_checks_pulls_reloads_and_starts_in_order(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+
+    r = run("activate", "--generation", "1")
+
+    assert r.rc == 0, r
+    assert r.data["services"] == "managed"
+    assert r.data["pulled"] == ["docker.io/library/nginx:1.27.3"]
+    assert r.data["server"]["podman"] == "5.4.2"
+    assert calls(fake) == [
+        "podman --version",
+        "quadlet -dryrun",
+        "podman image exists docker.io/library/nginx:1.27.3",
+        "podman pull docker.io/library/nginx:1.27.3",
+        "systemctl daemon-reload",
+        "systemctl start -- web-data-volume.service",
+        "systemctl start -- backup.timer",
+        "systemctl start -- web.service",
+        "systemctl enable -- backup.timer",
+    ]
+    assert sorted(services(fake)["active"]) == [
+        "backup.timer",
+        "web-data-volume.service",
+        "web.service",
+    ]
+
+    status = run("status")
+    assert status.data["units"]["web.container"]["active"] == "active"
+    assert status.data["units"]["backup.service"]["active"] == "inactive"
+
+
+def test_next_generation_restarts_only_what_changed_and_stops_removed_units_first(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    second = web_stack(2, state, index=b"v2\n")
+    for key in ("backup.timer", "backup.service"):
+        del second.manifest["units"][key]
+    assert push(finish(second), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 0, r
+    assert calls(fake, before) == [
+        "podman --version",
+        "quadlet -dryrun",
+        "podman image exists docker.io/library/nginx:1.27.3",
+        "systemctl disable -- backup.timer",
+        "systemctl stop -- backup.timer",
+        "systemctl stop -- backup.service",
+        "systemctl daemon-reload",
+        "systemctl restart -- web.service",
+    ]
+
+
+def test_failed_start_puts_the_old_generation_back(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    first = web_stack(1, state)
+    assert push(first, state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    # api starts after web (depends on it), so web is already restarted when api fails.
+    api = U(
+        "[Container]\nImage=docker.io/library/api:1\n",
+        image="docker.io/library/api:1",
+        requires=("web.container",),
+    )
+    assert push(web_stack(2, state, index=b"v2\n", **{"api.container": api}), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2", env={"FAKE_FAIL_START": "api.service"})
+
+    assert r.rc == 1, r
+    assert r.stderr.startswith(
+        "activate: rolled back to generation 1: activating generation 2 failed"
+    )
+    assert "api.service" in r.stderr and "journalctl -u api.service" in r.stderr
+    assert r.data["result"] == "rolled back"
+    assert current_generation(state) == 1
+    assert not (root / "etc/containers/systemd/api.container").exists()
+    assert (state / "current/files/web/index.html").read_bytes() == b"hello\n"
+    done = calls(fake, before)
+    assert done[done.index("systemctl restart -- web.service") :] == [
+        "systemctl restart -- web.service",
+        "systemctl start -- api.service",
+        "systemctl stop -- api.service",
+        "systemctl daemon-reload",
+        "systemctl restart -- web.service",
+        "systemctl enable -- backup.timer",
+    ]
+    assert "web.service" in services(fake)["active"]
+    last = json.loads((state / "history.jsonl").read_text().splitlines()[-1])
+    assert (last["from"], last["to"], last["result"]) == (1, 2, "rolled back")
+    assert not (state / "pending.json").exists()
+
+
+def test_failed_first_activation_leaves_no_generation_active(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+
+    r = run("activate", "--generation", "1", env={"FAKE_FAIL_START": "web.service"})
+
+    assert r.rc == 1, r
+    assert r.stderr.startswith("activate: rolled back to no generation")
+    assert not (state / "current").exists()
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+    assert services(fake)["active"] == []
+    assert services(fake)["enabled"] == []
+
+
+def test_unit_systemd_cannot_load_rolls_back(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    broken = U("[Service]\nExecStart=/bin/true\n# BROKEN\n")
+    assert push(web_stack(2, state, **{"odd.service": broken}), state, root).rc == 0
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 1, r
+    assert "rolled back to generation 1" in r.stderr
+    assert "systemd does not know odd.service (not-found)" in r.stderr
+    assert current_generation(state) == 1
+    assert not (root / "etc/systemd/system/odd.service").exists()
+
+
+def test_quadlet_refusal_stops_before_anything_changes(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    bad = U("[Container]\nImage=x\nBADKEY=1\n", image="x")
+    assert push(web_stack(2, state, **{"bad.container": bad}), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 1, r
+    assert "quadlet generator refuses the new units" in r.stderr
+    assert "unsupported key 'BADKEY'" in r.stderr
+    assert calls(fake, before) == ["podman --version", "quadlet -dryrun"]
+    assert current_generation(state) == 1
+    assert "rolled back" not in r.stderr
+
+
+def test_podman_too_old_for_pods_is_refused(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state, **{"app.pod": U("[Pod]\n")}), state, root).rc == 0
+
+    r = run("activate", "--generation", "1", env={"FAKE_PODMAN_VERSION": "4.9.3"})
+
+    assert r.rc == 1, r
+    assert "podman 4.9.3 is too old" in r.stderr and "5.0" in r.stderr
+    assert not (state / "current").exists()
+
+
+def test_changed_network_is_removed_while_its_users_are_down(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    def stack(n: int, subnet: str):  # type: ignore[no-untyped-def]
+        return web_stack(
+            n,
+            state,
+            **{
+                "front.network": U(f"[Network]\nSubnet={subnet}\n"),
+                "api.container": U(
+                    "[Container]\nImage=api\nNetwork=front.network\n",
+                    requires=("front.network",),
+                    image="api",
+                ),
+            },
+        )
+
+    assert push(stack(1, "10.1.0.0/24"), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    assert push(stack(2, "10.2.0.0/24"), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 0, r
+    assert r.data["plan"]["networks"] == ["front.network"]
+    assert [c for c in calls(fake, before) if "front" in c or "api" in c] == [
+        "podman image exists api",
+        "systemctl stop -- api.service",
+        "systemctl stop -- front-network.service",
+        "podman network exists systemd-front",
+        "podman network rm -- systemd-front",
+        "systemctl start -- front-network.service",
+        "systemctl start -- api.service",
+    ]
+
+
+def test_managed_services_need_the_state_dir_the_units_were_built_for(
+    run: Run, state: Path, root: Path, tmp_path: Path
+) -> None:
+    assert push(web_stack(1, tmp_path / "elsewhere"), state, root).rc == 0
+
+    r = run("activate", "--generation", "1")
+
+    assert r.rc == 2, r
+    assert "state_dir" in r.stderr
+
+
+def test_reactivating_starts_units_that_died(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    fake_state = services(fake)
+    fake_state["active"].remove("web.service")
+    fake_state["failed"].append("web.service")
+    Path(fake["FAKE_STATE"]).write_text(json.dumps(fake_state))
+
+    r = run("activate", "--generation", "1")
+
+    assert r.rc == 0, r
+    assert r.data["plan"]["start"] == ["web.container"]
+    assert r.data["plan"]["reasons"]["web.container"] == "unchanged but failed"
