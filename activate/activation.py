@@ -29,7 +29,7 @@ from .errors import BadInput, Failed, RolledBack, SwitcherError
 from .install import find_drift, install_units
 from .manifest import Manifest
 from .planner import RUNNING_STATES, Plan, plan
-from .store import Generation, Store, history_entry
+from .store import Generation, Store, history_entry, now_utc
 from .systemd import BROKEN_LOAD_STATES, Services, UnitState, network_name
 
 
@@ -334,12 +334,10 @@ def activate(
     sw = prepare(store, root, services, number)
     facts, drift, pulled = _check_before_change(sw, force)
     from_n = sw.current.number if sw.current else None
-    store.write_pending(
-        {"from": from_n, "to": number, "since": history_entry(action, None, None, "", "")["time"]}
-    )
     progress = _Progress()
     try:
         with _signals_become_errors():
+            store.write_pending({"from": from_n, "to": number, "since": now_utc()})
             files = _forward(sw, progress)
     except (SwitcherError, OSError) as exc:
         cause = getattr(exc, "message", None) or str(exc)

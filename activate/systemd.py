@@ -95,8 +95,10 @@ def network_name(key: str, unit_text: str) -> str:
 
 
 def _last_line(text: str) -> str:
+    """The line of a tool's output that says what went wrong (systemctl puts it first)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
+    telling = [ln for ln in lines if "rror" in ln or "failed" in ln or "not found" in ln]
+    return (telling or lines or ["no message"])[-1]
 
 
 class Systemd:
