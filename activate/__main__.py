@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state folder")
     common.add_argument("--root", type=Path, default=Path("/"), help="'/' on a real server")
     common.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -9,6 +9,7 @@ under STATE/incoming/, verified, fsynced and renamed into STATE/generations/ in 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -18,7 +19,7 @@ import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from .errors import BadInput, Failed
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
@@ -65,7 +66,7 @@ class _CappedReader:
         return data
 
 
-def _drain(src: BinaryIO, size: int, sink: BinaryIO | None) -> str:
+def _drain(src: IO[bytes], size: int, sink: IO[bytes] | None) -> str:
     """Copy exactly `size` bytes from src to sink (or nowhere); return their sha256."""
     digest = hashlib.sha256()
     left = size
@@ -252,7 +253,7 @@ def receive(store: Store, stream: BinaryIO) -> Received:
         )
         final = store.generations_dir / manifest.folder_name
         if final.is_dir():
-            return Received(**{**result.as_json(), "already_present": True})  # type: ignore[arg-type]
+            return dataclasses.replace(result, already_present=True)
         clash = [g.name for g in store.generations() if g.number == manifest.generation]
         if clash:
             raise BadInput(

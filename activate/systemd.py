@@ -232,7 +232,10 @@ class Systemd:
 
     def stop(self, service: str) -> None:
         done = self._run(["systemctl", "stop", "--", service], TIMEOUT_START)
-        if done.returncode != 0 and self.states([service])[service].load not in BROKEN_LOAD_STATES:
+        if done.returncode == 0:
+            return
+        known = self.states([service]).get(service)
+        if known is None or known.load not in BROKEN_LOAD_STATES:  # an unknown unit is stopped
             raise Failed(
                 f"stopping {service} failed ({_last_line(done.stderr)}); "
                 f"see `journalctl -u {service}`"

@@ -26,7 +26,7 @@ def web_stack(
     state: Path,
     index: bytes = b"hello\n",
     switcher_patch: dict[str, bytes] | None = None,
-    **more: U,
+    extra: dict[str, U] | None = None,
 ) -> Bundle:
     """A small stack: a web container with a volume and a config file, a backup timer."""
     units = {
@@ -48,9 +48,9 @@ def web_stack(
             "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n",
             requires=("backup.service",),
         ),
-        **more,
+        **(extra or {}),
     }
-    files = {
+    files: dict[str, bytes | tuple[bytes, int]] = {
         "files/web/index.html": index,
         "scripts/backup.sh": (b"#!/bin/sh\necho backup\n", 0o755),
     }

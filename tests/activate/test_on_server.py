@@ -50,7 +50,10 @@ def web_units(extra: dict[str, U] | None = None) -> dict[str, U]:
 
 
 def stack(n: int, index: bytes, extra: dict[str, U] | None = None) -> Bundle:
-    files = {"files/web/index.html": index, "scripts/backup.sh": (b"#!/bin/sh\necho ok\n", 0o755)}
+    files: dict[str, bytes | tuple[bytes, int]] = {
+        "files/web/index.html": index,
+        "scripts/backup.sh": (b"#!/bin/sh\necho ok\n", 0o755),
+    }
     return make_bundle(n, STATE, web_units(extra), files, parent=n - 1 or None)
 
 

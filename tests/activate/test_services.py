@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import web_stack
-from .switcherkit import Result, U, finish, push, switcher
+from .switcherkit import Bundle, Result, U, finish, push, switcher
 
 FAKE = Path(__file__).with_name("fake_tools.py")
 Run = Callable[..., Result]
@@ -138,7 +138,9 @@ def test_failed_start_puts_the_old_generation_back(
         image="docker.io/library/api:1",
         requires=("web.container",),
     )
-    assert push(web_stack(2, state, index=b"v2\n", **{"api.container": api}), state, root).rc == 0
+    assert (
+        push(web_stack(2, state, index=b"v2\n", extra={"api.container": api}), state, root).rc == 0
+    )
     before = n_calls(fake)
 
     r = run("activate", "--generation", "2", env={"FAKE_FAIL_START": "api.service"})
@@ -188,7 +190,7 @@ def test_unit_systemd_cannot_load_rolls_back(
     assert push(web_stack(1, state), state, root).rc == 0
     assert run("activate", "--generation", "1").rc == 0
     broken = U("[Service]\nExecStart=/bin/true\n# BROKEN\n")
-    assert push(web_stack(2, state, **{"odd.service": broken}), state, root).rc == 0
+    assert push(web_stack(2, state, extra={"odd.service": broken}), state, root).rc == 0
 
     r = run("activate", "--generation", "2")
 
@@ -205,7 +207,7 @@ def test_quadlet_refusal_stops_before_anything_changes(
     assert push(web_stack(1, state), state, root).rc == 0
     assert run("activate", "--generation", "1").rc == 0
     bad = U("[Container]\nImage=x\nBADKEY=1\n", image="x")
-    assert push(web_stack(2, state, **{"bad.container": bad}), state, root).rc == 0
+    assert push(web_stack(2, state, extra={"bad.container": bad}), state, root).rc == 0
     before = n_calls(fake)
 
     r = run("activate", "--generation", "2")
@@ -221,7 +223,7 @@ def test_quadlet_refusal_stops_before_anything_changes(
 def test_podman_too_old_for_pods_is_refused(
     run: Run, fake: dict[str, str], state: Path, root: Path
 ) -> None:
-    assert push(web_stack(1, state, **{"app.pod": U("[Pod]\n")}), state, root).rc == 0
+    assert push(web_stack(1, state, extra={"app.pod": U("[Pod]\n")}), state, root).rc == 0
 
     r = run("activate", "--generation", "1", env={"FAKE_PODMAN_VERSION": "4.9.3"})
 
@@ -233,11 +235,11 @@ def test_podman_too_old_for_pods_is_refused(
 def test_changed_network_is_removed_while_its_users_are_down(
     run: Run, fake: dict[str, str], state: Path, root: Path
 ) -> None:
-    def stack(n: int, subnet: str):  # type: ignore[no-untyped-def]
+    def stack(n: int, subnet: str) -> Bundle:
         return web_stack(
             n,
             state,
-            **{
+            extra={
                 "front.network": U(f"[Network]\nSubnet={subnet}\n"),
                 "api.container": U(
                     "[Container]\nImage=api\nNetwork=front.network\n",
