@@ -10,10 +10,10 @@ matching rule wins; `enable` is the manifest's "should be running after activati
 | 3 | only in new, enable false                       | leave: installed, never started (e.g. a    |
 |   |                                                 | timer-triggered .service)                  |
 | 4 | .network, closure changed                       | stop every unit that requires it (directly |
-|   |                                                 | or through a pod), stop it, `podman network |
-|   |                                                 | rm`, then start it and them again (enable  |
-|   |                                                 | true only); quadlet never updates an       |
-|   |                                                 | existing network by itself                 |
+|   |                                                 | or through a pod), stop it, `podman        |
+|   |                                                 | network rm`, then start it and them again  |
+|   |                                                 | (enable true only); quadlet never updates  |
+|   |                                                 | an existing network by itself              |
 | 5 | enable true → false                             | stop (+ disable if timer/service)          |
 | 6 | enable false → false                            | leave; a change applies the next time it   |
 |   |                                                 | runs (its timer fires)                     |
@@ -22,7 +22,9 @@ matching rule wins; `enable` is the manifest's "should be running after activati
 |   |                                                 | volume, and restarting its service would   |
 |   |                                                 | restart every container that uses it       |
 | 9 | closure changed                                 | restart (timers: restart re-arms them)     |
-| 10| closure same, live state known and not running  | start                                      |
+| 10| closure same, live state known: failed, or      | start                                      |
+|   | inactive for a kind meant to stay up (not a     |                                            |
+|   | plain .service: a oneshot ends inactive)        |                                            |
 | 11| closure same                                    | leave alone                                |
 
 Then: a container whose pod is restarted is restarted by systemd through the pod (quadlet's
@@ -85,6 +87,13 @@ class Plan:
             "disable": list(self.disable),
             "reasons": dict(sorted(self.reasons.items())),
         }
+
+
+def _should_run_but_does_not(unit: Unit, active_state: str) -> bool:
+    if active_state in RUNNING_STATES:
+        return False
+    # A finished oneshot .service is inactive by design; starting it again would rerun it.
+    return active_state == "failed" or unit.kind != "service"
 
 
 def dependency_order(edges: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
@@ -175,7 +184,7 @@ def plan(
                 put(key, "leave", f"{why}; podman does not change an existing volume")
             else:
                 put(key, "restart", why)
-        elif live is not None and live.get(key, "inactive") not in RUNNING_STATES:
+        elif live is not None and _should_run_but_does_not(n, live.get(key, "inactive")):
             put(key, "start", f"unchanged but {live.get(key, 'inactive')}")
         else:
             put(key, "leave", "unchanged")

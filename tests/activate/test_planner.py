@@ -182,6 +182,18 @@ def test_unchanged_unit_that_is_not_running_is_started_when_live_state_is_known(
     assert p.reasons["web.container"] == "unchanged but failed"
 
 
+def test_finished_oneshot_service_is_not_run_again() -> None:
+    both = manifest({"migrate.service": U("[Service]\nType=oneshot\n"), "t.timer": U("[Timer]\n")})
+
+    p = plan(both, both, {"migrate.service": "inactive", "t.timer": "inactive"})
+
+    assert p.start == ("t.timer",)
+    assert p.leave == ("migrate.service",)
+    assert plan(both, both, {"migrate.service": "failed", "t.timer": "active"}).start == (
+        "migrate.service",
+    )
+
+
 def test_unchanged_unit_is_left_alone() -> None:
     both = manifest({"web.container": WEB})
 
