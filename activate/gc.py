@@ -30,9 +30,12 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
     protected = {g.name for g in gens[-keep:]} if keep else set()
     if current:
         protected.add(current.name)
+    pending = store.pending() or {}  # an interrupted switch may still need either side
     for n in (
         previous_active(history, current_n),
         rollback_target(history, current_n, {g.number for g in gens}),
+        pending.get("from"),
+        pending.get("to"),
     ):
         protected.update(g.name for g in gens if g.number == n)
     doomed = [g for g in gens if g.name not in protected]
