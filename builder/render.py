@@ -160,7 +160,8 @@ class _Renderer:
             try:
                 if cfg.template is not None:
                     data = self.templates.render(
-                        cfg.template, self.context(service=name, container=self.context()["containers"][name])
+                        cfg.template,
+                        self.context(service=name, container=self.context()["containers"][name]),
                     )
                 else:
                     data = self.templates.source(cfg.source or "")
