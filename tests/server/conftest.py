@@ -1,0 +1,123 @@
+"""A project whose host is a real test server, reached by the `bundle` command over SSH."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Target
+
+WEB_STACK = """\
+[host]
+name = "web1"
+address = "web1-test"
+
+[vars]
+message = "first"
+
+[volumes.web-data]
+
+[containers.web]
+image = "registry.test:5000/bundle/web"
+version = "1.0.0"
+ports = ["0.0.0.0:8080:8080"]
+volumes = ["web-data:/data"]
+configs = [{ template = "web/index.html.j2", mount = "/www/index.html" }]
+
+[containers.other]
+image = "registry.test:5000/bundle/web"
+version = "1.0.0"
+ports = ["0.0.0.0:8081:8080"]
+"""
+
+
+@dataclass
+class DeployProject:
+    root: Path
+    home: Path
+    target: Target
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stacks(self) -> Path:
+        return self.root / "stacks"
+
+    @property
+    def bundles(self) -> Path:
+        return self.root / "bundles"
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "HOME": str(self.home), **self.env}
+        return subprocess.run(
+            [sys.executable, "-m", "builder.cli", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args)
+        assert result.returncode == 0, f"bundle {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json").stdout)
+
+    def edit(self, rel: str, old: str, new: str) -> None:
+        path = self.stacks / rel
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+
+    def fetch(self, port: int, path: str = "/", tries: int = 50) -> str:
+        """GET from the server; a container just started may need a moment to listen."""
+        last: Exception | None = None
+        for _ in range(tries):
+            try:
+                with urllib.request.urlopen(self.target.url(port, path), timeout=2) as r:
+                    return r.read().decode()
+            except OSError as exc:
+                last = exc
+                time.sleep(0.1)
+        raise AssertionError(f"{self.target.url(port, path)} did not answer: {last}")
+
+    def main_pid(self, service: str) -> int:
+        out = self.target.ssh(f"systemctl show -p MainPID --value {service}").stdout
+        return int(out.strip())
+
+
+def make_deploy_project(tmp_path: Path, target: Target, stack: str = WEB_STACK) -> DeployProject:
+    root = tmp_path / "project"
+    (root / "stacks/templates/web").mkdir(parents=True)
+    (root / "stacks/web1.toml").write_text(stack)
+    (root / "stacks/templates/web/index.html.j2").write_text(
+        "{{ vars.message }} from {{ host.name }}\n"
+    )
+    home = tmp_path / "home"
+    ssh = home / ".ssh"
+    ssh.mkdir(parents=True, mode=0o700)
+    key = ssh / "id_test"
+    shutil.copy(target.key_path, key)
+    key.chmod(0o600)
+    (ssh / "config").write_text(
+        f"Host web1-test\n  HostName {target.host}\n  Port {target.port}\n  User root\n  IdentityFile {key}\n"
+    )
+    shutil.copy(target.known_hosts_path, ssh / "known_hosts")
+    return DeployProject(root, home, target)
+
+
+@pytest.fixture
+def deploy_project(tmp_path: Path, target: Target, registry: Any) -> DeployProject:
+    return make_deploy_project(tmp_path, target)
