@@ -31,12 +31,15 @@ def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> It
 
 def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
     store = Store(paths.bundles_dir, host)
-    if number is not None:
-        return store.get(number)
     latest = store.latest()
     if latest is None:
-        raise BundleError(f"{host}: no generation built yet; run `bundle build {host}`", 2)
-    return latest
+        raise BundleError(f"{host}: no generation built yet; run `bundle build {host}`")
+    if number is None:
+        return latest
+    try:
+        return store.get(number)
+    except BundleError as exc:
+        raise BundleError(str(exc)) from exc  # for a deploy this is a failed operation: exit 1
 
 
 def _switcher_cwd(server: Server, gen: Generation | None) -> str:
