@@ -3,6 +3,7 @@ and for deploying to the machine you are on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -45,9 +46,10 @@ class LocalTransport(ClosingMixin):
                 "check that the program is installed and the folder exists"
             ) from e
         assert proc.stdin and proc.stdout and proc.stderr
-        writer = Worker("stdin", lambda: feed(stdin, proc.stdin.write, proc.stdin.close))
-        out = Worker("stdout", lambda: drain(proc.stdout.read))
-        err = Worker("stderr", lambda: drain(proc.stderr.read))
+        pin, pout, perr = proc.stdin, proc.stdout, proc.stderr
+        writer = Worker("stdin", lambda: feed(stdin, pin.write, pin.close))
+        out = Worker("stdout", lambda: drain(pout.read))
+        err = Worker("stderr", lambda: drain(perr.read))
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -60,8 +62,8 @@ class LocalTransport(ClosingMixin):
                 _kill_group(proc)
             sent = writer.result()
             stdout, stderr = out.result(), err.result()
-            proc.stdout.close()
-            proc.stderr.close()
+            pout.close()
+            perr.close()
         return CommandResult(rc=rc, stdout=stdout, stderr=stderr, bytes_sent=sent)
 
     def close(self) -> None:
@@ -72,8 +74,6 @@ class LocalTransport(ClosingMixin):
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()

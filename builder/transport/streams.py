@@ -6,11 +6,12 @@ while we are still feeding its stdin must never wait on us (the classic pipe dea
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from builder.transport.base import Stdin
+from builder.transport.base import Stdin, TransportError
 
 CHUNK = 256 * 1024
 
@@ -30,24 +31,30 @@ def stdin_chunks(stdin: Stdin) -> Iterator[bytes]:
         yield chunk
 
 
-def feed(stdin: Stdin, write: Callable[[bytes], None], finish: Callable[[], None]) -> int:
+def feed(stdin: Stdin, write: Callable[[bytes], object], finish: Callable[[], object]) -> int:
     """Write stdin through `write`, then `finish` (EOF); return the bytes written.
 
     Stops quietly when the other side stops reading (the command exited early): how the
-    command ended is its exit code's story, not ours.
+    command ended is its exit code's story, not ours. A failing read of stdin is an error.
     """
     sent = 0
+    chunks = stdin_chunks(stdin)
     try:
-        for chunk in stdin_chunks(stdin):
-            write(chunk)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except OSError as e:
+                raise TransportError(f"reading the data to send failed: {e}") from e
+            try:
+                write(chunk)
+            except OSError:
+                break
             sent += len(chunk)
-    except OSError:
-        pass
-    finally:
-        try:
+    finally:  # even when reading stdin fails, the command must see EOF and end
+        with contextlib.suppress(OSError):
             finish()
-        except OSError:
-            pass
     return sent
 
 

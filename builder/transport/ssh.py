@@ -1,0 +1,523 @@
+"""The SSH transport: the only module that imports paramiko.
+
+connect() resolves a host through ~/.ssh/config (Host, HostName, Port, User, IdentityFile,
+IdentitiesOnly, ProxyJump, ProxyCommand, HostKeyAlias, ConnectTimeout), opens one connection
+(through jump hosts if asked), checks the host key against known_hosts and logs in with the
+ssh-agent's keys and identity files. Every failure is a TransportError with one line.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import shlex
+import socket
+from pathlib import Path
+from typing import Any
+
+import attrs
+import paramiko
+
+from builder.errors import InputError
+from builder.transport.address import parse_jump
+from builder.transport.base import ClosingMixin, CommandResult, Stdin, TransportError
+from builder.transport.known_hosts import KnownHosts, fingerprint, host_key_name
+from builder.transport.options import CONFIG_ENV, SshOptions
+from builder.transport.streams import Worker, drain, feed
+
+# paramiko logs every failure itself; our one-line TransportError already says it
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+MAX_HOPS = 8
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+WINDOW = 8 * 1024 * 1024  # a large receive window keeps big stdout flowing without stalls
+CONNECT_ERRORS = (paramiko.SSHException, EOFError, OSError)
+
+
+@attrs.frozen
+class Endpoint:
+    """One SSH server, as the ssh config resolves what the user wrote."""
+
+    name: str
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[Path, ...] = ()
+    identities_only: bool = False
+    proxy_jump: tuple[str, ...] = ()
+    proxy_command: str | None = None
+    host_key_alias: str | None = None
+    connect_timeout: float | None = None
+
+    def address(self) -> str:
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"{host}:{self.port}"
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.address()}"
+
+    def key_name(self) -> str:
+        return host_key_name(self.host_key_alias or self.hostname, self.port)
+
+
+def load_config(options: SshOptions) -> paramiko.SSHConfig:
+    path = options.config_path()
+    if path is None:
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_text(_config_text(path))
+    except FileNotFoundError:
+        raise TransportError(
+            f"ssh config {path} does not exist: fix the path (or ${CONFIG_ENV}) or create it"
+        ) from None
+    except (OSError, paramiko.ssh_exception.ConfigParseError) as e:
+        raise TransportError(f"cannot read ssh config {path}: {e}; fix that file") from None
+
+
+def _config_text(path: Path, depth: int = 0) -> str:
+    """The config with its `Include` lines replaced by the files they name (paramiko has no
+    Include); relative names are under ~/.ssh, as OpenSSH reads them in a user config."""
+    lines = []
+    for line in path.read_text().splitlines():
+        words = line.replace("=", " ", 1).split()
+        if not words or words[0].lower() != "include" or depth > 8:
+            lines.append(line)
+            continue
+        for pattern in words[1:]:
+            full = Path(pattern).expanduser()
+            if not full.is_absolute():
+                full = Path("~/.ssh").expanduser() / full
+            for included in sorted(full.parent.glob(full.name)):
+                if included.is_file():
+                    lines.append(_config_text(included, depth + 1))
+    return "\n".join(lines) + "\n"
+
+
+def _none_or(value: str | None) -> str | None:
+    return None if value is None or value.lower() == "none" else value
+
+
+def resolve(
+    host: str,
+    config: paramiko.SSHConfig,
+    port: int | None = None,
+    user: str | None = None,
+    default_port: int = 22,
+    default_user: str | None = None,
+) -> Endpoint:
+    """What to connect to: explicit port/user > ssh config > the defaults."""
+    found: dict[str, Any] = config.lookup(host)
+    jumps = _none_or(found.get("proxyjump"))
+    timeout = found.get("connecttimeout")
+    return Endpoint(
+        name=host,
+        hostname=found.get("hostname", host),
+        port=port or int(found.get("port", default_port)),
+        user=user or found.get("user") or default_user or getpass.getuser(),
+        identity_files=tuple(Path(p).expanduser() for p in found.get("identityfile", [])),
+        identities_only=found.get("identitiesonly", "no").lower() == "yes",
+        proxy_jump=tuple(j.strip() for j in jumps.split(",")) if jumps else (),
+        proxy_command=_none_or(found.get("proxycommand")),
+        host_key_alias=found.get("hostkeyalias"),
+        connect_timeout=float(timeout) if timeout else None,
+    )
+
+
+class SshTransport(ClosingMixin):
+    """One authenticated SSH connection (plus the jump hosts it goes through)."""
+
+    def __init__(self, endpoint: Endpoint, chain: list[paramiko.Transport]) -> None:
+        self.endpoint = endpoint
+        self._chain = chain
+        self._transport = chain[-1]
+
+    def describe(self) -> str:
+        return self.endpoint.describe()
+
+    def run(
+        self,
+        argv: list[str],
+        stdin: Stdin = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        command = shlex.join(argv)
+        if cwd is not None:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        try:
+            chan = self._transport.open_session(window_size=WINDOW)
+            chan.exec_command(command)
+        except CONNECT_ERRORS as e:
+            raise self._lost(command, e) from None
+        try:
+            writer = Worker("ssh-stdin", lambda: feed(stdin, chan.sendall, chan.shutdown_write))
+            out = Worker("ssh-stdout", lambda: drain(chan.recv))
+            err = Worker("ssh-stderr", lambda: drain(chan.recv_stderr))
+            if not chan.status_event.wait(timeout):
+                raise TransportError(
+                    f"`{command}` on {self.describe()} did not finish within {timeout:g} s; "
+                    "stopped waiting for it (it may still be running there)"
+                )
+            stdout, stderr, sent = out.result(), err.result(), writer.result()
+        finally:
+            chan.close()
+        if chan.exit_status == -1 and not self.is_active():
+            raise self._lost(command, EOFError("the connection closed"))
+        return CommandResult(rc=chan.exit_status, stdout=stdout, stderr=stderr, bytes_sent=sent)
+
+    def is_active(self) -> bool:
+        return bool(self._transport.is_active())
+
+    def _lost(self, command: str, error: BaseException) -> TransportError:
+        reason = str(error) or type(error).__name__
+        return TransportError(
+            f"lost the connection to {self.describe()} while running `{command}` ({reason}); "
+            "check the server and the network, then run again"
+        )
+
+    def close(self) -> None:
+        for t in reversed(self._chain):
+            t.close()
+
+    def __repr__(self) -> str:
+        return f"<SshTransport {self.describe()}>"
+
+
+def connect(
+    host: str,
+    port: int | None = None,
+    user: str | None = None,
+    *,
+    accept_new: bool = False,
+    options: SshOptions | None = None,
+    default_port: int = 22,
+    default_user: str | None = None,
+) -> SshTransport:
+    """Open an authenticated connection to `host` (an address or an ssh config alias).
+
+    port/user given here win over the ssh config; default_port/default_user apply when
+    neither says (the user defaults to the local one, like OpenSSH).
+    """
+    options = options or SshOptions()
+    config = load_config(options)
+    endpoint = resolve(host, config, port, user, default_port, default_user)
+    dialer = _Dialer(config, options, accept_new)
+    try:
+        dialer.dial(endpoint)
+    except BaseException:
+        dialer.close()
+        raise
+    finally:
+        dialer.close_agent()
+    return SshTransport(endpoint, dialer.chain)
+
+
+class _Dialer:
+    """Builds the chain of connections to one endpoint: jump hosts first, the target last."""
+
+    def __init__(self, config: paramiko.SSHConfig, options: SshOptions, accept_new: bool):
+        self.config = config
+        self.options = options
+        self.accept_new = accept_new
+        self.known = KnownHosts.load([options.known_hosts_path(), *options.extra_known_hosts])
+        self.chain: list[paramiko.Transport] = []
+        self._agent: paramiko.Agent | None = None
+        self._agent_problem = ""
+
+    def dial(
+        self,
+        ep: Endpoint,
+        via: tuple[paramiko.Transport, Endpoint] | None = None,
+        depth: int = 0,
+    ) -> paramiko.Transport:
+        if depth > MAX_HOPS:
+            raise TransportError(
+                f"more than {MAX_HOPS} jump hosts on the way to {ep.describe()}: "
+                "check ProxyJump in your ssh config for a loop"
+            )
+        timeout = ep.connect_timeout or self.options.connect_timeout
+        if via is not None:
+            sock: Any = _through(via, ep, timeout)
+        elif ep.proxy_jump:
+            hop: tuple[paramiko.Transport, Endpoint] | None = None
+            for i, spec in enumerate(ep.proxy_jump):
+                jump = self._jump_endpoint(spec)
+                if i > 0:  # later hops are reached through the earlier ones, not their own config
+                    jump = attrs.evolve(jump, proxy_jump=(), proxy_command=None)
+                hop = (self.dial(jump, hop, depth + 1), jump)
+            sock = _through(hop, ep, timeout)  # type: ignore[arg-type]
+        elif ep.proxy_command:
+            sock = paramiko.ProxyCommand(ep.proxy_command)
+        else:
+            sock = _tcp(ep, timeout)
+        t = paramiko.Transport(sock)
+        self.chain.append(t)
+        t.banner_timeout = timeout
+        t.auth_timeout = timeout
+        self._handshake(t, ep, timeout)
+        self._authenticate(t, ep)
+        t.set_keepalive(30)
+        return t
+
+    def _jump_endpoint(self, spec: str) -> Endpoint:
+        try:
+            addr = parse_jump(spec)
+        except InputError:
+            raise TransportError(
+                f"ProxyJump {spec!r} is not [USER@]HOST[:PORT]; fix it in your ssh config"
+            ) from None
+        return resolve(addr.host, self.config, addr.port, addr.user)
+
+    # ---- host key -------------------------------------------------------------------------
+
+    def _handshake(self, t: paramiko.Transport, ep: Endpoint, timeout: float) -> None:
+        known = self.known.lookup(ep.key_name())
+        _prefer_known_types(t, {k.key_type for k in known})
+        try:
+            t.start_client(timeout=timeout)
+        except paramiko.ProxyCommandFailure as e:
+            raise TransportError(
+                f"cannot connect to {ep.describe()}: its ProxyCommand failed ({e.error}); "
+                "check ProxyCommand in your ssh config"
+            ) from None
+        except CONNECT_ERRORS as e:
+            if "banner" in str(e) and isinstance(e.__context__, EOFError):
+                raise TransportError(
+                    f"cannot connect to {ep.describe()}: it hung up before the SSH greeting; "
+                    "sshd may be shutting this address out after failed logins "
+                    "(PerSourcePenalties) or too many connections (MaxStartups): "
+                    "wait a minute and retry"
+                ) from None
+            if "banner" in str(e):
+                raise TransportError(
+                    f"cannot connect to {ep.describe()}: it accepted the connection but did "
+                    f"not speak SSH within {timeout:g} s; is port {ep.port} its SSH port?"
+                ) from None
+            raise TransportError(
+                f"SSH handshake with {ep.describe()} failed ({e or type(e).__name__}); "
+                "check that it runs an SSH server and try again"
+            ) from None
+        if not (t.is_active() and t.initial_kex_done):  # start_client's timeout ran out
+            if not t.remote_version:
+                raise TransportError(
+                    f"cannot connect to {ep.describe()}: it accepted the connection but did "
+                    f"not speak SSH within {timeout:g} s; is port {ep.port} its SSH port?"
+                )
+            raise TransportError(
+                f"SSH handshake with {ep.describe()} did not finish within {timeout:g} s; "
+                "check the server's load and the network, then try again"
+            )
+        self._check_host_key(t, ep)
+
+    def _check_host_key(self, t: paramiko.Transport, ep: Endpoint) -> None:
+        key = t.get_remote_server_key()
+        name = ep.key_name()
+        key_type, blob = key.get_name(), key.get_base64()
+        known = self.known.lookup(name)
+        if any(k.key_type == key_type and k.blob == blob for k in known):
+            return
+        fp = fingerprint(blob)
+        if known:
+            old = next((k for k in known if k.key_type == key_type), known[0])
+            file_arg = (
+                "" if old.file == self.known.files[0] else f" -f {shlex.quote(str(old.file))}"
+            )
+            raise TransportError(
+                f"the host key of {ep.describe()} HAS CHANGED: it is now {key_type} {fp}, "
+                f"{old.where()} says otherwise; someone may be intercepting the connection; "
+                f"if you rebuilt the server, remove the old line with "
+                f"`ssh-keygen -R {shlex.quote(name)}{file_arg}` and rerun with --accept-new"
+            )
+        if not self.accept_new:
+            raise TransportError(
+                f"the host key of {ep.describe()} is not in known_hosts "
+                f"({', '.join(map(str, self.known.files))}): check its fingerprint {fp} "
+                f"({key_type}) and rerun with --accept-new"
+            )
+        try:
+            self.known = self.known.add(name, key_type, blob)
+        except OSError as e:
+            raise TransportError(
+                f"cannot add the host key of {ep.describe()} to {self.known.files[0]}: "
+                f"{e.strerror or e}; fix that file's permissions"
+            ) from None
+
+    # ---- authentication -------------------------------------------------------------------
+
+    def _authenticate(self, t: paramiko.Transport, ep: Endpoint) -> None:
+        tried: list[str] = []
+        for label, key in self._keys(ep, tried):
+            try:
+                rest = t.auth_publickey(ep.user, key)
+            except paramiko.BadAuthenticationType as e:
+                raise TransportError(
+                    f"{ep.describe()} does not accept keys for {ep.user} (it allows: "
+                    f"{', '.join(e.allowed_types) or 'nothing'}); set up key login for that user"
+                ) from None
+            except paramiko.AuthenticationException:
+                tried.append(label)
+                if not t.is_active():  # sshd's MaxAuthTries: it hangs up after a few keys
+                    raise TransportError(
+                        f"{ep.address()} refused {ep.user} and hung up after {len(tried)} "
+                        f"keys ({'; '.join(tried)}); set IdentityFile and IdentitiesOnly yes "
+                        "for this host in ~/.ssh/config"
+                    ) from None
+                continue
+            except CONNECT_ERRORS as e:
+                raise TransportError(
+                    f"lost the connection to {ep.describe()} while logging in "
+                    f"({e or type(e).__name__}); try again"
+                ) from None
+            if rest:
+                raise TransportError(
+                    f"{ep.describe()} wants more than a key for {ep.user} ({', '.join(rest)}); "
+                    "key-only login is needed for deploys"
+                )
+            if t.is_authenticated():
+                return
+        offered = "; ".join(tried) if tried else "no keys at all"
+        agent = self._agent_problem or ""
+        raise TransportError(
+            f"{ep.address()} refused login as {ep.user} (tried: {offered}{agent}); "
+            "load the right key with `ssh-add KEYFILE` or set IdentityFile for this host "
+            "in ~/.ssh/config"
+        )
+
+    def _keys(self, ep: Endpoint, tried: list[str]) -> list[tuple[str, paramiko.PKey]]:
+        """Keys to offer, in OpenSSH's order: the agent's, then the identity files'."""
+        files = list(dict.fromkeys((*ep.identity_files, *self.options.identity_files)))
+        if not files:
+            files = [Path(f"~/.ssh/{name}").expanduser() for name in DEFAULT_KEYS]
+        explicit = bool(ep.identity_files or self.options.identity_files)
+        agent_keys = self._agent_keys()
+        keys: list[tuple[str, paramiko.PKey]] = []
+        seen: set[str] = set()
+
+        def offer(label: str, key: paramiko.PKey) -> None:
+            if key.get_base64() not in seen:
+                seen.add(key.get_base64())
+                keys.append((label, key))
+
+        if not ep.identities_only:
+            for agent_key in agent_keys:
+                name = agent_key.comment or agent_key.get_name()
+                offer(f"agent key {name} {agent_key.fingerprint}", agent_key)
+        for path in files:
+            try:
+                key = _load_key(path)
+            except FileNotFoundError:
+                if explicit:
+                    tried.append(f"{path} (missing)")
+                continue
+            except paramiko.PasswordRequiredException:
+                match = _agent_key_for(path, agent_keys)
+                if match is not None:
+                    offer(f"agent key for {path} {match.fingerprint}", match)
+                else:
+                    tried.append(f"{path} (has a passphrase and is not in the agent)")
+                continue
+            except (paramiko.SSHException, OSError, ValueError) as e:
+                tried.append(f"{path} (unreadable: {e})")
+                continue
+            offer(f"{path} {key.fingerprint}", key)
+        return keys
+
+    def _agent_keys(self) -> tuple[paramiko.AgentKey, ...]:
+        if not self.options.use_agent or not os.environ.get("SSH_AUTH_SOCK"):
+            return ()
+        if self._agent is None:
+            try:
+                self._agent = paramiko.Agent()
+            except (paramiko.SSHException, OSError) as e:
+                self._agent_problem = f"; the ssh-agent at $SSH_AUTH_SOCK failed: {e}"
+                return ()
+        keys: tuple[paramiko.AgentKey, ...] = self._agent.get_keys()
+        if not keys and not self._agent_problem:
+            self._agent_problem = "; the ssh-agent holds no keys"
+        return keys
+
+    def close_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def close(self) -> None:
+        for t in reversed(self.chain):
+            t.close()
+
+
+def _prefer_known_types(t: paramiko.Transport, known_types: set[str]) -> None:
+    """Ask for a host key type we already know, as OpenSSH does, so a known server is not
+    mistaken for a changed one just because it also has another key type."""
+    if not known_types:
+        return
+    options = t.get_security_options()
+    algos = list(options.key_types)
+    wanted = [a for a in algos if ("ssh-rsa" if a.startswith("rsa-sha2") else a) in known_types]
+    options.key_types = [*wanted, *(a for a in algos if a not in wanted)]
+
+
+def _load_key(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(path)
+    except TypeError as e:  # paramiko 5 lets cryptography's "password was not provided" out
+        if "password" in str(e):
+            raise paramiko.PasswordRequiredException(str(e)) from None
+        raise
+
+
+def _agent_key_for(
+    path: Path, agent_keys: tuple[paramiko.AgentKey, ...]
+) -> paramiko.AgentKey | None:
+    """The agent's copy of an encrypted key file, found through its .pub file."""
+    try:
+        fields = Path(f"{path}.pub").read_text().split()
+    except OSError:
+        return None
+    blob = fields[1] if len(fields) > 1 else ""
+    return next((k for k in agent_keys if k.get_base64() == blob), None)
+
+
+def _tcp(ep: Endpoint, timeout: float) -> socket.socket:
+    where = f"cannot connect to {ep.describe()}"
+    try:
+        return socket.create_connection((ep.hostname, ep.port), timeout=timeout)
+    except socket.gaierror as e:
+        raise TransportError(
+            f"{where}: the name {ep.hostname} does not resolve ({e.strerror}); "
+            "check the address in the stack or in ~/.ssh/config"
+        ) from None
+    except ConnectionRefusedError:
+        raise TransportError(
+            f"{where}: connection refused; is sshd running there and listening on port {ep.port}?"
+        ) from None
+    except TimeoutError:
+        raise TransportError(
+            f"{where}: no answer within {timeout:g} s; check the address, the port and firewalls"
+        ) from None
+    except OSError as e:
+        raise TransportError(
+            f"{where}: {e.strerror or e}; check the address and your network"
+        ) from None
+
+
+def _through(
+    via: tuple[paramiko.Transport, Endpoint], ep: Endpoint, timeout: float
+) -> paramiko.Channel:
+    """A direct-tcpip channel from the jump host to ep: what `ssh -J` does."""
+    jump, jump_ep = via
+    try:
+        return jump.open_channel(
+            "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=timeout
+        )
+    except paramiko.ChannelException as e:
+        raise TransportError(
+            f"cannot connect to {ep.describe()} through jump host {jump_ep.describe()}: "
+            f"{e.text.lower()}; check the address as the jump host sees it"
+        ) from None
+    except CONNECT_ERRORS as e:
+        raise TransportError(
+            f"lost the connection to jump host {jump_ep.describe()} "
+            f"({e or type(e).__name__}); try again"
+        ) from None

@@ -1,0 +1,49 @@
+"""Fixtures for transport tests: a hermetic ssh setup against the real test server.
+
+Nothing here reads or writes the real ~/.ssh: HOME points at a temporary folder, the
+ssh-agent variable is removed, and every SSH connection gets explicit files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.transport.ssh import SshTransport, connect
+from tests.harness import Target
+
+from .sshkit import pinned_options
+
+
+@pytest.fixture(autouse=True)
+def hermetic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME for every test; the user's ssh settings never leak in or get changed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("BUNDLE_SSH_CONFIG", raising=False)
+    return home
+
+
+@pytest.fixture(scope="module")
+def ssh(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshTransport]:
+    """One connection to the module's server, shared by its tests."""
+    tmp = tmp_path_factory.mktemp("ssh")
+    with connect(target.host, target.port, target.user, options=pinned_options(target, tmp)) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def forgiving_sshd(target: Target) -> Target:
+    """The module's server without OpenSSH 10's PerSourcePenalties.
+
+    These tests fail logins on purpose; sshd would otherwise shut our address out for a while
+    and the next test would see a hang-up instead of what it tests.
+    """
+    target.write_file("/etc/ssh/sshd_config.d/60-no-penalties.conf", "PerSourcePenalties no\n")
+    # restart, not reload: reload returns before sshd listens again, restart waits (Type=notify)
+    target.ssh("sshd -t && systemctl restart ssh")
+    return target
