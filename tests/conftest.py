@@ -113,3 +113,16 @@ def target_factory(registry: Registry) -> Iterator[Callable[[], Target]]:
                 errors.append(str(e))
         if errors:
             raise HarnessError("\n".join(errors))
+
+
+@pytest.fixture(scope="module")
+def forgiving_sshd(target: Target) -> Target:
+    """The module's server without OpenSSH 10's PerSourcePenalties.
+
+    These tests fail logins on purpose; sshd would otherwise shut our address out for a while
+    and the next test would see a hang-up instead of what it tests.
+    """
+    target.write_file("/etc/ssh/sshd_config.d/60-no-penalties.conf", "PerSourcePenalties no\n")
+    # restart, not reload: reload returns before sshd listens again, restart waits (Type=notify)
+    target.ssh("sshd -t && systemctl restart ssh")
+    return target

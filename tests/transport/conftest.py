@@ -34,16 +34,3 @@ def ssh(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ss
     tmp = tmp_path_factory.mktemp("ssh")
     with connect(target.host, target.port, target.user, options=pinned_options(target, tmp)) as t:
         yield t
-
-
-@pytest.fixture(scope="module")
-def forgiving_sshd(target: Target) -> Target:
-    """The module's server without OpenSSH 10's PerSourcePenalties.
-
-    These tests fail logins on purpose; sshd would otherwise shut our address out for a while
-    and the next test would see a hang-up instead of what it tests.
-    """
-    target.write_file("/etc/ssh/sshd_config.d/60-no-penalties.conf", "PerSourcePenalties no\n")
-    # restart, not reload: reload returns before sshd listens again, restart waits (Type=notify)
-    target.ssh("sshd -t && systemctl restart ssh")
-    return target
