@@ -65,7 +65,9 @@ def main() -> None:
 
         big = work / "big"
         (big / "stacks/templates").mkdir(parents=True)
-        (big / "stacks/templates/page.j2").write_text("<h1>{{ vars.greeting }} from {{ service }}</h1>\n")
+        (big / "stacks/templates/page.j2").write_text(
+            "<h1>{{ vars.greeting }} from {{ service }}</h1>\n"
+        )
 
         def fresh_big() -> None:
             shutil.rmtree(big / "bundles", ignore_errors=True)
@@ -75,11 +77,15 @@ def main() -> None:
         (big / "stacks/big.toml").write_text(big_stack(500, "1.27.4"))
         subprocess.run([*BUNDLE, "build", "big"], cwd=big, check=True, capture_output=True)
         big_diff, _ = median_of(args.runs, lambda: None, [*BUNDLE, "diff", "big", "1", "2"], big)
-        big_stat, _ = median_of(args.runs, lambda: None, [*BUNDLE, "diff", "big", "1", "2", "--stat"], big)
+        big_stat, _ = median_of(
+            args.runs, lambda: None, [*BUNDLE, "diff", "big", "1", "2", "--stat"], big
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"machine: {platform.node()} {platform.machine()} {platform.python_implementation()} {platform.python_version()}")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"runs per figure: {args.runs} (median)")
     print(f"build vps1, cold:                  {cold * 1000:7.0f} ms")
     print(f"build vps1, no-op:                 {noop * 1000:7.0f} ms")

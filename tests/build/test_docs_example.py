@@ -24,7 +24,11 @@ def example_files() -> dict[str, str]:
 
 def test_reference_example_builds(empty_project: Project) -> None:
     files = example_files()
-    assert {"stacks/web1.toml", "stacks/web1-staging.toml", "stacks/shared/node-exporter.toml"} <= set(files)
+    assert {
+        "stacks/web1.toml",
+        "stacks/web1-staging.toml",
+        "stacks/shared/node-exporter.toml",
+    } <= set(files)
     for rel, text in files.items():
         path = empty_project.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,5 +41,8 @@ def test_reference_example_builds(empty_project: Project) -> None:
     assert html == "<h1>hello from web1-staging (staging.example.org)</h1>\n"
     assert not (staging / "units/systemd/backup.timer").exists()
     prod = next((empty_project.bundles / "web1").glob("1-*[0-9a-f]"))
-    assert "--web.listen-address=10.8.0.1:9100" in (prod / "units/quadlet/node-exporter.container").read_text()
+    assert (
+        "--web.listen-address=10.8.0.1:9100"
+        in (prod / "units/quadlet/node-exporter.container").read_text()
+    )
     assert (prod / "units/systemd/backup.timer").exists()
