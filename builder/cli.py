@@ -508,6 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BundleError as exc:
         if args.debug:
             raise
+        report = getattr(exc, "report", None)
+        if report is not None and getattr(args, "json", False):
+            emit_json(report)  # a failed or rolled-back deploy still says what it did
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -91,14 +91,22 @@ def do_switch(paths: Paths, server: Server, force: bool) -> dict[str, Any]:
 
 def do_rollback(server: Server, to: int | None, force: bool) -> dict[str, Any]:
     args = [*(["--to", str(to)] if to is not None else []), *(["--force"] if force else [])]
+    before = server.bytes_sent
     report = server.call(
         "rollback", *args, cwd=posixpath.join(server.state, "current"), allow_report_on_failure=True
     )
-    return {"action": "rollback", "host": server.host, **report}
+    return {
+        "action": "rollback",
+        "host": server.host,
+        **report,
+        "bytes_sent": server.bytes_sent - before,
+    }
 
 
 def do_status(server: Server, gen: Generation | None) -> dict[str, Any]:
-    return {"host": server.host, **server.call("status", cwd=_switcher_cwd(server, gen))}
+    before = server.bytes_sent
+    report = server.call("status", cwd=_switcher_cwd(server, gen))
+    return {"host": server.host, **report, "bytes_sent": server.bytes_sent - before}
 
 
 def do_remote_generations(server: Server, gen: Generation | None) -> list[dict[str, Any]]:
