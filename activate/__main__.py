@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=int, default=None, help="generation (default: the previous one)")
     p.add_argument("--force", action="store_true", help="overwrite unit files changed by hand")
     sub.add_parser("status", parents=[common], help="current generation and its units")
+    p = sub.add_parser("history", parents=[common], help="the deploy history, oldest first")
+    p.add_argument("--limit", type=int, default=0, help="only the last N entries (0: all)")
     sub.add_parser("generations", parents=[common], help="list generations")
     p = sub.add_parser("gc", parents=[common], help="remove old generations and unused objects")
     p.add_argument("--keep", type=int, required=True, help="how many newest generations to keep")
@@ -103,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
                 f"generation {target.number} carries no switcher; used this one"
             )
             emit(report)
+    elif command == "history":
+        entries = store.history()
+        emit(entries[-args.limit :] if args.limit > 0 else entries)
     elif command == "status":
         emit(status.status(store, root, services))
     elif command == "generations":

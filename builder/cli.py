@@ -347,6 +347,105 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_plan
+
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_plan(paths, server, args.generation)
+    if args.json:
+        emit_json(report)
+        return 0
+    plan = report["plan"]
+    print(f"{host}: activating {report['to']} (now {report.get('from') or 'nothing'}) would:")
+    for key, label in (
+        ("stop", "stop"),
+        ("start", "start"),
+        ("restart", "restart"),
+        ("leave", "leave running"),
+    ):
+        for unit in plan.get(key, []):
+            reason = plan.get("reasons", {}).get(unit, "")
+            print(f"  {label:<13} {unit}" + (f"  ({reason})" if reason and key != "leave" else ""))
+    for line in report.get("drift", []):
+        print(f"  hand edit:    {line}")
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from builder.deploy import connect, do_log
+    from builder.store import Store
+
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        entries = do_log(server, Store(paths.bundles_dir, host).latest(), args.limit)
+    if args.json:
+        emit_json(entries)
+        return 0
+    if not entries:
+        print(f"{host}: no deploys yet")
+    for e in entries:
+        message = f"  {e['message']}" if e.get("message") else ""
+        print(
+            f"{e.get('time', '?')}  {e.get('user', '?'):<8} {e.get('action', '?'):<9} "
+            f"{e.get('from') or '-'} -> {e.get('to') or '-'}  {e.get('result', '?')}{message}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from builder.store import Store
+
+    paths = paths_from(args)
+    store = Store(paths.bundles_dir, args.host)
+    gen = store.get(args.generation) if args.generation is not None else store.latest()
+    if gen is None:
+        raise BundleError(
+            f"{args.host}: no generation built yet; run `bundle build {args.host}`", 2
+        )
+    manifest = gen.manifest()
+    units = manifest["units"]
+    if args.unit is None:
+        if args.json:
+            emit_json({"generation": gen.number, "units": units, "files": manifest["files"]})
+            return 0
+        print(f"{args.host}: generation {gen.number} ({gen.hash12}), {gen.path}")
+        for key, unit in units.items():
+            extra = [f for f in unit["files"] if f != unit["path"]]
+            print(
+                f"  {key:<32} {unit['service']:<34} {'image ' + unit['image'] if unit['image'] else ''}"
+            )
+            for f in extra:
+                print(f"      uses {f}")
+        return 0
+    key = (
+        args.unit
+        if args.unit in units
+        else next(
+            (k for k, u in units.items() if args.unit in (u["service"], k.rsplit(".", 1)[0])), None
+        )
+    )
+    if key is None:
+        raise BundleError(
+            f"{args.host}: generation {gen.number} has no unit {args.unit!r}; see `bundle show {args.host}`",
+            2,
+        )
+    if args.json:
+        emit_json(
+            {
+                "unit": key,
+                **units[key],
+                "contents": {f: gen.read(f).decode(errors="replace") for f in units[key]["files"]},
+            }
+        )
+        return 0
+    for f in [units[key]["path"], *[f for f in units[key]["files"] if f != units[key]["path"]]]:
+        print(f"# {f}")
+        sys.stdout.write(gen.read(f).decode(errors="replace"))
+        print()
+    return 0
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -486,6 +585,34 @@ def make_parser() -> argparse.ArgumentParser:
         "--keep", type=int, default=5, metavar="N", help="newest generations to keep (default 5)"
     )
     add_target(p)
+
+    p = command(
+        "plan",
+        cmd_plan,
+        "what activation would do on the server (stop, start, restart, leave), without doing it",
+        "bundle plan vps1",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--generation", type=int, metavar="N", help="default: build the stack now")
+    add_target(p)
+
+    p = command("log", cmd_log, "the server's deploy history", "bundle log vps1 --limit 20")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="last N entries (0: all)")
+    add_target(p)
+
+    p = command(
+        "show", cmd_show, "the units and files of a generation", "bundle show vps1 nextcloud"
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument(
+        "unit",
+        nargs="?",
+        metavar="UNIT",
+        help="a unit (nextcloud, nextcloud.container, nextcloud.service)",
+    )
+    p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -513,6 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit_json(report)  # a failed or rolled-back deploy still says what it did
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader (head, less) went away: not an error, and no traceback on exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; nothing half-done was kept", file=sys.stderr)
         return 130

@@ -132,3 +132,21 @@ def do_gc(paths: Paths, server: Server, keep: int) -> dict[str, Any]:
             store.remove(gen)
             removed_local.append(gen.number)
     return {"host": server.host, "server": remote, "local_removed": removed_local}
+
+
+def do_plan(paths: Paths, server: Server, number: int | None) -> dict[str, Any]:
+    """What activating a generation would do; it is pushed first, nothing else changes."""
+    gen = (
+        local_generation(paths, server.host, number)
+        if number is not None
+        else build(paths, server.host).generation
+    )
+    pushed = push(server, gen)
+    report = server.call(
+        "plan", "--generation", str(gen.number), cwd=server.generation_dir(gen.name)
+    )
+    return {"action": "plan", "host": server.host, **report, "push": pushed.to_json()}
+
+
+def do_log(server: Server, gen: Generation | None, limit: int) -> list[dict[str, Any]]:
+    return server.call("history", "--limit", str(limit), cwd=_switcher_cwd(server, gen))
