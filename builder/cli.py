@@ -446,6 +446,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from builder.scaffold import scaffold
+
+    root = Path(args.directory)
+    written = scaffold(root)
+    if not args.quiet:
+        for path in written:
+            print(f"wrote {path}")
+        print(f"next: cd {root} && bundle build web1 && bundle diff web1 (after a change)")
+    return 0
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -491,6 +503,14 @@ def make_parser() -> argparse.ArgumentParser:
         add_common(p)
         p.set_defaults(func=func)
         return p
+
+    p = command(
+        "init",
+        cmd_init,
+        "start a project: an example host, a shared service and a staging variant",
+        "bundle init myinfra",
+    )
+    p.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: here")
 
     p = command("build", cmd_build, "build hosts' stacks into new generations", "bundle build vps1")
     p.add_argument("hosts", nargs="+", metavar="HOST")
