@@ -458,6 +458,31 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from builder.completion import script
+
+    sys.stdout.write(script(args.shell))
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from builder import completion
+
+    root = find_project(Path.cwd())
+    stacks = Path(args.stacks or os.environ.get("BUNDLE_STACKS") or root / "stacks")
+    bundles = Path(args.bundles or os.environ.get("BUNDLE_BUNDLES") or root / "bundles")
+    if args.what == "commands":
+        words = completion.commands(make_parser())
+    elif args.what == "options":
+        words = completion.options(make_parser(), args.arg or "")
+    elif args.what == "hosts":
+        words = completion.hosts(stacks)
+    else:
+        words = completion.generations(bundles, args.arg or "")
+    print("\n".join(words))
+    return 0
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -633,6 +658,20 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command(
+        "completion",
+        cmd_completion,
+        "print a shell completion script",
+        'eval "$(bundle completion bash)"',
+    )
+    p.add_argument("shell", choices=("bash", "zsh"))
+
+    p = sub.add_parser("__complete")  # used by the completion scripts, not listed
+    add_common(p)
+    p.set_defaults(func=cmd_complete)
+    p.add_argument("what", choices=("commands", "options", "hosts", "generations"))
+    p.add_argument("arg", nargs="?")
     return parser
 
 

@@ -1,0 +1,93 @@
+"""Shell completion for bash and zsh: commands, options, host names, tags, generation numbers.
+
+The scripts ask `bundle __complete WHAT [HOST]` for the dynamic parts, so they always match the
+project they are run in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from pathlib import Path
+
+from builder.store import GENERATION_DIR
+
+BASH = r"""# bundle completion for bash: eval "$(bundle completion bash)"
+_bundle_complete() {
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+    local prog=${COMP_WORDS[0]} cmd="" host="" i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case ${COMP_WORDS[i]} in
+            -*) ;;
+            *) if [ -z "$cmd" ]; then cmd=${COMP_WORDS[i]}; elif [ -z "$host" ]; then host=${COMP_WORDS[i]}; fi ;;
+        esac
+    done
+    local IFS=$'\n'
+    if [ -z "$cmd" ]; then
+        COMPREPLY=($(compgen -W "$("$prog" __complete commands 2>/dev/null)" -- "$cur"))
+    elif [ "$prev" = --generation ] || [ "$prev" = --to ]; then
+        COMPREPLY=($(compgen -W "$("$prog" __complete generations "$host" 2>/dev/null)" -- "$cur"))
+    elif [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$("$prog" __complete options "$cmd" 2>/dev/null)" -- "$cur"))
+    elif [ -z "$host" ]; then
+        COMPREPLY=($(compgen -W "$("$prog" __complete hosts 2>/dev/null)" -- "$cur"))
+    elif [ "$cmd" = diff ]; then
+        COMPREPLY=($(compgen -W "$("$prog" __complete generations "$host" 2>/dev/null)" -- "$cur"))
+    else
+        COMPREPLY=($(compgen -W "$("$prog" __complete hosts 2>/dev/null)" -- "$cur"))
+    fi
+}
+complete -F _bundle_complete bundle bundlectl
+"""
+
+ZSH = (
+    '# bundle completion for zsh: eval "$(bundle completion zsh)"\n'
+    "autoload -U +X compinit && compinit -u\n"
+    "autoload -U +X bashcompinit && bashcompinit\n" + BASH.split("\n", 1)[1]
+)
+
+
+def script(shell: str) -> str:
+    return BASH if shell == "bash" else ZSH
+
+
+def hosts(stacks: Path) -> list[str]:
+    names = sorted(p.stem for p in stacks.glob("*.toml"))
+    tags: set[str] = set()
+    for name in names:
+        try:
+            host = tomllib.loads((stacks / f"{name}.toml").read_text()).get("host", {})
+            tags.update(t for t in host.get("tags", []) if isinstance(t, str))
+        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            continue
+    return names + sorted(f"@{t}" for t in tags)
+
+
+def generations(bundles: Path, host: str) -> list[str]:
+    folder = bundles / host
+    if not re.match(r"^[a-z0-9][a-z0-9_.-]*$", host) or not folder.is_dir():
+        return []
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := GENERATION_DIR.match(p.name))]
+    return [str(n) for n in sorted(numbers, reverse=True)]
+
+
+def commands(parser: argparse.ArgumentParser) -> list[str]:
+    sub = _subparsers(parser)
+    return sorted(name for name in sub.choices if not name.startswith("_")) if sub else []
+
+
+def options(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    sub = _subparsers(parser)
+    if sub is None or command not in sub.choices:
+        return []
+    return sorted(
+        s for a in sub.choices[command]._actions for s in a.option_strings if s.startswith("--")
+    )
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
