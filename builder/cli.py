@@ -483,6 +483,21 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from builder.compose import import_compose
+
+    root = find_project(Path.cwd())
+    stacks = Path(args.stacks or os.environ.get("BUNDLE_STACKS") or root / "stacks")
+    dest, result = import_compose(Path(args.compose), args.host, stacks, args.force)
+    print(f"wrote {dest}")
+    if result.untranslated:
+        print(f"not translated ({len(result.untranslated)}):")
+        for note in result.untranslated:
+            print(f"  {note}")
+    print(f"next: bundle check {args.host}")
+    return 0
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -658,6 +673,16 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command(
+        "import",
+        cmd_import,
+        "turn a docker-compose file into a stack, reporting what it could not translate",
+        "bundle import compose.yml --host web2",
+    )
+    p.add_argument("compose", metavar="COMPOSE_FILE")
+    p.add_argument("--host", required=True, metavar="NAME", help="the new host (stacks/NAME.toml)")
+    p.add_argument("--force", action="store_true", help="replace an existing stack file")
 
     p = command(
         "completion",
