@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import secrets
 from .errors import BadInput, Failed, RolledBack, SwitcherError
 from .install import find_drift, install_units
 from .manifest import Manifest
@@ -126,8 +127,11 @@ def _live_states(services: Services, old: Manifest | None, new: Manifest) -> dic
     return {key: states[u.service] for key, u in units.items() if u.service in states}
 
 
-def _state_dir_warnings(store: Store, new: Manifest, services: Services) -> list[str]:
-    if os.path.realpath(new.state_dir) == os.path.realpath(store.root):
+def _state_dir_warnings(store: Store, root: Path, new: Manifest, services: Services) -> list[str]:
+    # a folder standing in for a server keeps its state under ROOT, at the same path
+    under_root = os.path.join(str(root), new.state_dir.lstrip("/"))
+    here = os.path.realpath(store.root)
+    if here in (os.path.realpath(new.state_dir), os.path.realpath(under_root)):
         return []
     problem = (
         f"generation {new.generation} was built for state_dir {new.state_dir} but this "
@@ -145,7 +149,7 @@ def prepare(store: Store, root: Path, services: Services, number: int) -> Switch
     new = store.load_manifest(target)
     current = store.current()
     old = store.load_manifest(current) if current else None
-    warnings = _state_dir_warnings(store, new, services)
+    warnings = _state_dir_warnings(store, root, new, services)
     live = _live_states(services, old, new) if services.managed else {}
     live_active = {k: s.active or "inactive" for k, s in live.items()} if services.managed else None
     interrupted = store.pending()
@@ -332,7 +336,9 @@ def activate(
     """Switch to generation `number`; the caller holds the lock."""
     started_at = time.monotonic()
     sw = prepare(store, root, services, number)
+    secrets.check(store, sw.target, action)
     facts, drift, pulled = _check_before_change(sw, force)
+    secrets_used = secrets.apply(store, sw.target, services)
     from_n = sw.current.number if sw.current else None
     progress = _Progress()
     try:
@@ -369,6 +375,7 @@ def activate(
         pulled=pulled,
         overwritten=drift,
         files=files,
+        secrets=secrets_used,
         seconds=round(time.monotonic() - started_at, 2),
     )
 
@@ -396,5 +403,5 @@ def preview(store: Store, root: Path, services: Services, number: int) -> dict[s
         "plan": sw.plan.as_json(),
         "drift": drift_of(sw),
         "services": "managed" if services.managed else "not managed",
-        "warnings": list(sw.warnings),
+        "warnings": [*sw.warnings, *secrets.problems(store, sw.target)],
     }

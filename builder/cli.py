@@ -80,6 +80,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             "archive_size": r.generation.archive.stat().st_size,
             "units": len(manifest["units"]),
         }
+        from builder.secrets_cli import build_note, unset_secrets
+
+        info["secrets_unset"] = unset_secrets(manifest)
         results.append(info)
         if args.json:
             continue
@@ -92,6 +95,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                 print(f"  {r.generation.path}")
         elif not args.quiet:
             print(f"{host} is up to date at generation {info['generation']} ({r.bundle_hash[:12]})")
+        note = build_note(host, manifest)
+        if note and not args.quiet:
+            print(note)
     if args.json:
         emit_json(results if len(results) > 1 else results[0])
     return 0
@@ -228,23 +234,25 @@ def _deploy_args(args: argparse.Namespace) -> tuple[Any, str]:
 def cmd_push(args: argparse.Namespace) -> int:
     from builder.deploy import connect, do_push, local_generation
 
-    paths, host = _deploy_args(args)
-    gen = local_generation(paths, host, args.generation)
-    with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_push(server, gen)
-    if args.json:
-        emit_json(report)
-    elif report["already_present"]:
-        print(
-            f"{host}: generation {gen.number} is already on {server.where} ({human_size(report['bytes_sent'])} sent)"
-        )
-    else:
-        print(
-            f"{host}: pushed generation {gen.number} ({gen.hash12}) to {server.where}: "
-            f"{report['objects_sent']} of {report['objects_total']} files sent, {human_size(report['bytes_sent'])}; "
-            f"not active yet (bundle activate {host} --generation {gen.number})"
-        )
-    return 0
+    def job(paths: Any, host: str) -> dict[str, Any]:
+        gen = local_generation(paths, host, args.generation)
+        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
+            return {**do_push(server, gen), "where": server.where}
+
+    def show(report: dict[str, Any]) -> None:
+        host, n = report["host"], report["generation"]
+        if report["already_present"]:
+            print(
+                f"{host}: generation {n} is already on {report['where']} ({human_size(report['bytes_sent'])} sent)"
+            )
+        else:
+            print(
+                f"{host}: pushed generation {n} ({report['hash'][:12]}) to {report['where']}: "
+                f"{report['objects_sent']} of {report['objects_total']} files sent, {human_size(report['bytes_sent'])}; "
+                f"not active yet (bundle activate {host} --generation {n})"
+            )
+
+    return _for_hosts(args, job, show)
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
@@ -274,11 +282,11 @@ def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -
 def cmd_switch(args: argparse.Namespace) -> int:
     from builder.deploy import connect, do_switch
 
-    paths, host = _deploy_args(args)
-    with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_switch(paths, server, args.force)
-    _print_switch(args, report, host)
-    return 0
+    def job(paths: Any, host: str) -> dict[str, Any]:
+        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
+            return do_switch(paths, server, args.force)
+
+    return _for_hosts(args, job, lambda report: _print_switch(args, report, report["host"]))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -295,17 +303,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     from builder.deploy import connect, do_status
     from builder.store import Store
 
-    paths, host = _deploy_args(args)
-    with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_status(server, Store(paths.bundles_dir, host).latest())
-    if args.json:
-        emit_json(report)
-        return 0
+    def job(paths: Any, host: str) -> dict[str, Any]:
+        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
+            return {
+                **do_status(server, Store(paths.bundles_dir, host).latest()),
+                "where": server.where,
+            }
+
+    return _for_hosts(args, job, _print_status)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    host = report["host"]
     if report["current"] is None:
-        print(f"{host}: no generation is active on {server.where}")
-        return 0
+        print(f"{host}: no generation is active on {report['where']}")
+        return
     print(
-        f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {server.where}"
+        f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {report['where']}"
     )
     last = report.get("last")
     if last:
@@ -324,7 +338,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = f"{unit['active'] or '?'}/{unit['sub'] or '?'}"
             pid = f"pid {unit['main_pid']}" if unit.get("main_pid") else ""
             print(f"  {key.ljust(width)}  {state:<20} {pid}")
-    return 0
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -498,6 +511,66 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target_for(args: argparse.Namespace, host: str) -> str | None:
+    # one --target for a fleet: `--target /srv/fake/{host}` gives each host its own folder
+    return args.target.replace("{host}", host) if args.target else None
+
+
+def _for_hosts(
+    args: argparse.Namespace,
+    job: Callable[[Any, str], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+) -> int:
+    """One host: its report, errors as usual. Several: in parallel, a line each, then a table."""
+    from builder.fleet import run_fleet, select_hosts, summary_table
+
+    paths = paths_from(args)
+    hosts = select_hosts(paths.stacks_dir, args.hosts, args.all)
+    fleet = len(hosts) > 1 or args.all or any(h.startswith("@") for h in args.hosts)
+    if args.target and len(hosts) > 1 and "{host}" not in args.target:
+        raise BundleError(
+            "--target with several hosts must contain {host}, e.g. --target /srv/fake/{host}", 2
+        )
+    if not fleet:
+        report = job(paths, hosts[0])
+        emit_json(report) if args.json else show(report)
+        return 0
+
+    def done(outcome: Any) -> None:
+        if args.json or (args.quiet and outcome.ok):
+            return
+        if outcome.ok:
+            show(outcome.report)
+        else:
+            print(
+                f"{outcome.host}: FAILED: {outcome.error}",
+                file=sys.stderr if outcome.skipped else sys.stdout,
+            )
+
+    outcomes = run_fleet(hosts, lambda h: job(paths, h), args.parallel, args.fail_fast, done)
+    if args.json:
+        emit_json([o.to_json() for o in outcomes])
+    else:
+        print()
+        print(summary_table(outcomes))
+    failed = [o.host for o in outcomes if not o.ok]
+    if failed and not args.json:
+        print(
+            f"error: {len(failed)} of {len(outcomes)} hosts failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def add_hosts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("hosts", nargs="*", metavar="HOST", help="host names or @tag")
+    p.add_argument("--all", action="store_true", help="every host in stacks/")
+    p.add_argument(
+        "--parallel", type=int, default=10, metavar="N", help="hosts at a time (default 10)"
+    )
+    p.add_argument("--fail-fast", action="store_true", help="start no more hosts after one fails")
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -591,7 +664,7 @@ def make_parser() -> argparse.ArgumentParser:
         "copy a generation to the server; nothing is activated",
         "bundle push vps1 --generation 7",
     )
-    p.add_argument("host", metavar="HOST")
+    add_hosts(p)
     p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
     add_target(p)
 
@@ -609,7 +682,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_target(p)
 
     p = command("switch", cmd_switch, "build, push and activate in one go", "bundle switch vps1")
-    p.add_argument("host", metavar="HOST")
+    add_hosts(p)
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )
@@ -634,7 +707,7 @@ def make_parser() -> argparse.ArgumentParser:
         "what the server runs: active generation, units, last deploy",
         "bundle status vps1 --json",
     )
-    p.add_argument("host", metavar="HOST")
+    add_hosts(p)
     add_target(p)
 
     p = command(
@@ -697,6 +770,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_complete)
     p.add_argument("what", choices=("commands", "options", "hosts", "generations"))
     p.add_argument("arg", nargs="?")
+    from builder.secrets_cli import register as register_secrets
+
+    register_secrets(sub, add_common)
     return parser
 
 

@@ -26,7 +26,7 @@ def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> It
     transport, root = open_transport(target, spec.address, spec.ssh_user, spec.ssh_port, accept_new)
     state = spec.state_dir if root == "/" else posixpath.join(root, spec.state_dir.lstrip("/"))
     with transport:
-        yield Server(host, transport, state, root)
+        yield Server(host, transport, state, root, stacks_dir=paths.stacks_dir)
 
 
 def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
@@ -43,16 +43,28 @@ def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
 
 
 def _switcher_cwd(server: Server, gen: Generation | None) -> str:
-    """A folder on the server holding a switcher that can answer read-only questions."""
+    """A folder on the server holding a switcher that can answer read-only questions:
+    the latest built generation's, or (nothing built here) the one this tool carries."""
     if gen is not None:
         manifest = gen.manifest()
-        server.ensure_switcher(manifest["switcher"], switcher_of(gen, manifest))
-        return server.switcher_dir(manifest["switcher"])
-    return posixpath.join(server.state, "current")
+        files = switcher_of(gen, manifest)
+        digest = manifest["switcher"]
+    else:
+        from builder.build import switcher_files
+        from builder.manifest import closure_hash, sha256
+
+        files = {path: data for path, (data, _mode) in switcher_files().items()}
+        digest = closure_hash(sorted(files), {p: {"sha256": sha256(d)} for p, d in files.items()})
+    server.ensure_switcher(digest, files)
+    return server.switcher_dir(digest)
 
 
 def do_push(server: Server, gen: Generation) -> dict[str, Any]:
-    return {"action": "push", **push(server, gen).to_json()}
+    from builder.secrets_push import deliver, require_set
+
+    require_set(gen)
+    report = {"action": "push", **push(server, gen).to_json()}
+    return {**report, "secrets_sent": deliver(server, gen, server.stacks_dir)}
 
 
 def do_activate(server: Server, gen: Generation, force: bool) -> dict[str, Any]:
@@ -77,8 +89,12 @@ def do_activate(server: Server, gen: Generation, force: bool) -> dict[str, Any]:
 
 
 def do_switch(paths: Paths, server: Server, force: bool) -> dict[str, Any]:
+    from builder.secrets_push import deliver, require_set
+
     built = build(paths, server.host)
+    require_set(built.generation)
     pushed = push(server, built.generation)
+    deliver(server, built.generation, paths.stacks_dir)
     activated = do_activate(server, built.generation, force)
     return {
         **activated,
