@@ -1,27 +1,5 @@
-"""The real test server: throwaway systemd-nspawn targets, a real image registry, quadlet.
+"""The real test server for the tests: see builder/testserver (shipped with the package, because
+`bundle demo` boots the same server) and docs/testing.md."""
 
-See docs/testing.md. Import as `from tests.harness import Target, Registry, golden_image, ...`.
-"""
-
-from .registry import REGISTRY, PushedImage, Registry, RegistryError
-from .target import (
-    HarnessError,
-    Target,
-    TargetCommandError,
-    golden_image,
-    host_problems,
-    quadlet_binary,
-)
-
-__all__ = [
-    "REGISTRY",
-    "HarnessError",
-    "PushedImage",
-    "Registry",
-    "RegistryError",
-    "Target",
-    "TargetCommandError",
-    "golden_image",
-    "host_problems",
-    "quadlet_binary",
-]
+from builder.testserver import *  # noqa: F403
+from builder.testserver import __all__  # noqa: F401

@@ -324,7 +324,7 @@ class Registry:
                 "Labels": {"org.opencontainers.image.version": tag},
             },
             "rootfs": {"type": "layers", "diff_ids": [_sha256(layer_tar)]},
-            "history": [{"created_by": f"tests/harness/registry.py push_busybox {repo}:{tag}"}],
+            "history": [{"created_by": f"bundle test registry push_busybox {repo}:{tag}"}],
         }
         config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
         layer_digest = self.push_blob(repo, layer_gz)
