@@ -571,6 +571,13 @@ def add_hosts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-fast", action="store_true", help="start no more hosts after one fails")
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from builder.demo import run_demo
+
+    run_demo(lambda line: print(line, flush=True), keep=args.keep)
+    return 0
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -624,6 +631,14 @@ def make_parser() -> argparse.ArgumentParser:
         "bundle init myinfra",
     )
     p.add_argument("directory", nargs="?", default=".", metavar="DIR", help="default: here")
+
+    p = command(
+        "demo",
+        cmd_demo,
+        "try bundle without a VPS: a throwaway local server, narrated (needs root)",
+        "sudo bundle demo",
+    )
+    p.add_argument("--keep", action="store_true", help="leave the server running at the end")
 
     p = command("build", cmd_build, "build hosts' stacks into new generations", "bundle build vps1")
     p.add_argument("hosts", nargs="+", metavar="HOST")
