@@ -94,6 +94,15 @@ def load_stack(stacks_dir: Path, host: str) -> RawStack:
     return RawStack(host, data, origins, tuple(files), stacks_dir)
 
 
+# tomllib says what is wrong but not what to do about it
+_TOML_HINTS = (
+    ("Invalid value", ": write strings in quotes, arrays as [...], tables as { ... }"),
+    ("Cannot overwrite a value", ": a key is set twice; keep one"),
+    ("Cannot declare", ": merge the two tables into one"),
+    ("Unescaped '\\'", ": write \\\\ or use a 'literal string'"),
+)
+
+
 def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(read_text(path))
@@ -101,8 +110,9 @@ def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
         # tomllib puts the position only in the message: "... (at line 3, column 11)"
         m = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
         msg, line = (m.group(1), int(m.group(2))) if m else (str(exc), None)
+        hint = next((h for start, h in _TOML_HINTS if msg.startswith(start)), "")
         raise StackError(
-            [Problem(f"not valid TOML: {msg}", display_path(path, stacks_dir), None, line)]
+            [Problem(f"not valid TOML: {msg}{hint}", display_path(path, stacks_dir), None, line)]
         ) from exc
     except OSError as exc:
         raise StackError(
@@ -118,54 +128,47 @@ def _load_into(
     files: list[Path],
     chain: tuple[Path, ...],
 ) -> None:
-    if path in chain:
-        cycle = " -> ".join(p.name for p in (*chain, path))
-        raise StackError([Problem(f"include cycle: {cycle}", display_path(path, stacks_dir))])
     doc = _parse(stacks_dir, path)
     problems: list[Problem] = []
     extends = doc.pop("extends", None)
     includes = doc.pop("include", [])
     shown = display_path(path, stacks_dir)
+    text = read_text(path)
+
+    def problem(key: str, message: str) -> None:
+        problems.append(Problem(message, shown, key, find_line(text, (key,))))
+
+    def load(key: str, other: Path) -> None:
+        if other in (*chain, path):
+            cycle = " -> ".join(p.name for p in (*chain, path, other))
+            problem(key, f"{key} cycle: {cycle}; remove one of these")
+        else:
+            _load_into(stacks_dir, other, data, origins, files, (*chain, path))
+
     if extends is not None:
         if not isinstance(extends, str):
-            problems.append(Problem("must be a host name (a string)", shown, "extends"))
+            problem("extends", 'must be a host name (a string), like extends = "vps1"')
         else:
             try:
                 base = stack_path(stacks_dir, extends)
             except InputError as exc:
-                problems.append(
-                    Problem(str(exc), shown, "extends", find_line(read_text(path), ("extends",)))
-                )
+                problem("extends", str(exc))
             else:
                 if not base.is_file():
-                    problems.append(
-                        Problem(
-                            f"no stack {base.name} to extend",
-                            shown,
-                            "extends",
-                            find_line(read_text(path), ("extends",)),
-                        )
-                    )
+                    problem("extends", f"no stack {base.name} to extend")
                 else:
-                    _load_into(stacks_dir, base, data, origins, files, (*chain, path))
+                    load("extends", base)
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        problems.append(Problem("must be a list of file names", shown, "include"))
+        problem("include", 'must be a list of file names, like include = ["shared/x.toml"]')
         includes = []
     for name in includes:
         inc = (path.parent / name).resolve()
         if not inc.is_relative_to(stacks_dir):
-            problems.append(Problem(f"{name!r} is outside the stacks folder", shown, "include"))
+            problem("include", f"{name!r} is outside the stacks folder")
         elif not inc.is_file():
-            problems.append(
-                Problem(
-                    f"included file {name!r} does not exist",
-                    shown,
-                    "include",
-                    find_line(read_text(path), ("include",)),
-                )
-            )
+            problem("include", f"included file {name!r} does not exist")
         else:
-            _load_into(stacks_dir, inc, data, origins, files, (*chain, path))
+            load("include", inc)
     if problems:
         raise StackError(problems)
     merge(data, doc, origins, path, ())
@@ -219,6 +222,7 @@ def find_line(text: str, path: KeyPath) -> int | None:
         return None
     table: tuple[str, ...] = ()
     best: tuple[int, int] | None = None  # (matched length, line)
+    deeper: int | None = None  # first line that sets something inside the key, e.g. [a.b.c]
     for lineno, line in enumerate(text.splitlines(), 1):
         header = _HEADER.match(line)
         if header:
@@ -232,6 +236,8 @@ def find_line(text: str, path: KeyPath) -> int | None:
         if full == want:
             return lineno
         n = len(full)
+        if n > len(want) and full[: len(want)] == want and deeper is None:
+            deeper = lineno
         if n < len(want) and want[:n] == full and (best is None or n > best[0]):
             best = (n, lineno)
-    return best[1] if best else None
+    return deeper if deeper is not None else (best[1] if best else None)

@@ -13,7 +13,7 @@ from cattrs.errors import (
 )
 
 from builder.errors import Problem, StackError
-from builder.load import KeyPath, RawStack
+from builder.load import KeyPath, RawStack, format_key
 from builder.model import Stack
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
@@ -122,7 +122,10 @@ def _collect(exc: BaseException, at: KeyPath, raw: RawStack, out: list[Problem])
             allowed = ", ".join(sorted(f.name for f in exc.cl.__attrs_attrs__))
             out.append(raw.problem((*path, key), f"unknown key (allowed here: {allowed})"))
     elif isinstance(exc, KeyError):
-        out.append(raw.problem(path, "required key missing"))
+        out.append(raw.problem(path, _missing(path)))
+    elif isinstance(exc, AttributeError) and not isinstance(_lookup(raw.data, path), dict):
+        # cattrs reads a table's keys; anything else fails with "'str' object has no attribute"
+        out.append(raw.problem(path, f"must be a table, not {_describe(_lookup(raw.data, path))}"))
     elif isinstance(exc, TypeError | ValueError):
         message = str(exc)
         if not message.startswith("must be"):
@@ -131,6 +134,15 @@ def _collect(exc: BaseException, at: KeyPath, raw: RawStack, out: list[Problem])
         out.append(raw.problem(path, message))
     else:
         out.append(raw.problem(path, str(exc)))
+
+
+def _missing(path: KeyPath) -> str:
+    if len(path) <= 1:
+        return f"required table missing: add [{format_key(path)}]"
+    parent = format_key(path[:-1])
+    if all(isinstance(part, str) for part in path[:-1]):
+        parent = f"[{parent}]"
+    return f"required key missing: set {path[-1]} in {parent}"
 
 
 def _lookup(data: Any, path: KeyPath) -> Any:

@@ -38,6 +38,12 @@ class TemplateRenderer:
             raise TemplateFailure(
                 Problem(f"template syntax error: {exc.message}", file, None, exc.lineno)
             ) from exc
+        except jinja2.TemplateNotFound as exc:
+            # an {% include %} or {% import %} of a file that is not there
+            file, line = self._template_frame(exc, name)
+            raise TemplateFailure(
+                Problem(f"template {self.shown(exc.name)} does not exist", file, None, line)
+            ) from exc
         except jinja2.UndefinedError as exc:
             file, line = self._template_frame(exc, name)
             raise TemplateFailure(

@@ -130,6 +130,7 @@ def _container(
             yield p((*at, "pod"), f"pod {c.pod!r} is not defined: add [pods.{c.pod}]")
         elif not stack.pods[c.pod].enabled:
             yield p((*at, "pod"), f"pod {c.pod!r} is disabled but this container is in it")
+    if c.pod is not None and c.pod in stack.pods:
         if c.ports:
             yield p(
                 (*at, "ports"),
@@ -146,9 +147,13 @@ def _container(
         if dep == name:
             yield p((*at, "depends_on", i), "a container cannot depend on itself")
         elif dep not in stack.containers:
-            yield p((*at, "depends_on", i), f"container {dep!r} is not defined")
+            yield p(
+                (*at, "depends_on", i), f"container {dep!r} is not defined: add [containers.{dep}]"
+            )
         elif not stack.containers[dep].enabled:
-            yield p((*at, "depends_on", i), f"container {dep!r} is disabled")
+            yield p(
+                (*at, "depends_on", i), f"container {dep!r} is disabled: enable it or drop it here"
+            )
     for i, vol in enumerate(c.volumes):
         yield from _volume(vol, (*at, "volumes", i), stack, raw)
     mounts: set[str] = set()
