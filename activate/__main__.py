@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import activation, gc, lock, receive, rollback, status
+from . import activation, gc, lock, receive, rollback, secrets, status
 from .errors import BadInput, Failed, RolledBack, SwitcherError
 from .report import emit, error
 from .store import Store
@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("have", parents=[common], help="stdin: JSON list of sha256; prints the missing")
     sub.add_parser("receive", parents=[common], help="stdin: gzip tar of manifest.json + objects")
+    sub.add_parser(
+        "secrets-have", parents=[common], help="stdin: [{name, fingerprint}]; the missing"
+    )
+    p = sub.add_parser("secrets-receive", parents=[common], help="stdin: secret versions to keep")
+    p.add_argument("--generation", type=int, required=True, help="the generation that uses them")
     p = sub.add_parser("plan", parents=[common], help="what activate would do; changes nothing")
     p.add_argument("--generation", type=int, required=True)
     p = sub.add_parser("activate", parents=[common], help="switch to a generation")
@@ -84,6 +89,12 @@ def _run(args: argparse.Namespace) -> int:
         store.ensure()
         with lock.held(store.lock_path, "receive"):
             emit(receive.receive(store, sys.stdin.buffer).as_json())
+    elif command == "secrets-have":
+        emit({"missing": secrets.have(store, sys.stdin.buffer)})
+    elif command == "secrets-receive":
+        store.require_exists()
+        with lock.held(store.lock_path, "secrets-receive"):
+            emit(secrets.receive(store, args.generation, sys.stdin.buffer))
     elif command == "plan":
         emit(activation.preview(store, root, services, args.generation))
     elif command == "activate":
@@ -115,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "gc":
         store.require_exists()
         with lock.held(store.lock_path, f"gc --keep {args.keep}"):
-            emit(gc.gc(store, args.keep))
+            emit({**gc.gc(store, args.keep), **secrets.gc(store, services)})
     return 0
 
 

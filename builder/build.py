@@ -77,13 +77,17 @@ def load_stack(paths: Paths, host: str) -> Any:
 
 
 def render(paths: Paths, host: str) -> tuple[Any, Any]:
+    from builder.load import load_stack as load_raw
     from builder.render import render_stack
+    from builder.secrets_build import SecretBinding
     from builder.templates import TemplateRenderer
 
     stack = load_stack(paths, host)
-    rendered = render_stack(stack, TemplateRenderer(paths.templates_dir))
-    if rendered.problems:
-        raise StackError(list(rendered.problems))
+    secrets = SecretBinding(paths.stacks_dir, host, stack.host.state_dir)
+    rendered = render_stack(stack, TemplateRenderer(paths.templates_dir), secrets=secrets)
+    problems = [*rendered.problems, *secrets.problems(lambda: load_raw(paths.stacks_dir, host))]
+    if problems:
+        raise StackError(problems)
     return stack, rendered
 
 

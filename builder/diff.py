@@ -51,11 +51,13 @@ class Diff:
     units_changed: tuple[str, ...]
     files: tuple[FileChange, ...]
     switcher_changed: bool
+    secrets: tuple[tuple[str, str], ...] = ()  # (name, added/removed/changed/set/unset)
 
     @property
     def empty(self) -> bool:
         return not (
-            self.images
+            self.secrets
+            or self.images
             or self.units_added
             or self.units_removed
             or self.units_changed
@@ -74,6 +76,7 @@ class Diff:
                 "changed": list(self.units_changed),
             },
             "switcher_changed": self.switcher_changed,
+            "secrets": [{"name": n, "status": st} for n, st in self.secrets],
             "files": [
                 {
                     "path": f.path,
@@ -141,7 +144,23 @@ def diff_generations(
         changed,
         tuple(files),
         old.get("switcher") != new.get("switcher"),
+        secret_changes(old.get("secrets") or {}, new.get("secrets") or {}),
     )
+
+
+def secret_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Names only: a secret's keyed fingerprint says whether it changed, never its value."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a = old[name].get("fingerprint") if name in old else None
+        b = new[name].get("fingerprint") if name in new else None
+        if name not in old:
+            out.append((name, "added" if b else "added, not set"))
+        elif name not in new:
+            out.append((name, "removed"))
+        elif a != b:
+            out.append((name, "changed" if a and b else "set" if b else "unset"))
+    return tuple(out)
 
 
 def _file_change(
@@ -196,6 +215,7 @@ def format_text(d: Diff, colour: bool, stat: bool = False) -> str:
         out += [s.paint(f"  + {u}", "32") for u in d.units_added]
         out += [s.paint(f"  - {u}", "31") for u in d.units_removed]
         out += [s.paint(f"  ~ {u}", "33") for u in d.units_changed]
+    out += [f"secret {name} {status}" for name, status in d.secrets]
     if d.switcher_changed:
         out.append("switcher: changed")
     if stat:

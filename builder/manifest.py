@@ -59,7 +59,7 @@ def build_manifest(
     needed = max(
         (PODMAN_FOR_KIND[k] for k in kinds if k in PODMAN_FOR_KIND), key=_version_key, default=None
     )
-    return {
+    body = {
         "format": FORMAT,
         "host": host,
         "state_dir": state_dir,
@@ -69,6 +69,12 @@ def build_manifest(
         "units": units,
         "images": dict(rendered.images),
     }
+    # names, keyed fingerprints and the files completed on the server (docs/secrets.md)
+    if rendered.secrets:
+        body["secrets"] = dict(rendered.secrets)
+    if rendered.rendered:
+        body["rendered"] = dict(rendered.rendered)
+    return body
 
 
 def _version_key(v: str) -> tuple[int, ...]:

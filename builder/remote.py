@@ -59,6 +59,7 @@ class Server:
     state: str
     root: str
     bytes_sent: int = 0
+    stacks_dir: Any = None  # where secrets files are read when a push delivers secrets
 
     @property
     def where(self) -> str:

@@ -48,6 +48,8 @@ class Rendered:
     units: dict[str, Unit]
     images: dict[str, str]
     problems: tuple[Problem, ...]
+    secrets: dict[str, Any] = attrs.field(factory=dict)  # builder/secrets_build.py
+    rendered: dict[str, Any] = attrs.field(factory=dict)
 
 
 def image_ref(c: Container) -> str:
@@ -57,21 +59,34 @@ def image_ref(c: Container) -> str:
 
 
 def render_stack(
-    stack: Stack, renderer: TemplateRenderer, extra_context: dict[str, Any] | None = None
+    stack: Stack,
+    renderer: TemplateRenderer,
+    extra_context: dict[str, Any] | None = None,
+    secrets: Any = None,
 ) -> Rendered:
-    r = _Renderer(stack, renderer, extra_context or {})
+    """`secrets`: a builder.secrets_build.SecretBinding (None: secret names used as they are)."""
+    extra = {
+        **(extra_context or {}),
+        **({"secret": secrets.template_function()} if secrets else {}),
+    }
+    r = _Renderer(stack, renderer, extra, secrets)
     r.run()
     return Rendered(
         dict(sorted(r.files.items())),
         dict(sorted(r.units.items())),
         dict(sorted(r.images.items())),
         tuple(r.problems),
+        secrets.manifest_entries() if secrets else {},
+        dict(sorted(secrets.rendered.items())) if secrets else {},
     )
 
 
 class _Renderer:
-    def __init__(self, stack: Stack, renderer: TemplateRenderer, extra: dict[str, Any]) -> None:
+    def __init__(
+        self, stack: Stack, renderer: TemplateRenderer, extra: dict[str, Any], secrets: Any
+    ) -> None:
         self.stack = stack
+        self.secrets = secrets
         self.host = stack.host.name
         self.current = posixpath.join(stack.host.state_dir, "current")
         self.templates = renderer
@@ -193,10 +208,16 @@ class _Renderer:
         for key, value in sorted(c.environment.items()):
             body.append(("Environment", unitfile.quote(f"{key}={value}")))
         for secret in sorted(c.secrets, key=lambda s: (s.name, s.env or "", s.file or "")):
+            at = ("containers", name, "secrets", c.secrets.index(secret), "name")
+            ref = (
+                self.secrets.podman_name(secret.name, unit_file(name, "container"), at)
+                if self.secrets
+                else secret.name
+            )
             if secret.env:
-                body.append(("Secret", f"{secret.name},type=env,target={secret.env}"))
+                body.append(("Secret", f"{ref},type=env,target={secret.env}"))
             else:
-                body.append(("Secret", f"{secret.name},type=mount,target={secret.file}"))
+                body.append(("Secret", f"{ref},type=mount,target={secret.file}"))
         for port in c.ports:
             body.append(("PublishPort", port))
         for net in c.networks:
@@ -209,7 +230,10 @@ class _Renderer:
                 source = unit_file(source, "volume")
             body.append(("Volume", unitfile.escape(f"{source}:{rest}")))
         for cfg in c.configs:
-            host_path = f"{self.current}/files/{name}/{config_path(cfg)}"
+            origin = self.templates.shown(cfg.template or cfg.source or "")
+            host_path = self.host_path(
+                f"files/{name}/{config_path(cfg)}", name, "container", origin
+            )
             body.append(("Volume", unitfile.escape(f"{host_path}:{cfg.mount}:ro")))
         labels = dict(c.labels)
         labels["bundle.host"] = self.host
@@ -237,6 +261,15 @@ class _Renderer:
                 ("Install", [("WantedBy", "multi-user.target")]),
             ],
         )
+
+    def host_path(self, path: str, name: str, kind: str, origin: str) -> str:
+        """Where the server has a bundle file: in the generation, or completed with secrets."""
+        f = self.files[path]
+        if self.secrets:
+            target = self.secrets.file_target(path, f.data, f.mode, unit_file(name, kind), origin)
+            if target:
+                return str(target)
+        return f"{self.current}/{path}"
 
     def pod(self, name: str, pod: Pod) -> bytes:
         body: list[tuple[str, str]] = [
@@ -306,9 +339,11 @@ class _Renderer:
             data = b""
         self.files[path] = BundleFile(data, 0o755)
         unit = [("Description", unitfile.escape(script.description or f"{name} ({self.host})"))]
+        ref = script.template or script.source
+        origin = self.templates.shown(ref) if ref else f"scripts.{name}.run"
         service: list[tuple[str, str]] = [
             ("Type", "oneshot"),
-            ("ExecStart", f"{self.current}/{path}"),
+            ("ExecStart", self.host_path(path, name, "service", origin)),
             ("TimeoutStartSec", script.timeout),
         ]
         for key, value in sorted(script.environment.items()):

@@ -1,0 +1,379 @@
+"""Secrets on the server: kept outside every generation, by name and keyed fingerprint.
+
+STATE/secrets/NAME/FINGERPRINT   one version of a secret: its value, 0600, folders 0700
+STATE/rendered/ID/PATH           a bundle file completed with the values it embeds; the folder
+                                 is 0700 (only root reaches it), the file has its manifest mode
+
+A generation's manifest says what it needs (docs/secrets.md):
+
+    "secrets":  {NAME: {"fingerprint": HEX64, "podman_secret": "NAME-HEX12" | null,
+                        "used_by": [unit keys]}}
+    "rendered": {BUNDLE PATH: {"id": HEX16, "secrets": [NAME, ...]}}
+
+`secrets-have` and `secrets-receive` store the versions a push brings. Activation checks that
+every version the target needs is here before it changes anything, creates the podman secrets
+(one per version: `NAME-HEX12`, so units of an older generation keep naming theirs) and writes
+the completed files. gc drops the versions and files no remaining generation uses. Values are
+never printed, logged or written anywhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import BadInput, Failed, SwitcherError
+from .manifest import MANIFEST_NAME, SHA256_RE, check_relative_path
+from .store import Generation, Store, fsync_dir, remove_tree
+from .systemd import Services
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ID_RE = re.compile(r"^[0-9a-f]{16}$")
+MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
+REQUEST_LIMIT = 16 * 1024 * 1024
+VALUE_LIMIT = 512000  # podman's own limit for a secret
+PODMAN_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class SecretUse:
+    name: str
+    fingerprint: str | None
+    podman: str | None
+    used_by: tuple[str, ...]
+
+    @property
+    def short(self) -> str:
+        return (self.fingerprint or "unset")[:12]
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str
+    ident: str
+    secrets: tuple[str, ...]
+    mode: int
+
+
+@dataclass(frozen=True)
+class Needs:
+    secrets: Mapping[str, SecretUse]
+    rendered: Mapping[str, RenderedFile]
+
+
+def _bad(where: str, problem: str) -> BadInput:
+    return BadInput(f"{where}: {problem}; rebuild the bundle with a matching builder")
+
+
+def needs_of(store: Store, gen: Generation) -> Needs:
+    """What a generation needs; its manifest is checked (hash and folder) by load_manifest."""
+    manifest = store.load_manifest(gen)
+    raw = json.loads((gen.path / MANIFEST_NAME).read_bytes())
+    where = str(gen.path / MANIFEST_NAME)
+    found: dict[str, SecretUse] = {}
+    entries = raw.get("secrets", {})
+    if not isinstance(entries, dict):
+        raise _bad(f"{where}: secrets", "expected an object")
+    for name, e in entries.items():
+        at = f"{where}: secrets.{name}"
+        if not isinstance(name, str) or not NAME_RE.match(name) or not isinstance(e, dict):
+            raise _bad(at, "invalid secret entry")
+        fp, podman, used_by = e.get("fingerprint"), e.get("podman_secret"), e.get("used_by", [])
+        if fp is not None and (not isinstance(fp, str) or not SHA256_RE.match(fp)):
+            raise _bad(f"{at}.fingerprint", "not a lowercase sha256 hex digest")
+        if podman is not None and podman not in (name, f"{name}-{(fp or '')[:12]}"):
+            raise _bad(f"{at}.podman_secret", f"expected {name}-FINGERPRINT12")
+        if not isinstance(used_by, list) or not all(isinstance(u, str) for u in used_by):
+            raise _bad(f"{at}.used_by", "expected a list of unit keys")
+        found[name] = SecretUse(name, fp, podman, tuple(used_by))
+    rendered: dict[str, RenderedFile] = {}
+    files = raw.get("rendered", {})
+    if not isinstance(files, dict):
+        raise _bad(f"{where}: rendered", "expected an object")
+    for path, e in files.items():
+        at = f"{where}: rendered.{path}"
+        check_relative_path(path, at)
+        if path not in manifest.files or not isinstance(e, dict):
+            raise _bad(at, "not a file of this generation")
+        ident, names = e.get("id"), e.get("secrets")
+        if not isinstance(ident, str) or not ID_RE.match(ident):
+            raise _bad(f"{at}.id", "expected 16 hex digits")
+        if not isinstance(names, list) or not all(n in found for n in names):
+            raise _bad(f"{at}.secrets", "names a secret the manifest does not list")
+        rendered[path] = RenderedFile(path, ident, tuple(names), manifest.files[path].mode)
+    return Needs(found, rendered)
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+def secrets_root(store: Store) -> Path:
+    return store.root / "secrets"
+
+
+def rendered_root(store: Store) -> Path:
+    return store.root / "rendered"
+
+
+def value_path(store: Store, name: str, fingerprint: str) -> Path:
+    return secrets_root(store) / name / fingerprint
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _write_private(dest: Path, data: bytes, mode: int) -> None:
+    """Write a file that only root may read, atomically (temp file, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(dest.parent)
+
+
+def _read_request(stream: IO[bytes], command: str) -> Any:
+    data = stream.read(REQUEST_LIMIT + 1)
+    if len(data) > REQUEST_LIMIT:
+        raise BadInput(f"{command}: the request on stdin is over {REQUEST_LIMIT} bytes")
+    try:
+        return json.loads(data.decode("utf-8") or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        # the message must not quote the input: it may hold values
+        raise BadInput(f"{command}: stdin is not valid JSON; use the builder's push") from None
+
+
+def _pair(item: Any, command: str) -> tuple[str, str]:
+    if not isinstance(item, dict):
+        raise BadInput(f"{command}: each entry must be an object with name and fingerprint")
+    name, fp = item.get("name"), item.get("fingerprint")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise BadInput(f"{command}: invalid secret name {name!r}")
+    if not isinstance(fp, str) or not SHA256_RE.match(fp):
+        raise BadInput(f"{command}: {name}: the fingerprint is not a lowercase sha256 hex digest")
+    return name, fp
+
+
+def have(store: Store, stream: IO[bytes]) -> list[dict[str, str]]:
+    """`secrets-have`: which of the (name, fingerprint) versions this server lacks."""
+    request = _read_request(stream, "secrets-have")
+    if not isinstance(request, list):
+        raise BadInput("secrets-have: stdin must be a JSON list of {name, fingerprint}")
+    missing = []
+    for item in request:
+        name, fp = _pair(item, "secrets-have")
+        if not value_path(store, name, fp).is_file():
+            missing.append({"name": name, "fingerprint": fp})
+    return missing
+
+
+def receive(store: Store, number: int, stream: IO[bytes]) -> dict[str, Any]:
+    """`secrets-receive --generation N`: store versions that generation N needs; caller locks."""
+    request = _read_request(stream, "secrets-receive")
+    items = request.get("secrets") if isinstance(request, dict) else None
+    if not isinstance(items, list):
+        raise BadInput('secrets-receive: stdin must be {"secrets": [{name, fingerprint, value}]}')
+    needs = needs_of(store, store.find(number))
+    stored, present = [], []
+    for item in items:
+        name, fp = _pair(item, "secrets-receive")
+        use = needs.secrets.get(name)
+        if use is None or use.fingerprint != fp:
+            raise BadInput(
+                f"secrets-receive: generation {number} does not use {name} version {fp[:12]}"
+            )
+        try:
+            value = base64.b64decode(str(item.get("value", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInput(f"secrets-receive: {name}: the value is not base64") from None
+        if not value or len(value) > VALUE_LIMIT:
+            raise BadInput(
+                f"secrets-receive: {name}: the value is empty or over {VALUE_LIMIT} bytes"
+            )
+        dest = value_path(store, name, fp)
+        if dest.is_file():
+            present.append(name)
+            continue
+        _private_dir(secrets_root(store))
+        _private_dir(dest.parent)
+        _write_private(dest, value, 0o600)
+        stored.append(name)
+    return {"generation": number, "stored": sorted(stored), "already_present": sorted(present)}
+
+
+# --- activation -------------------------------------------------------------------------------
+
+
+def problems(store: Store, gen: Generation) -> list[str]:
+    """What keeps the generation from running: versions that are not here (one line each)."""
+    needs = needs_of(store, gen)
+    out = []
+    for use in needs.secrets.values():
+        if use.fingerprint is None:
+            out.append(f"secret {use.name} was not set when generation {gen.number} was built")
+        elif not value_path(store, use.name, use.fingerprint).is_file():
+            out.append(f"secret {use.name} version {use.short} is missing")
+    return out
+
+
+def check(store: Store, gen: Generation, action: str) -> None:
+    """Refuse before any change when a secret version the generation needs is gone."""
+    found = problems(store, gen)
+    if found:
+        raise Failed(
+            f"{action} to generation {gen.number} refused: {'; '.join(found)} "
+            f"(looked in {secrets_root(store)}); push generation {gen.number} again from a "
+            "checkout whose secrets files hold those values (bundle push HOST --generation "
+            f"{gen.number}), or pick another generation"
+        )
+
+
+def _podman(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=PODMAN_TIMEOUT,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise Failed("podman is not installed on this server (not on PATH)") from None
+    except subprocess.TimeoutExpired:
+        raise Failed(f"`{' '.join(argv[:4])}` did not finish within {PODMAN_TIMEOUT} s") from None
+
+
+def _podman_secret_exists(name: str) -> bool:
+    return (
+        _podman(["podman", "secret", "inspect", "--format", "{{.ID}}", "--", name]).returncode == 0
+    )
+
+
+def apply(store: Store, gen: Generation, services: Services) -> dict[str, Any]:
+    """Make what the generation needs exist: podman secrets and completed files. Additive and
+    idempotent, so it runs before the switch changes anything; the caller holds the lock."""
+    needs = needs_of(store, gen)
+    created: list[str] = []
+    if services.managed:
+        for use in needs.secrets.values():
+            if not use.podman or not use.fingerprint or _podman_secret_exists(use.podman):
+                continue
+            done = _podman(
+                [
+                    "podman",
+                    "secret",
+                    "create",
+                    "--",
+                    use.podman,
+                    str(value_path(store, use.name, use.fingerprint)),
+                ]
+            )
+            if done.returncode != 0:
+                lines = [ln for ln in (done.stderr or "").splitlines() if ln.strip()]
+                raise Failed(
+                    f"creating podman secret {use.podman} failed ({lines[-1] if lines else 'no message'}); "
+                    "see `podman secret ls`"
+                )
+            created.append(use.podman)
+    written: list[str] = []
+    for f in needs.rendered.values():
+        dest = rendered_root(store) / f.ident / f.path
+        if dest.is_file():
+            continue
+        template = (gen.path / f.path).read_bytes()
+        values: dict[str, bytes] = {}
+        for name in f.secrets:
+            use = needs.secrets[name]
+            assert use.fingerprint is not None  # check() ran first
+            values[name] = value_path(store, name, use.fingerprint).read_bytes()
+
+        def fill(
+            m: re.Match[bytes], values: dict[str, bytes] = values, f: RenderedFile = f
+        ) -> bytes:
+            name = m.group(1).decode()
+            if name not in values:
+                raise _bad(f"rendered.{f.path}", f"embeds secret {name}, which it does not list")
+            return values[name]
+
+        data = MARKER_RE.sub(fill, template)
+        folder = rendered_root(store) / f.ident
+        _private_dir(rendered_root(store))
+        for part in (folder, *(folder / p for p in _prefixes(f.path))):
+            _private_dir(part)
+        _write_private(dest, data, f.mode & 0o7777)
+        written.append(f.path)
+    return {
+        "used": sorted(needs.secrets),
+        "podman_created": sorted(created),
+        "files_completed": sorted(written),
+    }
+
+
+def _prefixes(path: str) -> list[str]:
+    """'files/web/a.conf' -> ['files', 'files/web']: the folders above a bundle file."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+# --- gc ---------------------------------------------------------------------------------------
+
+
+def gc(store: Store, services: Services) -> dict[str, Any]:
+    """Drop secret versions and completed files that no remaining generation uses."""
+    keep_versions: set[tuple[str, str]] = set()
+    keep_ids: set[str] = set()
+    for gen in store.generations():
+        try:
+            needs = needs_of(store, gen)
+        except (SwitcherError, OSError, ValueError):
+            return {"secret_versions_removed": 0}  # unsure what is used: remove nothing
+        keep_versions.update(
+            (u.name, u.fingerprint) for u in needs.secrets.values() if u.fingerprint
+        )
+        keep_ids.update(f.ident for f in needs.rendered.values())
+    removed = 0
+    root = secrets_root(store)
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            if not folder.is_dir():
+                continue
+            for version in sorted(folder.iterdir()):
+                if version.name.startswith("."):
+                    version.unlink(missing_ok=True)  # a temp file of a killed receive
+                    continue
+                if (folder.name, version.name) in keep_versions:
+                    continue
+                podman = f"{folder.name}-{version.name[:12]}"
+                if services.managed and _podman_secret_exists(podman):
+                    _podman(["podman", "secret", "rm", "--", podman])
+                version.unlink()
+                removed += 1
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    files_removed = 0
+    rendered = rendered_root(store)
+    if rendered.is_dir():
+        for folder in sorted(rendered.iterdir()):
+            if folder.name not in keep_ids:
+                remove_tree(folder)
+                files_removed += 1
+    return {"secret_versions_removed": removed, "completed_files_removed": files_removed}
