@@ -511,6 +511,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outdated(args: argparse.Namespace) -> int:
+    from builder.outdated import run_outdated
+
+    return run_outdated(paths_from(args), args.hosts, args.json, args.quiet)
+
+
 def _target_for(args: argparse.Namespace, host: str) -> str | None:
     # one --target for a fleet: `--target /srv/fake/{host}` gives each host its own folder
     return args.target.replace("{host}", host) if args.target else None
@@ -771,6 +777,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("compose", metavar="COMPOSE_FILE")
     p.add_argument("--host", required=True, metavar="NAME", help="the new host (stacks/NAME.toml)")
     p.add_argument("--force", action="store_true", help="replace an existing stack file")
+
+    p = command(
+        "outdated",
+        cmd_outdated,
+        "newer image versions in the registries: pinned, newest in the same major, newest",
+        "bundle outdated vps1 --json",
+    )
+    p.add_argument("hosts", nargs="+", metavar="HOST", help="host names")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command(
         "completion",
