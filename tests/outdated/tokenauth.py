@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from builder.testserver.registry import _die_with_parent
+
 SERVICE = "bundle-test-registry"
 ISSUER = "bundle-test-token-issuer"
 
@@ -172,6 +174,7 @@ class TokenRegistry:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,  # killed with the test process, even by SIGKILL
                 )
             if self._wait_ready():
                 return
