@@ -1,10 +1,14 @@
 """receive: a gzip tar stream on stdin becomes a complete generation folder, or nothing.
 
 The stream holds `manifest.json` first, then `objects/<sha256>` for the objects the server
-lacks (ask with `have`). Every object is hashed while it is written to STATE/incoming/ and
-moved into STATE/objects/ only when its bytes match its name, so a cut connection keeps what
-already arrived and the next push sends only the rest. The generation folder is assembled
-under STATE/incoming/, verified, fsynced and renamed into STATE/generations/ in one step.
+lacks (ask with `have`). Every object is hashed while it is written to STATE/incoming/; nothing
+is written anywhere else until the whole stream has been read and checked. A stream that is
+refused (an entry that is not a plain file named as it should be, an object whose bytes do not
+match its name, a stream that expands far beyond its compressed size) leaves nothing but the
+staging folder, which is removed. A stream that is merely cut (connection lost, disk full)
+keeps the objects that arrived whole and verified, so the next push sends only the rest. The
+generation folder is assembled under STATE/incoming/, verified, fsynced and renamed into
+STATE/generations/ in one step.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from . import faults
 from .errors import BadInput, Failed
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
 from .store import OBJECT_MODE, Store, fsync_dir, read_only_mode, remove_tree
@@ -32,6 +37,11 @@ ENTRY_OVERHEAD = 4096
 # End-of-archive blocks plus the padding up to tar's 10 KiB record size.
 END_OVERHEAD = 20 * 1024
 CHUNK = 1024 * 1024
+# Past this many bytes, the stream may expand at most EXPANSION_RATIO times its compressed size:
+# bundles hold config files and scripts (gzip makes them 3-10 times smaller); a file of zeros
+# shrinks a thousandfold and is how a small stream fills a disk.
+EXPANSION_FLOOR = 64 * 1024 * 1024
+EXPANSION_RATIO = 200
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,28 @@ class Received:
         return asdict(self)
 
 
-class _CappedReader:
-    """Counts decompressed bytes and refuses to expand past `limit` (a gzip bomb stops here)."""
+class _Counted:
+    """The compressed stream, counting the bytes gzip takes from it."""
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+
+class _CappedReader:
+    """Counts decompressed bytes and refuses to expand past `limit`, or past EXPANSION_RATIO
+    times the compressed bytes read so far (a gzip bomb stops here, in the staging folder)."""
+
+    def __init__(self, raw: BinaryIO, limit: int, compressed: _Counted) -> None:
         self.raw = raw
         self.limit = limit
         self.count = 0
+        self.compressed = compressed
 
     def read(self, size: int = -1) -> bytes:
         allowed = self.limit - self.count + 1
@@ -62,6 +87,12 @@ class _CappedReader:
             raise BadInput(
                 f"receive: the stream expands past {self.limit} bytes, more than the manifest "
                 "declares; push again with the builder's own push"
+            )
+        if self.count > EXPANSION_FLOOR and self.count > EXPANSION_RATIO * self.compressed.count:
+            raise BadInput(
+                f"receive: the stream expands more than {EXPANSION_RATIO} times its compressed "
+                f"size ({self.compressed.count} bytes became {self.count}); refusing it as a "
+                "compression bomb"
             )
         return data
 
@@ -87,6 +118,7 @@ class _Progress:
     manifest_bytes: bytes = b""
     objects_received: int = 0
     bytes_received: int = 0
+    staged: list[str] = dataclasses.field(default_factory=list)  # verified, in staging
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -157,17 +189,26 @@ def _read_object(
             f"receive: {member.name} has sha256 {actual}, not the one its name claims; "
             "the bundle is corrupt, rebuild and push again"
         )
-    store.add_object(claimed, staged)
+    progress.staged.append(claimed)
     progress.objects_received += 1
     progress.bytes_received += member.size
+    faults.point("receive-after-object")
 
 
-def _read_stream(stream: BinaryIO, store: Store, staging: Path) -> _Progress:
-    progress = _Progress()
+def _promote(store: Store, staging: Path, progress: _Progress) -> None:
+    """Move the verified objects out of staging into STATE/objects/."""
+    for sha in progress.staged:
+        store.add_object(sha, staging / sha)
+    progress.staged.clear()
+
+
+def _read_stream(stream: BinaryIO, store: Store, staging: Path, progress: _Progress) -> None:
     seen: set[str] = set()
+    compressed = _Counted(stream)
     reader = _CappedReader(
-        gzip.GzipFile(fileobj=stream, mode="rb"),  # type: ignore[arg-type]
+        gzip.GzipFile(fileobj=compressed, mode="rb"),  # type: ignore[arg-type]
         MANIFEST_LIMIT + ENTRY_OVERHEAD + END_OVERHEAD,
+        compressed,
     )
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
@@ -195,7 +236,6 @@ def _read_stream(stream: BinaryIO, store: Store, staging: Path) -> _Progress:
         ) from None
     if progress.manifest is None:
         raise BadInput("receive: the stream holds no manifest.json")
-    return progress
 
 
 def _assemble(store: Store, manifest: Manifest, manifest_bytes: bytes, staging: Path) -> Path:
@@ -240,8 +280,14 @@ def receive(store: Store, stream: BinaryIO) -> Received:
     for stale in store.incoming.iterdir():
         remove_tree(stale)  # left by a killed receive or gc; we hold the lock, nobody owns it
     staging = Path(tempfile.mkdtemp(prefix="receive-", dir=store.incoming))
+    progress = _Progress()
     try:
-        progress = _read_stream(stream, store, staging)
+        try:
+            _read_stream(stream, store, staging, progress)
+        except (Failed, OSError):
+            _promote(store, staging, progress)  # cut, not refused: keep what arrived whole
+            raise
+        _promote(store, staging, progress)
         manifest = progress.manifest
         assert manifest is not None
         result = Received(
@@ -267,9 +313,11 @@ def receive(store: Store, stream: BinaryIO) -> Received:
                 f"neither stored nor in the stream (first: {missing[0]}); ask `have` and push again"
             )
         tree = _assemble(store, manifest, progress.manifest_bytes, staging)
+        faults.point("receive-before-publish")
         os.rename(tree, final)
         os.chmod(final, 0o555)
         fsync_dir(store.generations_dir)
+        faults.point("receive-after-publish")
         return result
     finally:
         remove_tree(staging)
