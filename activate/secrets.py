@@ -338,9 +338,11 @@ def _prefixes(path: str) -> list[str]:
 
 
 def gc(store: Store, services: Services) -> dict[str, Any]:
-    """Drop secret versions and completed files that no remaining generation uses."""
+    """Drop secret versions, their podman secrets and completed files that no remaining
+    generation uses; the caller holds the lock."""
     keep_versions: set[tuple[str, str]] = set()
     keep_ids: set[str] = set()
+    known: set[str] = set()
     for gen in store.generations():
         try:
             needs = needs_of(store, gen)
@@ -350,25 +352,24 @@ def gc(store: Store, services: Services) -> dict[str, Any]:
             (u.name, u.fingerprint) for u in needs.secrets.values() if u.fingerprint
         )
         keep_ids.update(f.ident for f in needs.rendered.values())
+        known.update(needs.secrets)
     removed = 0
     root = secrets_root(store)
     if root.is_dir():
         for folder in sorted(root.iterdir()):
             if not folder.is_dir():
                 continue
+            known.add(folder.name)
             for version in sorted(folder.iterdir()):
                 if version.name.startswith("."):
                     version.unlink(missing_ok=True)  # a temp file of a killed receive
                     continue
-                if (folder.name, version.name) in keep_versions:
-                    continue
-                podman = f"{folder.name}-{version.name[:12]}"
-                if services.managed and _podman_secret_exists(podman):
-                    _podman(["podman", "secret", "rm", "--", podman])
-                version.unlink()
-                removed += 1
+                if (folder.name, version.name) not in keep_versions:
+                    version.unlink()
+                    removed += 1
             if not any(folder.iterdir()):
                 folder.rmdir()
+    podman_removed = _podman_gc(known, keep_versions) if services.managed else []
     files_removed = 0
     rendered = rendered_root(store)
     if rendered.is_dir():
@@ -376,4 +377,26 @@ def gc(store: Store, services: Services) -> dict[str, Any]:
             if folder.name not in keep_ids:
                 remove_tree(folder)
                 files_removed += 1
-    return {"secret_versions_removed": removed, "completed_files_removed": files_removed}
+    return {
+        "secret_versions_removed": removed,
+        "podman_secrets_removed": podman_removed,
+        "completed_files_removed": files_removed,
+    }
+
+
+PODMAN_NAME_RE = re.compile(r"^([a-z0-9][a-z0-9_-]{0,62})-([0-9a-f]{12})$")
+
+
+def _podman_gc(known: set[str], keep: set[tuple[str, str]]) -> list[str]:
+    """podman secrets NAME-HEX12 of a secret bundle manages, whose version nothing keeps."""
+    listed = _podman(["podman", "secret", "ls", "--format", "{{.Name}}"])
+    if listed.returncode != 0:
+        return []
+    kept = {(name, fp[:12]) for name, fp in keep}
+    removed = []
+    for line in listed.stdout.split():
+        m = PODMAN_NAME_RE.match(line)
+        ours = m is not None and m.group(1) in known and (m.group(1), m.group(2)) not in kept
+        if ours and _podman(["podman", "secret", "rm", "--", line]).returncode == 0:
+            removed.append(line)
+    return sorted(removed)
