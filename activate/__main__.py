@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from . import activation, gc, lock, receive, rollback, secrets, status
 from .errors import BadInput, Failed, RolledBack, SwitcherError
+from .recover import recover
 from .report import emit, error
 from .store import Store
 from .systemd import services_for
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=int, default=None, help="generation (default: the previous one)")
     p.add_argument("--force", action="store_true", help="overwrite unit files changed by hand")
     sub.add_parser("status", parents=[common], help="current generation and its units")
+    sub.add_parser("recover", parents=[common], help="finish or undo a switch that was killed")
     p = sub.add_parser("history", parents=[common], help="the deploy history, oldest first")
     p.add_argument("--limit", type=int, default=0, help="only the last N entries (0: all)")
     sub.add_parser("generations", parents=[common], help="list generations")
@@ -103,6 +105,9 @@ def _run(args: argparse.Namespace) -> int:
         with lock.held(store.lock_path, f"{action} {args.generation}"):
             emit(activation.activate(store, root, services, args.generation, args.force, action))
     elif command == "rollback":
+        store.require_exists()
+        with lock.held(store.lock_path, "rollback (repairing an interrupted switch)"):
+            recover(store, root, services)  # before choosing: the target depends on `current`
         target = rollback.choose_target(store, args.to)
         if rollback.has_own_switcher(target):
             extra = ["--force"] * args.force + ["--debug"] * args.debug
@@ -121,6 +126,10 @@ def _run(args: argparse.Namespace) -> int:
         emit(entries[-args.limit :] if args.limit > 0 else entries)
     elif command == "status":
         emit(status.status(store, root, services))
+    elif command == "recover":
+        store.require_exists()
+        with lock.held(store.lock_path, "recover"):
+            emit({"recovered": recover(store, root, services)})
     elif command == "generations":
         emit(status.generations(store))
     elif command == "gc":

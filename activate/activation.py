@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import secrets
+from . import faults, journal, secrets
 from .errors import BadInput, Failed, RolledBack, SwitcherError
 from .install import find_drift, install_units
 from .manifest import Manifest
 from .planner import RUNNING_STATES, Plan, plan
-from .store import Generation, Store, history_entry, now_utc
+from .store import Generation, Store, history_entry
 from .systemd import BROKEN_LOAD_STATES, Services, UnitState, network_name
 
 
@@ -242,18 +242,24 @@ def _forward(sw: Switch, progress: _Progress) -> dict[str, list[str]]:
         for key in plan_.networks:
             progress.touched.add(key)
             services.remove_network(sw.network_name(key, sw.old, sw.current.path))
+    journal.step(sw.store, "stopped")
     progress.flipped = True  # before the call: a failure inside it still needs undoing
     sw.store.set_current(sw.target)
+    journal.step(sw.store, "flipped")
     progress.installed = True
     files = install_units(sw.root, sw.target.path, sw.new, sw.old)
+    journal.step(sw.store, "installed")
     services.daemon_reload()
     _check_loaded(sw)
+    journal.step(sw.store, "reloaded")
     for action, key in plan_.steps():
         progress.touched.add(key)
         (services.start if action == "start" else services.restart)(sw.service(key))
+        faults.point("switch-starting")
     progress.touched.update(plan_.with_pod)
     services.enable([sw.service(k) for k in plan_.enable])
     _check_running(sw)
+    journal.step(sw.store, "running")
     return files
 
 
@@ -261,6 +267,7 @@ def _restore(sw: Switch, progress: _Progress) -> list[str]:
     """Best effort back to the old generation; returns what could not be done."""
     errors: list[str] = []
     services, old = sw.services, sw.old
+    journal.step_quietly(sw.store, "restoring")
 
     def attempt(what: str, fn: Callable[..., object], *args: object) -> None:
         try:
@@ -334,7 +341,11 @@ def activate(
     store: Store, root: Path, services: Services, number: int, force: bool, action: str
 ) -> dict[str, Any]:
     """Switch to generation `number`; the caller holds the lock."""
+    from .recover import recover  # builds on this module
+
     started_at = time.monotonic()
+    recovered = recover(store, root, services)  # a switch killed halfway: finish or undo it first
+    outcome = {"recovered": recovered} if recovered else {}
     sw = prepare(store, root, services, number)
     secrets.check(store, sw.target, action)
     facts, drift, pulled = _check_before_change(sw, force)
@@ -343,8 +354,9 @@ def activate(
     progress = _Progress()
     try:
         with _signals_become_errors():
-            store.write_pending({"from": from_n, "to": number, "since": now_utc()})
+            journal.begin(store, action, from_n, number)
             files = _forward(sw, progress)
+            journal.step(store, "done")
     except (SwitcherError, OSError) as exc:
         cause = getattr(exc, "message", None) or str(exc)
         with _signals_ignored():
@@ -362,12 +374,12 @@ def activate(
             message = f"rolled back to {back_to}: activating generation {number} failed: {cause}"
         store.append_history(history_entry(action, from_n, number, result, message))
         report = report_of(
-            sw, result, error=message, seconds=round(time.monotonic() - started_at, 2)
+            sw, result, error=message, seconds=round(time.monotonic() - started_at, 2), **outcome
         )
         raise RolledBack(message, report) from None
-    store.clear_pending()
     summary = plan_summary(sw.plan)
     store.append_history(history_entry(action, from_n, number, "ok", summary))
+    store.clear_pending()  # after the history line: the journal says `done` until then
     return report_of(
         sw,
         "ok",
@@ -377,6 +389,7 @@ def activate(
         files=files,
         secrets=secrets_used,
         seconds=round(time.monotonic() - started_at, 2),
+        **outcome,
     )
 
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
 from .errors import Failed
 from .manifest import Manifest, Unit
 from .store import fsync_dir
@@ -123,6 +124,7 @@ def install_units(
         _write_atomically(dest, data, entry.mode)
         touched_dirs.add(dest.parent)
         written.append(str(dest))
+        faults.point("install-wrote-file")
     for unit in old.units.values() if old else ():
         dest = destination(root, unit)
         if dest not in wanted and (dest.exists() or dest.is_symlink()):

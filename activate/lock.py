@@ -29,6 +29,10 @@ def _describe_holder(text: str, path: Path) -> str:
         return f"another process ({text.strip() or f'{path} gives no details'})"
 
 
+class Busy(Failed):
+    """Another process holds the lock."""
+
+
 @contextmanager
 def held(path: Path, command: str) -> Iterator[None]:
     """Hold the lock for the block, or raise Failed at once naming the current holder."""
@@ -39,7 +43,7 @@ def held(path: Path, command: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-            raise Failed(
+            raise Busy(
                 f"{path} is held by {_describe_holder(text, path)}; wait for it to finish "
                 "(the lock goes away by itself when that process ends)"
             ) from None

@@ -5,13 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import lock
 from .errors import SwitcherError
 from .install import find_drift
+from .recover import recover
 from .store import Store, previous_active, rollback_target
 from .systemd import Services
 
 
+def _recover_if_idle(store: Store, root: Path, services: Services) -> dict[str, Any]:
+    """A switch killed halfway is finished or undone before we report (activate/recover.py);
+    one that is running is left alone and reported as such."""
+    if not store.pending_path.exists():
+        return {}
+    try:
+        with lock.held(store.lock_path, "status (repairing an interrupted switch)"):
+            try:
+                return {"recovered": recover(store, root, services)}
+            except SwitcherError as exc:
+                return {"recovered": {"result": "failed", "error": exc.message}}
+    except lock.Busy:
+        return {"switching": store.pending()}
+
+
 def status(store: Store, root: Path, services: Services) -> dict[str, Any]:
+    repaired = _recover_if_idle(store, root, services)
     current = store.current()
     history = store.history()
     result: dict[str, Any] = {
@@ -21,7 +39,10 @@ def status(store: Store, root: Path, services: Services) -> dict[str, Any]:
         "last": history[-1] if history else None,
         "services": "managed" if services.managed else "not managed",
         "drift": [],
-        "interrupted": store.pending(),
+        "interrupted": None if "switching" in repaired else store.pending(),
+        "recovered": None,
+        "switching": None,
+        **repaired,
     }
     if current is None:
         return result

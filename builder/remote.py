@@ -127,6 +127,13 @@ class Server:
                 report = None
         if result.rc != 0:
             line = result.stderr_line().removeprefix("activate: ")
+            if not result.stderr.strip() and (result.rc < 0 or result.rc > 128):
+                # killed by a signal (kill -9, the OOM killer): it had no time to say anything
+                line = (
+                    f"the switcher's `{command}` was killed on the server before it finished "
+                    f"(exit code {result.rc}); run `bundle status {self.host}`: it finishes or "
+                    "undoes a switch that was cut short"
+                )
             raise RemoteError(f"{self.host}: {line}", report if allow_report_on_failure else None)
         if report is None:
             raise RemoteError(

@@ -274,7 +274,10 @@ def test_interrupted_switch_is_finished_without_force(state: Path, root: Path) -
     r = switcher("rollback", state, root, "--to", "1")
 
     assert r.rc == 0, r
-    assert any("interrupted" in w for w in r.data["warnings"])
+    history = [json.loads(line) for line in (state / "history.jsonl").read_text().splitlines()]
+    undone = history[-2]  # the interrupted switch, undone before the rollback ran
+    assert (undone["from"], undone["to"], undone["result"]) == (1, 2, "rolled back")
+    assert "interrupted" in undone["message"]
     assert current(state) == f"generations/{first.folder}"
     assert not (root / QUADLET / "api.container").exists()
     assert not (state / "pending.json").exists()
