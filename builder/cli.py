@@ -812,6 +812,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from builder import progress
+
+    selectors = getattr(args, "hosts", None) or []
+    one_host = (
+        len(selectors) <= 1
+        and not getattr(args, "all", False)
+        and not any(h.startswith("@") for h in selectors)
+    )
+    progress.ENABLED = (
+        sys.stderr.isatty() and one_host and not args.quiet and not getattr(args, "json", False)
+    )
     try:
         return args.func(args)
     except StackError as exc:

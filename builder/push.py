@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from builder import progress
+from builder.progress import PushProgress
 from builder.remote import Server
 from builder.store import Generation
 
@@ -66,7 +68,11 @@ def push(server: Server, gen: Generation) -> PushReport:
     cwd = server.switcher_dir(switcher_hash)
     hashes = sorted({e["sha256"] for e in manifest["files"].values()})
     missing = set(server.call("have", cwd=cwd, stdin=json.dumps(hashes).encode())["missing"])
-    received = server.call("receive", cwd=cwd, stdin=stream(gen, manifest, missing))
+    data = stream(gen, manifest, missing)
+    body: bytes | PushProgress = data
+    if progress.ENABLED:
+        body = PushProgress(data, f"{server.host}: pushing generation {gen.number}", len(missing))
+    received = server.call("receive", cwd=cwd, stdin=body)
     return PushReport(
         host=server.host,
         generation=gen.number,
