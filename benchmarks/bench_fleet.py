@@ -10,6 +10,7 @@ changes, so every host restarts one container). Results go in docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from builder.testserver import Registry, Target  # noqa: E402
+from builder.testserver import Registry, Target
 
 STACK = """\
 [host]
@@ -50,7 +51,9 @@ class Fleet:
         self.names = names
         self.home = root / "home"
         (root / "stacks/templates").mkdir(parents=True)
-        (root / "stacks/templates/index.html.j2").write_text("{{ vars.message }} on {{ host.name }}\n")
+        (root / "stacks/templates/index.html.j2").write_text(
+            "{{ vars.message }} on {{ host.name }}\n"
+        )
         for name in names:
             (root / f"stacks/{name}.toml").write_text(STACK.format(name=name))
         (self.home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -61,9 +64,12 @@ class Fleet:
         for name in self.names:
             path = self.root / f"stacks/{name}.toml"
             text = path.read_text()
-            path.write_text(text.replace(f'message = "run {self.run_no - 1}"', f'message = "run {self.run_no}"'))
+            path.write_text(
+                text.replace(f'message = "run {self.run_no - 1}"', f'message = "run {self.run_no}"')
+            )
 
     def switch(self, *args: str) -> float:
+        self.busy_before = busy_seconds()
         t0 = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "builder.cli", "switch", *args],
@@ -74,17 +80,28 @@ class Fleet:
             check=False,
         )
         elapsed = time.perf_counter() - t0
+        self.last_busy = (busy_seconds() - self.busy_before) / (elapsed * os.cpu_count())
         if result.returncode != 0:
-            raise SystemExit(f"bundle switch {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+            raise SystemExit(
+                f"bundle switch {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
         return elapsed
 
 
+def busy_seconds() -> float:
+    """CPU time all cores of this machine spent busy so far (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(fleet: Fleet, runs: int, extra: list[str]) -> dict[str, float]:
-    one, par, seq = [], [], []
+    one, par, seq, load = [], [], [], []
     fleet.switch("@bench", *extra)  # first deploy everywhere (pulls images); not measured
     for _ in range(runs):
         fleet.bump()
         par.append(fleet.switch("@bench", "--parallel", str(len(fleet.names)), *extra))
+        load.append(fleet.last_busy)
         fleet.bump()
         seq.append(fleet.switch("@bench", "--parallel", "1", *extra))
         fleet.bump()
@@ -92,7 +109,12 @@ def measure(fleet: Fleet, runs: int, extra: list[str]) -> dict[str, float]:
         one.append(t)
         # the other hosts missed that bump; bring them level so the next runs change one unit each
         fleet.switch("@bench", *extra)
-    return {"one": statistics.median(one), "parallel": statistics.median(par), "sequential": statistics.median(seq)}
+    return {
+        "one": statistics.median(one),
+        "parallel": statistics.median(par),
+        "sequential": statistics.median(seq),
+        "cpu_busy": statistics.median(load),
+    }
 
 
 def main() -> None:
@@ -119,7 +141,9 @@ def main() -> None:
                 if not key.exists():
                     shutil.copy(t.key_path, key)
                     key.chmod(0o600)
-                config.append(f"Host {name}\n  HostName {t.host}\n  User root\n  IdentityFile {t.key_path}\n")
+                config.append(
+                    f"Host {name}\n  HostName {t.host}\n  User root\n  IdentityFile {t.key_path}\n"
+                )
                 known.append(t.known_hosts_path.read_text())
             (real.home / ".ssh/config").write_text("".join(config))
             (real.home / ".ssh/known_hosts").write_text("".join(known))
@@ -134,7 +158,8 @@ def main() -> None:
     for kind, r in results.items():
         print(
             f"{kind:8} one host {r['one']:6.2f} s | {args.hosts} in parallel {r['parallel']:6.2f} s "
-            f"({r['parallel'] / r['one']:.2f}x one host) | {args.hosts} one after another {r['sequential']:6.2f} s"
+            f"({r['parallel'] / r['one']:.2f}x one host, CPUs {r['cpu_busy']:.0%} busy) | "
+            f"{args.hosts} one after another {r['sequential']:6.2f} s"
         )
 
 

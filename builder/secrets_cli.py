@@ -34,6 +34,8 @@ from builder.secrets import (
     shown,
 )
 
+VALUE_LIMIT = 512000  # podman's limit for one secret
+
 EDIT_HEADER = """\
 # Secrets of {label}, decrypted from {where} into a temporary file (mode 0600) that is
 # removed when you are done. One NAME = "value" per line (TOML); '''...''' holds a value over
@@ -70,6 +72,8 @@ def from_toml(text: str) -> dict[str, str]:
             raise SecretsError(f"{name}: the value must be a string in quotes")
         if not value:
             raise SecretsError(f"{name}: empty value; remove the line to remove the secret")
+        if len(value.encode()) > VALUE_LIMIT:
+            raise SecretsError(f"{name}: the value is over {VALUE_LIMIT} bytes (podman's limit)")
         out[name] = value
     return out
 
@@ -190,6 +194,8 @@ def read_value(name: str) -> str:
         value = value.removesuffix("\n").removesuffix("\r")
     if not value:
         raise InputError(f"{name}: empty value on stdin; nothing was changed")
+    if len(value.encode()) > VALUE_LIMIT:
+        raise InputError(f"{name}: the value is over {VALUE_LIMIT} bytes (podman's limit)")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,22 @@ def test_edit_file_refuses_bad_names_and_types() -> None:
         from_toml("n = 3\n")
     with pytest.raises(s.SecretsError, match="not valid TOML"):
         from_toml("n = \n")
+
+
+def test_the_recovery_script_in_the_docs_opens_a_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/secrets.md").read_text()
+    script = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "recover.py").write_text(script)
+    (tmp_path / "web1.enc").write_bytes(sealed({"db": "v4lue", "x": "y"}, passphrase="pass phrase"))
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "recover.py"), str(tmp_path / "web1.enc")],
+        input="pass phrase\n",
+        capture_output=True,
+        text=True,
+        start_new_session=True,  # no terminal: getpass reads stdin
+        check=True,
+    )
+    assert json.loads(done.stdout) == {"db": "v4lue", "x": "y"}
