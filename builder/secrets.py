@@ -41,6 +41,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,6 +410,9 @@ class SecretsFile:
 
 
 _CACHE: dict[Path, tuple[bytes, SecretsFile]] = {}
+# A fleet pushes from several threads: one prompt at a time, and the others then find the file
+# already open (or the typed passphrase) instead of asking again.
+_OPENING = threading.RLock()
 
 
 def open_file(stacks_dir: Path, label: str, create: bool = False) -> SecretsFile | None:
@@ -417,6 +421,11 @@ def open_file(stacks_dir: Path, label: str, create: bool = False) -> SecretsFile
     With create=True a missing file comes back empty, with a passphrase for it (asked twice
     at a prompt), ready for `save()`.
     """
+    with _OPENING:
+        return _open_file(stacks_dir, label, create)
+
+
+def _open_file(stacks_dir: Path, label: str, create: bool) -> SecretsFile | None:
     path = file_path(stacks_dir, label)
     where = shown(path, stacks_dir)
     passphrases = Passphrases(stacks_dir)
