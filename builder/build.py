@@ -109,7 +109,13 @@ def build(paths: Paths, host: str) -> BuildResult:
 
     stack, rendered = render(paths, host)
     switcher = {p: BundleFile(d, m) for p, (d, m) in switcher_files().items()}
-    body = manifest.build_manifest(host, stack.host.state_dir, rendered, switcher)
+    h = stack.host
+    deploy = {
+        "health_timeout": h.health_timeout,
+        "health_settle": h.health_settle,
+        "confirm_timeout": h.confirm_timeout,
+    }
+    body = manifest.build_manifest(host, h.state_dir, rendered, switcher, deploy)
     digest = manifest.bundle_hash(body)
     with store.locked():
         latest = store.latest()

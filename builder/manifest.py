@@ -38,6 +38,7 @@ def build_manifest(
     state_dir: str,
     rendered: Rendered,
     switcher_files: dict[str, BundleFile],
+    deploy: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The manifest without generation, parent and build time (see `stamp`)."""
     all_files = {**rendered.files, **switcher_files}
@@ -55,6 +56,10 @@ def build_manifest(
             "image": u.image,
             "enable": u.enable,
         }
+        if u.checks:
+            units[key]["checks"] = [dict(c) for c in u.checks]
+        if u.state is not None:
+            units[key]["state"] = dict(u.state)
     kinds = {u.kind for u in rendered.units.values()}
     needed = max(
         (PODMAN_FOR_KIND[k] for k in kinds if k in PODMAN_FOR_KIND), key=_version_key, default=None
@@ -68,6 +73,7 @@ def build_manifest(
         "files": files,
         "units": units,
         "images": dict(rendered.images),
+        **({"deploy": dict(deploy)} if deploy is not None else {}),
     }
     # names, keyed fingerprints and the files completed on the server (docs/secrets.md)
     if rendered.secrets:

@@ -17,6 +17,10 @@ class Host:
     ssh_port: int = 22
     state_dir: str = "/var/lib/bundle"
     tags: tuple[str, ...] = ()
+    # the health gate and the dead-man confirmation (docs/reliability.md), in seconds
+    health_timeout: int = 60
+    health_settle: int = 2
+    confirm_timeout: int = 30
 
 
 @attrs.frozen
@@ -57,6 +61,22 @@ class HealthCheck:
 
 
 @attrs.frozen
+class Check:
+    """A deploy-time check run by the switcher on the server after activation.
+
+    Exactly one of `http` (a URL; the answer must have `status` and contain `body`), `tcp`
+    (HOST:PORT accepts a connection) or `command` (a shell command exits 0).
+    """
+
+    http: str | None = None
+    tcp: str | None = None
+    command: str | None = None
+    status: int | None = None
+    body: str | None = None
+    timeout: int = 5
+
+
+@attrs.frozen
 class Container:
     """One container, run by a quadlet `.container` unit named after it."""
 
@@ -81,6 +101,9 @@ class Container:
     health: HealthCheck | None = None
     stateful: bool = False
     restart: str = "always"
+    checks: tuple[Check, ...] = ()
+    dump: str | None = None  # stateful: run in the container, stdout is the snapshot
+    restore: str | None = None  # gets a dump on stdin with `bundle rollback --restore-data`
 
 
 @attrs.frozen
@@ -131,6 +154,8 @@ class Script:
     randomized_delay: str | None = None
     environment: dict[str, str] = attrs.field(factory=dict)
     timeout: str = "2h"
+    on_activation: bool = False  # run when activated and at boot; stays active
+    stop: str | None = None  # inline shell run when it is stopped (undo what it set up)
 
 
 @attrs.frozen

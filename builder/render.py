@@ -13,7 +13,7 @@ import attrs
 
 from builder import unitfile
 from builder.errors import Problem
-from builder.model import Container, Network, Pod, Script, Stack, Volume
+from builder.model import Check, Container, Network, Pod, Script, Stack, Volume
 from builder.names import service_name, unit_file
 from builder.templates import TemplateFailure, TemplateRenderer
 from builder.validate import config_path
@@ -40,6 +40,9 @@ class Unit:
     requires: tuple[str, ...]
     image: str | None
     enable: bool
+    # run by the switcher after activation; not files, so not part of the closure
+    checks: tuple[dict[str, Any], ...] = ()
+    state: dict[str, Any] | None = None  # stateful containers: what to snapshot
 
 
 @attrs.frozen
@@ -56,6 +59,19 @@ def image_ref(c: Container) -> str:
     if c.digest:
         return f"{c.image}@{c.digest}"
     return f"{c.image}:{c.version}"
+
+
+def check_entry(check: Check) -> dict[str, Any]:
+    """A check as the manifest carries it: the kind's key plus only what applies to it."""
+    if check.http is not None:
+        entry: dict[str, Any] = {"http": check.http, "status": check.status or 200}
+        if check.body is not None:
+            entry["body"] = check.body
+    elif check.tcp is not None:
+        entry = {"tcp": check.tcp}
+    else:
+        entry = {"command": check.command}
+    return {**entry, "timeout": check.timeout}
 
 
 def render_stack(
@@ -128,6 +144,11 @@ class _Renderer:
             self.add_unit(
                 name, "container", self.container(name, c), extra_files, requires, ref, True
             )
+            self.units[unit_file(name, "container")] = attrs.evolve(
+                self.units[unit_file(name, "container")],
+                checks=tuple(check_entry(ch) for ch in c.checks),
+                state=self.state_entry(name, c),
+            )
         for name, script in sorted(s.enabled_scripts().items()):
             self.script(name, script)
 
@@ -155,6 +176,15 @@ class _Renderer:
             image,
             enable,
         )
+
+    def state_entry(self, name: str, c: Container) -> dict[str, Any] | None:
+        """A stateful container's named volumes (podman volume names) and dump commands."""
+        if not c.stateful:
+            return None
+        volumes = sorted(
+            {v.split(":")[0] for v in c.volumes if v.split(":")[0] in self.stack.volumes}
+        )
+        return {"container": name, "volumes": volumes, "dump": c.dump, "restore": c.restore}
 
     def container_requires(self, c: Container) -> tuple[str, ...]:
         req = [unit_file(d, "container") for d in c.depends_on]
@@ -349,11 +379,29 @@ class _Renderer:
         for key, value in sorted(script.environment.items()):
             service.append(("Environment", unitfile.quote(f"{key}={value}", command=False)))
         timed = script.on_calendar is not None
+        files = [path]
+        if script.on_activation:
+            service[1:1] = [("RemainAfterExit", "yes")]
+            if script.stop is not None:
+                stop_path = f"scripts/{name}.stop.sh"
+                self.files[stop_path] = BundleFile(
+                    f"#!/bin/sh\nset -eu\n{script.stop}\n".encode(), 0o755
+                )
+                service.insert(3, ("ExecStop", f"{self.current}/{stop_path}"))
+                files.append(stop_path)
         sections = [("Unit", unit), ("Service", service)]
-        if not timed:
+        if script.on_activation:
+            sections.append(("Install", [("WantedBy", "multi-user.target")]))
+        elif not timed:
             sections.append(("Install", []))
         self.add_unit(
-            name, "service", unitfile.render(self.host, sections), (path,), (), None, False
+            name,
+            "service",
+            unitfile.render(self.host, sections),
+            tuple(files),
+            (),
+            None,
+            script.on_activation,
         )
         if timed:
             timer = [("OnCalendar", script.on_calendar or ""), ("Persistent", "true")]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
-from builder.model import ConfigFile, Container, Stack
+from builder.model import Check, ConfigFile, Container, Stack
 from builder.names import NAME, NAME_HINT, service_name
 from builder.ports import PublishedPort, parse_port
 
@@ -37,6 +38,7 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
         yield p(("host", "ssh_port"), "must be between 1 and 65535")
     if not posixpath.isabs(stack.host.state_dir) or ".." in stack.host.state_dir.split("/"):
         yield p(("host", "state_dir"), "must be an absolute path without '..'")
+    yield from _host_timeouts(stack, raw)
 
     for table in ("containers", "pods", "volumes", "networks", "scripts"):
         for name in getattr(stack, table):
@@ -60,6 +62,10 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
             if ref is not None:
                 yield from _template_file(ref, (*at, key), raw, templates_dir)
         yield from _env_names(script.environment, (*at, "environment"), raw)
+        if script.on_activation and script.on_calendar is not None:
+            yield p((*at, "on_activation"), "a script runs on_calendar or on_activation, not both")
+        if script.stop is not None and not script.on_activation:
+            yield p((*at, "stop"), "stop undoes an on_activation script: set on_activation = true")
 
 
 def _duplicate_units(stack: Stack, raw: RawStack) -> Iterator[Problem]:
@@ -183,6 +189,68 @@ def _container(
             yield p((*here, "file"), "must be an absolute path without '..'")
     if c.restart not in ("always", "on-failure", "no", "on-abnormal", "on-abort", "on-watchdog"):
         yield p((*at, "restart"), f"{c.restart!r} is not a systemd Restart= value")
+    for i, check in enumerate(c.checks):
+        yield from _check(check, (*at, "checks", i), raw)
+    if c.dump is not None and not c.stateful:
+        yield p((*at, "dump"), "a dump command is for stateful containers: set stateful = true")
+    if (c.dump is None) != (c.restore is None):
+        missing = "restore" if c.restore is None else "dump"
+        yield p(
+            (*at, missing),
+            "give dump and restore together: a dump is only worth having if it can go back",
+        )
+
+
+HOST_TIMEOUTS = {
+    "health_timeout": (1, 3600),
+    "health_settle": (0, 300),
+    "confirm_timeout": (0, 3600),
+}
+
+
+def _host_timeouts(stack: Stack, raw: RawStack) -> Iterator[Problem]:
+    for key, (low, high) in HOST_TIMEOUTS.items():
+        if not low <= getattr(stack.host, key) <= high:
+            yield raw.problem(("host", key), f"must be between {low} and {high} seconds")
+
+
+def _check(check: Check, at: KeyPath, raw: RawStack) -> Iterator[Problem]:
+    """A deploy-time check: exactly one kind, each in a form the switcher can run."""
+    p = raw.problem
+    kinds = [k for k in ("http", "tcp", "command") if getattr(check, k) is not None]
+    if len(kinds) != 1:
+        yield p(at, "give exactly one of http, tcp or command")
+    if check.http is not None:
+        url = urllib.parse.urlsplit(check.http)
+        try:
+            port_ok = url.port is None or url.port > 0
+        except ValueError:
+            port_ok = False
+        if url.scheme not in ("http", "https") or not url.hostname or " " in check.http:
+            yield p((*at, "http"), f"{check.http!r} is not an http:// or https:// URL with a host")
+        elif not port_ok:
+            yield p((*at, "http"), f"{check.http!r} has a port that is not 1-65535")
+    for key in ("status", "body"):
+        if getattr(check, key) is not None and check.http is None:
+            yield p((*at, key), f"{key} goes with an http check")
+    if check.status is not None and not 100 <= check.status <= 599:
+        yield p((*at, "status"), "must be an HTTP status between 100 and 599")
+    if check.tcp is not None and not _host_port(check.tcp):
+        yield p((*at, "tcp"), f"{check.tcp!r}: write HOST:PORT, e.g. 127.0.0.1:5432")
+    if check.command is not None and not check.command.strip():
+        yield p((*at, "command"), "is empty: give a shell command that exits 0 when healthy")
+    if not 1 <= check.timeout <= 300:
+        yield p((*at, "timeout"), "must be between 1 and 300 seconds")
+
+
+def _host_port(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (
+        bool(sep and host and port.isdigit())
+        and 0 < int(port) < 65536
+        and not any(c in host for c in " /[]")
+    )
 
 
 def _image(c: Container, at: KeyPath, raw: RawStack) -> Iterator[Problem]:
