@@ -800,6 +800,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_complete)
     p.add_argument("what", choices=("commands", "options", "hosts", "generations"))
     p.add_argument("arg", nargs="?")
+    from builder.backup import register as register_backup
+
+    register_backup(sub, command, add_target)
     from builder.secrets_cli import register as register_secrets
 
     register_secrets(sub, add_common)

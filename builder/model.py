@@ -159,6 +159,44 @@ class Script:
 
 
 @attrs.frozen
+class BackupKeep:
+    """How many snapshots of each volume `forget`/retention keeps (0: that rule is off)."""
+
+    last: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+
+
+@attrs.frozen
+class Backup:
+    """Backups of the stateful containers' named volumes, by a timer: builder/backup.py.
+
+    Credentials are secret names (docs/secrets.md), never values; the healthcheck URL may be
+    either a plain `healthcheck_url` or a secret (`healthcheck_url_secret`).
+    """
+
+    tool: str
+    repository: str
+    password_secret: str
+    enabled: bool = True
+    on_calendar: str = "daily"
+    randomized_delay: str | None = None
+    timeout: str = "6h"
+    method: str = "stop"
+    s3_access_key_secret: str | None = None
+    s3_secret_key_secret: str | None = None
+    s3_region: str | None = None
+    healthcheck_url: str | None = None
+    healthcheck_url_secret: str | None = None
+    keep: BackupKeep | None = None
+    object_lock: str | None = None  # kopia on S3: COMPLIANCE retention, e.g. "30d"
+    snapshot_size: str = "10%ORIGIN"  # LVM snapshots (method = "snapshot")
+    metrics_file: str = "/var/lib/node-exporter/backup.prom"  # node-exporter textfile dir
+
+
+@attrs.frozen
 class Stack:
     """Everything one host runs, after shared files and variants are merged."""
 
@@ -169,6 +207,7 @@ class Stack:
     volumes: dict[str, Volume] = attrs.field(factory=dict)
     networks: dict[str, Network] = attrs.field(factory=dict)
     scripts: dict[str, Script] = attrs.field(factory=dict)
+    backup: Backup | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}

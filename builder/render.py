@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from builder import unitfile
+from builder import backup, unitfile
 from builder.errors import Problem
 from builder.model import Check, Container, Network, Pod, Script, Stack, Volume
 from builder.names import service_name, unit_file
@@ -151,6 +151,7 @@ class _Renderer:
             )
         for name, script in sorted(s.enabled_scripts().items()):
             self.script(name, script)
+        backup.render(self)  # [backup]: scripts/backup.py, backup.service, backup.timer
 
     def add_unit(
         self,

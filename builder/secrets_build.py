@@ -101,7 +101,9 @@ class SecretBinding:
 
         return secret
 
-    def file_target(self, path: str, data: bytes, mode: int, unit: str, origin: str) -> str | None:
+    def file_target(
+        self, path: str, data: bytes, mode: int, unit: str, origin: str | tuple[Any, ...]
+    ) -> str | None:
         """Where the server puts the completed file, when it embeds secrets (else None)."""
         names = sorted({m.decode() for m in MARKER_RE.findall(data)})
         if not names:

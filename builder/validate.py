@@ -8,6 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+from builder import backup
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Check, ConfigFile, Container, Stack
@@ -46,6 +47,7 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
                 yield p((table, name), f"invalid unit name {name!r}: {NAME_HINT}")
 
     yield from _duplicate_units(stack, raw)
+    yield from backup.problems(stack, raw)
     published: list[tuple[PublishedPort, KeyPath]] = []
     for name, pod in stack.enabled_pods().items():
         yield from _ports(pod.ports, ("pods", name), raw, published)

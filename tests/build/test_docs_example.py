@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 from tests.build.conftest import REPO, Project
 
@@ -33,7 +32,6 @@ def test_reference_example_builds(empty_project: Project) -> None:
         path = empty_project.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    shutil.copytree(REPO / "stacks/templates/backup", empty_project.stacks / "templates/backup")
     result = empty_project.run("build", "web1", "web1-staging")
     assert result.returncode == 0, result.stderr
     staging = next((empty_project.bundles / "web1-staging").glob("1-*[0-9a-f]"))

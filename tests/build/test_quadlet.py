@@ -92,6 +92,6 @@ def test_systemd_analyze_verifies_scripts_and_timers(
     # systemd-analyze only warns (exit 0) on unknown keys: any output is a failure
     assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr
     assert (
-        f"ExecStart={state}/current/scripts/backup.sh"
+        f"ExecStart=/usr/bin/python3 -B {state}/current/scripts/backup.py run"
         in (gen / "units/systemd/backup.service").read_text()
     )

@@ -1,0 +1,539 @@
+"""Backups: the stack's [backup] table becomes a timer, a unit and a program in the bundle.
+
+Build side (called by render.py and validate.py):
+
+* `plan(stack)`: which volumes are backed up (the named volumes of `stateful` containers), in
+  which groups they are stopped together (a pod's volumes, and volumes shared by containers),
+  which containers use each, and which names `bundle restore HOST SERVICE` accepts;
+* `render(renderer)`: `scripts/backup.py` (builder/backup_script.py, python3 stdlib only),
+  `scripts/backup.json` (the plan and the settings), one file per secret under
+  `scripts/backup.secret/` (a placeholder the switcher completes on the server, so no value
+  enters the bundle), `backup.service` and `backup.timer`;
+* `problems(stack, raw)`: what is wrong with the [backup] table.
+
+Deployer side: `bundle backup HOST --now` starts backup.service on the server and shows its
+journal; `bundle restore HOST SERVICE` runs the script's restore in a transient unit (a dropped
+SSH connection does not cut it halfway) and shows its journal. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import re
+import shlex
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from builder import unitfile
+from builder.errors import BundleError, Problem
+from builder.load import KeyPath, RawStack
+from builder.model import Backup, Stack
+from builder.names import NAME, NAME_HINT, service_name, unit_file
+
+UNIT = "backup"
+SCRIPT_PATH = "scripts/backup.py"
+CONFIG_PATH = "scripts/backup.json"
+SECRET_DIR = "scripts/backup.secret"
+TOOLS = ("restic", "kopia")
+METHODS = ("stop", "snapshot")
+# restic's other backends are passed through as they are; kopia's are built from these two
+RESTIC_PREFIXES = ("s3:", "sftp:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:", "/")
+S3_URL = re.compile(r"^s3:(https?://)?[^/\s]+/[^/\s]+(/\S*)?$")
+RETENTION = re.compile(r"^[1-9][0-9]*[dh]$")
+SECRET_KEYS = {
+    "password": "password_secret",
+    "s3_access_key": "s3_access_key_secret",
+    "s3_secret_key": "s3_secret_key_secret",
+    "healthcheck_url": "healthcheck_url_secret",
+}
+
+
+def active(stack: Stack) -> Backup | None:
+    b = stack.backup
+    return b if b is not None and b.enabled else None
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def _named(stack: Stack, volumes: tuple[str, ...]) -> list[str]:
+    return [v.split(":")[0] for v in volumes if v.split(":")[0] in stack.volumes]
+
+
+def plan(stack: Stack) -> dict[str, Any]:
+    """Volumes, groups (stopped and backed up together) and restorable services."""
+    containers = stack.enabled_containers()
+    named = {n: _named(stack, c.volumes) for n, c in containers.items()}
+    stateful = {n: c for n, c in containers.items() if c.stateful and named[n]}
+    volumes = sorted({v for n in stateful for v in named[n]})
+    users = {v: sorted(n for n in containers if v in named[n]) for v in volumes}
+
+    def units_of(vols: list[str]) -> list[str]:
+        return sorted({service_name(n, "container") for v in vols for n in users[v]})
+
+    # groups: a pod (or a lone container) with its volumes; two sharing a volume merge
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for n, c in stateful.items():
+        for v in named[n]:
+            parent[find(f"k:{c.pod or n}")] = find(f"v:{v}")
+    groups = []
+    for root in sorted({find(f"v:{v}") for v in volumes}):
+        keys = sorted(k[2:] for k in parent if k.startswith("k:") and find(k) == root)
+        vols = [v for v in volumes if find(f"v:{v}") == root]
+        groups.append({"name": keys[0], "volumes": vols, "units": units_of(vols)})
+
+    services: dict[str, dict[str, Any]] = {}
+    pods: dict[str, list[str]] = {}
+    for n, c in stateful.items():
+        if c.pod:
+            pods.setdefault(c.pod, []).extend(named[n])
+    for pod, vols in pods.items():
+        entry = {"volumes": sorted(set(vols)), "units": units_of(sorted(set(vols)))}
+        services[pod] = services[unit_file(pod, "pod")] = entry
+    for n in stateful:
+        entry = {"volumes": sorted(set(named[n])), "units": units_of(sorted(set(named[n])))}
+        services.setdefault(n, entry)  # a pod of the same name wins; NAME.container is exact
+        services[unit_file(n, "container")] = entry
+    for g in groups:
+        services.setdefault(g["name"], {"volumes": g["volumes"], "units": g["units"]})
+    return {
+        "volumes": volumes,
+        "groups": groups,
+        "services": dict(sorted(services.items())),
+        "units": sorted(service_name(n, "container") for n in containers),
+    }
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
+    b = active(stack)
+    if b is None:
+        return
+    at: KeyPath = ("backup",)
+    p = raw.problem
+    if b.tool not in TOOLS:
+        yield p((*at, "tool"), f"{b.tool!r}: use one of {', '.join(TOOLS)}")
+    if b.method not in METHODS:
+        yield p((*at, "method"), f"{b.method!r}: use one of {', '.join(METHODS)}")
+    repo = b.repository
+    if b.tool == "kopia" and not (repo.startswith("/") or S3_URL.match(repo)):
+        yield p(
+            (*at, "repository"),
+            f"{repo!r}: kopia repositories here are s3:https://ENDPOINT/BUCKET[/PREFIX] or an absolute path",
+        )
+    elif not repo.startswith(RESTIC_PREFIXES) or " " in repo:
+        yield p(
+            (*at, "repository"),
+            f"{repo!r}: write s3:https://ENDPOINT/BUCKET[/PREFIX], an absolute path, or another restic repository (sftp:, rest:, b2:, …)",
+        )
+    elif repo.startswith("s3:") and not S3_URL.match(repo):
+        yield p((*at, "repository"), f"{repo!r}: write s3:https://ENDPOINT/BUCKET[/PREFIX]")
+    for key in SECRET_KEYS.values():
+        name = getattr(b, key)
+        if name is not None and not NAME.match(name):
+            yield p((*at, key), f"invalid secret name {name!r}: {NAME_HINT}")
+    keys = (b.s3_access_key_secret, b.s3_secret_key_secret)
+    if repo.startswith("s3:") and None in keys:
+        yield p(at, "an s3: repository needs s3_access_key_secret and s3_secret_key_secret")
+    if not repo.startswith("s3:") and keys != (None, None):
+        yield p((*at, "s3_access_key_secret"), "S3 keys go with an s3: repository")
+    if b.healthcheck_url is not None and b.healthcheck_url_secret is not None:
+        yield p(
+            (*at, "healthcheck_url"), "give healthcheck_url or healthcheck_url_secret, not both"
+        )
+    if b.healthcheck_url is not None:
+        url = urllib.parse.urlsplit(b.healthcheck_url)
+        if url.scheme not in ("http", "https") or not url.hostname or " " in b.healthcheck_url:
+            yield p((*at, "healthcheck_url"), f"{b.healthcheck_url!r} is not an http(s) URL")
+    if b.object_lock is not None:
+        if b.tool != "kopia" or not repo.startswith("s3:"):
+            yield p(
+                (*at, "object_lock"),
+                "object lock is kopia's, on an s3: repository (restic has no support for it)",
+            )
+        if not RETENTION.match(b.object_lock):
+            yield p((*at, "object_lock"), f'{b.object_lock!r}: a retention period like "30d"')
+    if b.keep is not None:
+        for rule in ("last", "daily", "weekly", "monthly", "yearly"):
+            if getattr(b.keep, rule) < 0:
+                yield p((*at, "keep", rule), "must be 0 or more")
+    if b.metrics_file and not b.metrics_file.startswith("/"):
+        yield p((*at, "metrics_file"), 'must be an absolute path (or "" for no metric)')
+    for key in ("on_calendar", "timeout", "snapshot_size"):
+        value = getattr(b, key)
+        if not value.strip() or "\n" in value:
+            yield p((*at, key), "must not be empty")
+    if not plan(stack)["volumes"]:
+        yield p(
+            at,
+            "nothing to back up: no enabled container with stateful = true mounts a named volume",
+        )
+    for name in stack.enabled_scripts():
+        if name == UNIT:
+            yield p(
+                ("scripts", UNIT),
+                "[backup] makes backup.service and backup.timer: remove [scripts.backup] "
+                "(or set enabled = false)",
+            )
+    if UNIT in stack.enabled_containers():
+        yield p(("containers", UNIT), "[backup] makes backup.service: rename this container")
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def render(r: Any) -> None:
+    """Add the backup's files and units to a render.py _Renderer."""
+    from builder.secrets import marker
+
+    stack: Stack = r.stack
+    b = active(stack)
+    if b is None:
+        return
+    unit = unit_file(UNIT, "service")
+    secrets: dict[str, str] = {}
+    files = [SCRIPT_PATH, CONFIG_PATH]
+    for key, field in SECRET_KEYS.items():
+        name = getattr(b, field)
+        if name is None:
+            continue
+        path = f"{SECRET_DIR}/{key.replace('_', '-')}"
+        data = marker(name).encode()
+        r.files[path] = _file(data, 0o600)
+        secrets[key] = r.host_path(path, UNIT, "service", ("backup", field))
+        files.append(path)
+    p = plan(stack)
+    config = {
+        "format": 1,
+        "host": stack.host.name,
+        "state_dir": stack.host.state_dir,
+        "tool": b.tool,
+        "repository": b.repository,
+        "method": b.method,
+        "secrets": secrets,
+        "healthcheck_url": b.healthcheck_url,
+        "s3_region": b.s3_region,
+        "keep": {k: v for k, v in _keep(b).items() if v},
+        "object_lock": b.object_lock,
+        "snapshot_size": b.snapshot_size,
+        "metrics_file": b.metrics_file or None,
+        **p,
+    }
+    r.files[CONFIG_PATH] = _file((json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+    r.files[SCRIPT_PATH] = _file(script_source(), 0o755)
+    service = [
+        ("Type", "oneshot"),
+        ("ExecStart", f"/usr/bin/python3 -B {r.current}/{SCRIPT_PATH} run"),
+        ("TimeoutStartSec", b.timeout),
+        ("Nice", "10"),
+    ]
+    description = f"Backup of {stack.host.name}'s {len(p['volumes'])} volume(s) with {b.tool}"
+    text = unitfile.render(
+        r.host,
+        [
+            (
+                "Unit",
+                [
+                    ("Description", unitfile.escape(description)),
+                    ("Wants", "network-online.target"),
+                    ("After", "network-online.target"),
+                ],
+            ),
+            ("Service", service),
+        ],
+    )
+    r.add_unit(UNIT, "service", text, tuple(files), (), None, False)
+    timer = [("OnCalendar", b.on_calendar), ("Persistent", "true")]
+    if b.randomized_delay:
+        timer.append(("RandomizedDelaySec", b.randomized_delay))
+    text = unitfile.render(
+        r.host,
+        [
+            ("Unit", [("Description", f"timer for the backup of {stack.host.name}")]),
+            ("Timer", timer),
+            ("Install", [("WantedBy", "timers.target")]),
+        ],
+    )
+    r.add_unit(UNIT, "timer", text, (), (unit,), None, True)
+
+
+def _keep(b: Backup) -> dict[str, int]:
+    if b.keep is None:
+        return {}
+    return {k: getattr(b.keep, k) for k in ("last", "daily", "weekly", "monthly", "yearly")}
+
+
+def _file(data: bytes, mode: int = 0o644) -> Any:
+    from builder.render import BundleFile
+
+    return BundleFile(data, mode)
+
+
+def script_source() -> bytes:
+    return (Path(__file__).parent / "backup_script.py").read_bytes()
+
+
+# --- the deployer's commands -------------------------------------------------------------------
+
+JOURNAL_LINES = 40
+
+
+def _remote(server: Any, script: str) -> tuple[int, str, str]:
+    result = server.transport.run(["sh", "-c", script])
+    server.bytes_sent += result.bytes_sent
+    return result.rc, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+
+
+def _config(paths: Any, host: str) -> dict[str, Any]:
+    """The host's backup settings, from its stack (which must have [backup])."""
+    from builder.build import load_stack
+
+    stack = load_stack(paths, host)
+    b = active(stack)
+    if b is None:
+        raise BundleError(
+            f"{host}: the stack has no [backup] table (or it is disabled); see docs/stack-reference.md#backup",
+            2,
+        )
+    return {"stack": stack, "backup": b, **plan(stack)}
+
+
+def _script(server: Any) -> str:
+    return posixpath.join(server.state, "current", SCRIPT_PATH)
+
+
+def _require_script(server: Any) -> None:
+    _, out, _ = _remote(server, f"test -f {shlex.quote(_script(server))} && echo yes")
+    if out.strip() != "yes":
+        raise BundleError(
+            f"{server.host}: the active generation has no backup script; deploy a stack with "
+            f"[backup] first (bundle switch {server.host})",
+            1,
+        )
+
+
+def do_backup_now(server: Any) -> dict[str, Any]:
+    """Start backup.service, wait for it, and report with the run's journal lines."""
+    if server.root != "/":
+        raise BundleError(
+            f"{server.host}: backup needs a real server, not a folder (--target DIR)", 2
+        )
+    _require_script(server)
+    started = time.monotonic()
+    unit = unit_file(UNIT, "service")
+    rc, _, err = _remote(server, f"systemctl start {unit}")
+    seconds = round(time.monotonic() - started, 1)
+    _, journal, _ = _remote(
+        server,
+        f"id=$(systemctl show -p InvocationID --value {unit}); "
+        f'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id" | tail -n {JOURNAL_LINES}',
+    )
+    lines = [ln for ln in journal.splitlines() if ln.strip()]
+    report = {
+        "action": "backup",
+        "host": server.host,
+        "result": "ok" if rc == 0 else "failed",
+        "seconds": seconds,
+        "journal": lines,
+    }
+    if rc != 0:
+        reason = next(
+            (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
+            err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}",
+        )
+        from builder.remote import RemoteError
+
+        raise RemoteError(
+            f"{server.host}: backup failed: {reason} (journalctl -u {unit} on the server)", report
+        )
+    return report
+
+
+def do_restore(
+    server: Any,
+    service: str | None,
+    snapshot: str | None,
+    from_host: str | None,
+    repository: str | None,
+) -> dict[str, Any]:
+    if server.root != "/":
+        raise BundleError(
+            f"{server.host}: restore needs a real server, not a folder (--target DIR)", 2
+        )
+    _require_script(server)
+    args = ["restore", *([service] if service else ["--all"])]
+    args += ["--snapshot", snapshot] if snapshot else []
+    args += ["--from-host", from_host] if from_host else []
+    args += ["--repository", repository] if repository else []
+    name = f"bundle-restore-{time.strftime('%Y%m%dT%H%M%S')}"
+    command = shlex.join(
+        [
+            "systemd-run", "--quiet", "--wait", "--collect", f"--unit={name}",
+            f"--description=bundle restore {service or '--all'}",
+            "-p", "TimeoutStartSec=infinity",
+            "/usr/bin/python3", "-B", _script(server), *args,
+        ]
+    )  # fmt: skip
+    started = time.monotonic()
+    rc, _, err = _remote(server, command)
+    seconds = round(time.monotonic() - started, 1)
+    _, journal, _ = _remote(
+        server, f"journalctl --no-pager -o cat -u {name}.service | tail -n {JOURNAL_LINES}"
+    )
+    lines = [
+        ln for ln in journal.splitlines() if ln.strip() and not ln.startswith(("Started ", name))
+    ]
+    report = {
+        "action": "restore",
+        "host": server.host,
+        "service": service or "--all",
+        "result": "ok" if rc == 0 else "failed",
+        "seconds": seconds,
+        "journal": lines,
+    }
+    if rc != 0:
+        reason = next(
+            (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
+            err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}",
+        )
+        from builder.remote import RemoteError
+
+        raise RemoteError(f"{server.host}: restore failed: {reason}", report)
+    return report
+
+
+def do_list(
+    server: Any, service: str | None, from_host: str | None, repository: str | None
+) -> dict[str, Any]:
+    if server.root != "/":
+        raise BundleError(f"{server.host}: listing snapshots needs a real server", 2)
+    _require_script(server)
+    args = ["list", *([service] if service else [])]
+    args += ["--from-host", from_host] if from_host else []
+    args += ["--repository", repository] if repository else []
+    rc, out, _ = _remote(server, shlex.join(["/usr/bin/python3", "-B", _script(server), *args]))
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if rc != 0 or not lines:
+        reason = lines[-1].removeprefix("error: ") if lines else f"exit code {rc}"
+        raise BundleError(f"{server.host}: listing the snapshots failed: {reason}", 1)
+    listing: dict[str, Any] = json.loads(lines[-1])
+    return {"action": "list", "host": server.host, **listing}
+
+
+# --- the command line (registered by builder/cli.py) -------------------------------------------
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from builder.cli import emit_json, paths_from
+    from builder.deploy import connect
+
+    paths = paths_from(args)
+    _config(paths, args.host)
+    if not args.now:
+        raise BundleError("say when: bundle backup HOST --now (the timer runs it otherwise)", 2)
+    with connect(paths, args.host, args.target, args.accept_new) as server:
+        report = do_backup_now(server)
+    if args.json:
+        emit_json(report)
+    else:
+        if not args.quiet:
+            for line in report["journal"]:
+                print(f"  {line}")
+            print(f"{args.host}: backup ok in {report['seconds']} s")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from builder.cli import emit_json, paths_from
+    from builder.deploy import connect
+
+    paths = paths_from(args)
+    cfg = _config(paths, args.host)
+    repository = None
+    if args.from_host:
+        repository = _config(paths, args.from_host)["backup"].repository
+    if args.service and args.service not in cfg["services"]:
+        raise BundleError(
+            f"{args.host}: {args.service!r} has no backed-up volumes; one of: "
+            f"{', '.join(cfg['services'])}",
+            2,
+        )
+    if not args.list and bool(args.service) == args.all:
+        raise BundleError("give a SERVICE, or --all (every service), or --list", 2)
+    with connect(paths, args.host, args.target, args.accept_new) as server:
+        if args.list:
+            report = do_list(server, args.service, args.from_host, repository)
+        else:
+            report = do_restore(server, args.service, args.snapshot, args.from_host, repository)
+    if args.json:
+        emit_json(report)
+    elif args.list:
+        _print_list(report)
+    else:
+        if not args.quiet:
+            for line in report["journal"]:
+                print(f"  {line}")
+            print(f"{args.host}: restored {report['service']} in {report['seconds']} s")
+    return 0
+
+
+def _print_list(report: dict[str, Any]) -> None:
+    snaps = report["snapshots"]
+    if not snaps:
+        print(f"{report['host']}: no snapshots of {', '.join(report['volumes'])} yet")
+        return
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for s in snaps:
+        runs.setdefault(s["run"] or s["short_id"], []).append(s)
+    print(f"{'RUN':<18}  {'TIME (UTC)':<19}  SNAPSHOTS (volume=id)")
+    for run, items in runs.items():
+        shown = " ".join(f"{s['volume']}={s['short_id']}" for s in items)
+        print(f"{run:<18}  {items[0]['time']:<19}  {shown}")
+
+
+def register(sub: Any, command: Callable[..., argparse.ArgumentParser], add_target: Any) -> None:
+    """`bundle backup` and `bundle restore`, added to the main parser by builder/cli.py."""
+    p = command(
+        "backup",
+        cmd_backup,
+        "back up the host's volumes now, as its backup.timer would (exit 1 if it failed)",
+        "bundle backup vps1 --now",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--now", action="store_true", help="run the backup now and wait for it")
+    add_target(p)
+    p = command(
+        "restore",
+        cmd_restore,
+        "stop a service, put its volumes back from a backup, start it (or list the snapshots)",
+        "bundle restore vps1 nextcloud --snapshot 20261125T030012Z",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("service", nargs="?", metavar="SERVICE", help="a pod or container with data")
+    p.add_argument(
+        "--snapshot", metavar="ID", help="a run (from --list) or a snapshot id; default: the latest"
+    )
+    p.add_argument(
+        "--list", action="store_true", help="the snapshots (of SERVICE's volumes), by run"
+    )
+    p.add_argument("--all", action="store_true", help="every service: a host rebuilt from nothing")
+    p.add_argument(
+        "--from",
+        dest="from_host",
+        metavar="HOST",
+        help="restore what another host backed up (moving a service); reads that host's repository",
+    )
+    add_target(p)
