@@ -62,8 +62,14 @@ def input_fingerprint(paths: Paths, host: str) -> str:
     return h.hexdigest()
 
 
-def load_stack(paths: Paths, host: str) -> Any:
-    """Load, structure and validate a host's stack; raise StackError with every problem."""
+def load_stack(paths: Paths, host: str, index: Any = None) -> Any:
+    """Load, structure and validate a host's stack; raise StackError with every problem.
+
+    A host that names other hosts (WireGuard peers) has them loaded too, through `index` (a
+    builder.hosts.StackIndex): their own problems are reported with their own file:line.
+    """
+    from builder import wireguard
+    from builder.hosts import StackIndex
     from builder.load import load_stack as load_raw
     from builder.structure import structure
     from builder.validate import validate
@@ -73,19 +79,35 @@ def load_stack(paths: Paths, host: str) -> Any:
     problems = validate(stack, raw, paths.templates_dir)
     if problems:
         raise StackError(problems)
+    index = index if index is not None else StackIndex(paths.stacks_dir, paths.templates_dir)
+    index.add(stack, raw)
+    wireguard.resolve_peers(stack, raw, index)
     return stack
 
 
 def render(paths: Paths, host: str) -> tuple[Any, Any]:
-    from builder.load import load_stack as load_raw
+    from builder import wireguard
+    from builder.hosts import Hosts, StackIndex
     from builder.render import render_stack
     from builder.secrets_build import SecretBinding
     from builder.templates import TemplateRenderer
 
-    stack = load_stack(paths, host)
+    index = StackIndex(paths.stacks_dir, paths.templates_dir)
+    stack = load_stack(paths, host, index)
+    raw = index.load(host)[1]
     secrets = SecretBinding(paths.stacks_dir, host, stack.host.state_dir)
-    rendered = render_stack(stack, TemplateRenderer(paths.templates_dir), secrets=secrets)
-    problems = [*rendered.problems, *secrets.problems(lambda: load_raw(paths.stacks_dir, host))]
+    rendered = render_stack(
+        stack,
+        TemplateRenderer(paths.templates_dir),
+        extra_context={"hosts": Hosts(index, stack)},
+        secrets=secrets,
+        peers=wireguard.resolve_peers(stack, raw, index),
+    )
+    problems = [*rendered.problems, *secrets.problems(lambda: raw)]
+    tunnel = stack.tunnel()
+    if tunnel is not None and secrets.secrets() is not None:
+        value = secrets.secrets().value(tunnel.private_key)  # type: ignore[union-attr]
+        problems += wireguard.key_problems(stack, raw, value)
     if problems:
         raise StackError(problems)
     return stack, rendered

@@ -17,6 +17,8 @@ class Host:
     ssh_port: int = 22
     state_dir: str = "/var/lib/bundle"
     tags: tuple[str, ...] = ()
+    # "public", or "wireguard": every published port must bind the tunnel address (or loopback)
+    expose: str = "public"
     # the health gate and the dead-man confirmation (docs/reliability.md), in seconds
     health_timeout: int = 60
     health_settle: int = 2
@@ -77,6 +79,19 @@ class Check:
 
 
 @attrs.frozen
+class Metrics:
+    """Where a container serves Prometheus metrics: once declared, scraped over WireGuard.
+
+    `port` is the port the endpoint answers on, inside the container and on the host's tunnel
+    address alike: the build publishes TUNNEL_IP:PORT:PORT for it (on its pod when it has one),
+    except on the host network, where the process itself must listen on the tunnel address.
+    """
+
+    port: int
+    path: str = "/metrics"
+
+
+@attrs.frozen
 class Container:
     """One container, run by a quadlet `.container` unit named after it."""
 
@@ -101,6 +116,7 @@ class Container:
     health: HealthCheck | None = None
     stateful: bool = False
     restart: str = "always"
+    metrics: Metrics | None = None
     checks: tuple[Check, ...] = ()
     dump: str | None = None  # stateful: run in the container, stdout is the snapshot
     restore: str | None = None  # gets a dump on stdin with `bundle rollback --restore-data`
@@ -159,6 +175,36 @@ class Script:
 
 
 @attrs.frozen
+class WireGuardPeer:
+    """A peer of the tunnel: another host of the repository (`host`: its address, public key
+    and endpoint come from its own stack), or any other machine (`public_key` + `allowed_ips`)."""
+
+    host: str | None = None
+    name: str | None = None
+    public_key: str | None = None
+    allowed_ips: tuple[str, ...] = ()
+    endpoint: str | None = None
+    keepalive: int | None = None
+
+
+@attrs.frozen
+class WireGuard:
+    """The host's WireGuard interface, brought up by `wireguard-INTERFACE.service` (wg-quick).
+
+    The private key is a secret (by name); the public key is not, so peers read it from here.
+    """
+
+    address: str
+    public_key: str
+    enabled: bool = True
+    private_key: str = "wireguard_private_key"
+    listen_port: int = 51820
+    interface: str = "wg0"
+    endpoint: str | None = None  # how peers reach this host; default host.address:listen_port
+    peers: tuple[WireGuardPeer, ...] = ()
+
+
+@attrs.frozen
 class BackupKeep:
     """How many snapshots of each volume `forget`/retention keeps (0: that rule is off)."""
 
@@ -208,6 +254,7 @@ class Stack:
     networks: dict[str, Network] = attrs.field(factory=dict)
     scripts: dict[str, Script] = attrs.field(factory=dict)
     backup: Backup | None = None
+    wireguard: WireGuard | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}
@@ -217,3 +264,7 @@ class Stack:
 
     def enabled_scripts(self) -> dict[str, Script]:
         return {n: s for n, s in self.scripts.items() if s.enabled}
+
+    def tunnel(self) -> WireGuard | None:
+        """The WireGuard interface, unless there is none or it is turned off."""
+        return self.wireguard if self.wireguard is not None and self.wireguard.enabled else None

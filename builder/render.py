@@ -11,10 +11,11 @@ from typing import Any
 
 import attrs
 
-from builder import backup, unitfile
+from builder import backup, monitoring, unitfile, wireguard
 from builder.errors import Problem
 from builder.model import Check, Container, Network, Pod, Script, Stack, Volume
 from builder.names import service_name, unit_file
+from builder.secrets import marker
 from builder.templates import TemplateFailure, TemplateRenderer
 from builder.validate import config_path
 
@@ -79,13 +80,18 @@ def render_stack(
     renderer: TemplateRenderer,
     extra_context: dict[str, Any] | None = None,
     secrets: Any = None,
+    peers: tuple[wireguard.Peer, ...] = (),
 ) -> Rendered:
-    """`secrets`: a builder.secrets_build.SecretBinding (None: secret names used as they are)."""
+    """`secrets`: a builder.secrets_build.SecretBinding (None: secret names used as they are).
+
+    `peers`: the WireGuard peers, resolved from the other stacks (wireguard.resolve_peers).
+    """
     extra = {
         **(extra_context or {}),
         **({"secret": secrets.template_function()} if secrets else {}),
     }
     r = _Renderer(stack, renderer, extra, secrets)
+    r.peers = peers
     r.run()
     return Rendered(
         dict(sorted(r.files.items())),
@@ -112,6 +118,12 @@ class _Renderer:
         self.images: dict[str, str] = {}
         self.problems: list[Problem] = []
         self._base: dict[str, Any] | None = None
+        # WireGuard: the tunnel's unit, the ports metrics add, the units ordered after it
+        self.peers: tuple[wireguard.Peer, ...] = ()
+        wg = stack.tunnel()
+        self.tunnel_unit = wireguard.unit_key(wg) if wg else None
+        self.extra_ports = monitoring.extra_ports(stack)
+        self.tunnel_users = wireguard.tunnel_users(stack, self.extra_ports)
 
     def context(self, **more: Any) -> dict[str, Any]:
         if self._base is None:
@@ -123,6 +135,7 @@ class _Renderer:
                 "containers": {n: attrs.asdict(c) for n, c in s.enabled_containers().items()},
                 "pods": {n: attrs.asdict(p) for n, p in s.enabled_pods().items()},
                 "state_dir": s.host.state_dir,
+                "wireguard": wireguard.view(s),
                 **self.extra,
             }
         return {**self._base, **more}
@@ -135,10 +148,11 @@ class _Renderer:
             self.add_unit(name, "network", self.network(name, network), (), (), None, True)
         for name, pod in sorted(s.enabled_pods().items()):
             requires = tuple(unit_file(n, "network") for n in pod.networks if n in s.networks)
+            requires += self.tunnel_requires(("pods", name))
             self.add_unit(name, "pod", self.pod(name, pod), (), requires, None, True)
         for name, c in sorted(s.enabled_containers().items()):
             extra_files = self.configs(name, c)
-            requires = self.container_requires(c)
+            requires = self.container_requires(c) + self.tunnel_requires(("containers", name))
             ref = image_ref(c)
             self.images[name] = ref
             self.add_unit(
@@ -152,6 +166,29 @@ class _Renderer:
         for name, script in sorted(s.enabled_scripts().items()):
             self.script(name, script)
         backup.render(self)  # [backup]: scripts/backup.py, backup.service, backup.timer
+        if s.tunnel() is not None:
+            self.tunnel()
+
+    def tunnel(self) -> None:
+        """The WireGuard configuration (private key completed on the server) and its unit."""
+        wg = self.stack.tunnel()
+        assert wg is not None
+        name = wireguard.unit_name(wg)
+        path = wireguard.config_path(wg)
+        self.files[path] = BundleFile(
+            wireguard.config_text(self.stack, self.peers, marker(wg.private_key)), 0o600
+        )
+        conf = self.host_path(path, name, "service", ("wireguard", "private_key"))
+        text = wireguard.unit_text(self.stack, conf)
+        self.add_unit(name, "service", text, (path,), (), None, True)
+
+    def tunnel_requires(self, at: tuple[str, str]) -> tuple[str, ...]:
+        return (self.tunnel_unit,) if self.tunnel_unit and at in self.tunnel_users else ()
+
+    def tunnel_after(self, at: tuple[str, str]) -> list[tuple[str, str]]:
+        """Started after the tunnel (the address must exist), not stopped with it."""
+        unit = self.tunnel_requires(at)
+        return [("Wants", unit[0]), ("After", unit[0])] if unit else []
 
     def add_unit(
         self,
@@ -227,6 +264,7 @@ class _Renderer:
                 ("Requires", service_name(dep, "container")),
                 ("After", service_name(dep, "container")),
             ]
+        unit += self.tunnel_after(("containers", name))
         body: list[tuple[str, str]] = [("ContainerName", name), ("Image", image_ref(c))]
         if c.pod:
             body.append(("Pod", unit_file(c.pod, "pod")))
@@ -249,7 +287,7 @@ class _Renderer:
                 body.append(("Secret", f"{ref},type=env,target={secret.env}"))
             else:
                 body.append(("Secret", f"{ref},type=mount,target={secret.file}"))
-        for port in c.ports:
+        for port in (*c.ports, *self.extra_ports.get(("containers", name), ())):
             body.append(("PublishPort", port))
         for net in c.networks:
             body.append(
@@ -293,7 +331,7 @@ class _Renderer:
             ],
         )
 
-    def host_path(self, path: str, name: str, kind: str, origin: str) -> str:
+    def host_path(self, path: str, name: str, kind: str, origin: str | tuple[Any, ...]) -> str:
         """Where the server has a bundle file: in the generation, or completed with secrets."""
         f = self.files[path]
         if self.secrets:
@@ -306,13 +344,14 @@ class _Renderer:
         body: list[tuple[str, str]] = [
             ("PodName", service_name(name, "pod").removesuffix(".service"))
         ]
-        for port in pod.ports:
+        for port in (*pod.ports, *self.extra_ports.get(("pods", name), ())):
             body.append(("PublishPort", port))
         for net in pod.networks:
             body.append(
                 ("Network", unit_file(net, "network") if net in self.stack.networks else net)
             )
         unit = [("Description", unitfile.escape(pod.description or f"pod {name} ({self.host})"))]
+        unit += self.tunnel_after(("pods", name))
         return unitfile.render(
             self.host,
             [("Unit", unit), ("Pod", body), ("Install", [("WantedBy", "multi-user.target")])],

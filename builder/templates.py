@@ -8,7 +8,7 @@ from typing import Any
 
 import jinja2
 
-from builder.errors import Problem
+from builder.errors import Problem, StackError
 
 
 class TemplateFailure(Exception):
@@ -52,6 +52,13 @@ class TemplateRenderer:
         except jinja2.TemplateError as exc:
             file, line = self._template_frame(exc, name)
             raise TemplateFailure(Problem(f"template error: {exc}", file, None, line)) from exc
+        except StackError as exc:
+            # `hosts.NAME` read a stack that does not load: its own problems, and who read it
+            file, line = self._template_frame(exc, name)
+            reader = Problem(
+                "reads a host whose stack has problems (listed with its file)", file, None, line
+            )
+            raise StackError([*exc.problems, reader]) from exc
 
     def source(self, name: str) -> bytes:
         return (self.templates_dir / name).read_bytes()

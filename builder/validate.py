@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from builder import backup
+from builder import backup, monitoring, wireguard
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Check, ConfigFile, Container, Stack
@@ -68,6 +68,8 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
             yield p((*at, "on_activation"), "a script runs on_calendar or on_activation, not both")
         if script.stop is not None and not script.on_activation:
             yield p((*at, "stop"), "stop undoes an on_activation script: set on_activation = true")
+    yield from wireguard.problems(stack, raw)
+    yield from monitoring.problems(stack, raw)
 
 
 def _duplicate_units(stack: Stack, raw: RawStack) -> Iterator[Problem]:

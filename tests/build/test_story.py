@@ -66,7 +66,7 @@ def test_build_change_diff_story(project: Project) -> None:
     assert lines[2].endswith("(latest)") and lines[2].split()[0] == "2"
     rows = json.loads(project.run("generations", "vps1", "--json").stdout)
     assert [r["latest"] for r in rows] == [False, True]
-    assert rows[0]["units"] == 29 and rows[0]["size"] > 0 and rows[0]["built_at"].endswith("Z")
+    assert rows[0]["units"] == 30 and rows[0]["size"] > 0 and rows[0]["built_at"].endswith("Z")
 
     check = project.run("check", "vps1")
     assert check.returncode == 0 and "vps1: ok" in check.stdout
