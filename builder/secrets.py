@@ -63,6 +63,7 @@ PROMPT_TRIES = 3
 COMMAND_TIMEOUT = 120
 
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
+ALTERED_RE = re.compile(rb"(?i)bundle-secret")  # a marker a template filter changed
 
 
 def marker(name: str) -> str:

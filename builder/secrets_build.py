@@ -27,6 +27,7 @@ from typing import Any
 
 from builder.errors import Problem
 from builder.secrets import (
+    ALTERED_RE,
     MARKER_RE,
     HostSecrets,
     any_file,
@@ -48,6 +49,7 @@ class SecretBinding:
         self.podman: dict[str, str] = {}
         self.rendered: dict[str, dict[str, Any]] = {}
         self._undefined: dict[tuple[str, str], tuple[Any, ...] | str] = {}
+        self._altered: list[tuple[str, Any]] = []
 
     # values ---------------------------------------------------------------------------------
 
@@ -105,6 +107,8 @@ class SecretBinding:
         self, path: str, data: bytes, mode: int, unit: str, origin: str | tuple[Any, ...]
     ) -> str | None:
         """Where the server puts the completed file, when it embeds secrets (else None)."""
+        if len(ALTERED_RE.findall(data)) != len(MARKER_RE.findall(data)):
+            self._altered.append((path, origin))  # the server would leave it as it is
         names = sorted({m.decode() for m in MARKER_RE.findall(data)})
         if not names:
             return None
@@ -119,12 +123,20 @@ class SecretBinding:
     # what the build gets back -----------------------------------------------------------------
 
     def problems(self, raw_loader: Callable[[], Any]) -> list[Problem]:
-        if not self._undefined:
+        if not self._undefined and not self._altered:
             return []
         raw = raw_loader()
         out = []
-        for (name, _), at in sorted(self._undefined.items()):
-            message = self.undefined_message(name)
+        found = [(self.undefined_message(name), at) for (name, _), at in self._undefined.items()]
+        found += [
+            (
+                f"{path}: a secret() marker was changed after secret() made it (by a filter?); "
+                'write {{ secret("NAME") }} alone, the server fills in the value as it is',
+                at,
+            )
+            for path, at in self._altered
+        ]
+        for message, at in sorted(found, key=str):
             if isinstance(at, tuple):
                 out.append(raw.problem(at, message))
             else:

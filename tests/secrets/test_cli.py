@@ -229,3 +229,16 @@ def test_secrets_files_are_plain_text_and_never_executable(sproject: SecretsProj
     assert enc.read_text().startswith("bundle-secrets 1\nfile: web1\n")
     assert not [f for f in os.listdir(enc.parent) if f.startswith(".")]
     assert PASSPHRASE.encode() not in enc.read_bytes()
+
+
+def test_a_filter_on_a_secret_marker_is_refused(sproject: SecretsProject) -> None:
+    p = sproject
+    p.set_all()
+    p.write("templates/web/app.conf.j2", 'pin = {{ secret("pin") | upper }}\n')
+    r = p.run("build", "web1")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0] == (
+        "error: stacks/templates/web/app.conf.j2: files/web/app.conf: a secret() marker was "
+        'changed after secret() made it (by a filter?); write {{ secret("NAME") }} alone, the '
+        "server fills in the value as it is"
+    )
