@@ -174,3 +174,33 @@ def test_the_switcher_accepts_only_versions_a_generation_uses(sproject: SecretsP
     )
     r = switcher(state, "secrets-receive", "--generation", "1", stdin=b'{"secrets": [{"nam')
     assert r.returncode == 2 and b"nam" not in r.stderr  # never echoes what it was sent
+
+
+SCRIPT_STACK = """\
+[host]
+name = "web1"
+address = "web1.example.org"
+
+[scripts.report]
+template = "report.sh.j2"
+on_calendar = "daily"
+"""
+
+
+def test_a_script_template_with_a_secret_runs_from_the_completed_copy(tmp_path: Path) -> None:
+    from .conftest import make_secrets_project
+
+    p = make_secrets_project(tmp_path / "project", SCRIPT_STACK)
+    p.write("templates/report.sh.j2", '#!/bin/sh\ncurl -u "me:{{ secret("pin") }}" https://x\n')
+    p.set("web1", "pin", VALUES["pin"])
+    p.ok("build", "web1")
+    server = p.root / "server"
+    server.mkdir()
+    p.ok("switch", "web1", "--target", str(server))
+    ident = p.manifest()["rendered"]["scripts/report.sh"]["id"]
+    unit = (server / "etc/systemd/system/report.service").read_text()
+    assert f"ExecStart=/var/lib/bundle/rendered/{ident}/scripts/report.sh\n" in unit
+    done = server / "var/lib/bundle/rendered" / ident / "scripts/report.sh"
+    assert done.read_text() == f'#!/bin/sh\ncurl -u "me:{VALUES["pin"]}" https://x\n'
+    assert mode(done) == 0o755 and mode(done.parent) == 0o700
+    assert VALUES["pin"].encode() not in (p.latest() / "scripts/report.sh").read_bytes()
