@@ -464,7 +464,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cfg = _config(paths, args.host)
     repository = None
     if args.from_host:
-        repository = _config(paths, args.from_host)["backup"].repository
+        from builder.build import load_stack
+
+        source = load_stack(paths, args.from_host).backup  # turned off there is fine
+        if source is None:
+            raise BundleError(f"{args.from_host}: the stack has no [backup] table to read from", 2)
+        repository = source.repository
     if args.service and args.service not in cfg["services"]:
         raise BundleError(
             f"{args.host}: {args.service!r} has no backed-up volumes; one of: "

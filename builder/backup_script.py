@@ -764,20 +764,25 @@ def backup_snapshotted(
     return left, errors
 
 
+def metric_text(host: str, when: float) -> str:
+    """The node-exporter textfile; its contract is docs/monitoring.md's (name, label, text)."""
+    name = "bundle_backup_last_success_timestamp_seconds"
+    return (
+        f"# HELP {name} Unix time the last successful nightly backup finished.\n"
+        f"# TYPE {name} gauge\n"
+        f'{name}{{host="{host}"}} {int(when)}\n'
+    )
+
+
 def write_metric(cfg: dict[str, Any], when: float) -> None:
     path = cfg.get("metrics_file")
     if not path:
         return
     dest = Path(path)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_text(
-            "# HELP bundle_backup_last_success_timestamp_seconds When the last backup of every "
-            "volume succeeded.\n"
-            "# TYPE bundle_backup_last_success_timestamp_seconds gauge\n"
-            f'bundle_backup_last_success_timestamp_seconds{{host="{cfg["host"]}"}} {int(when)}\n'
-        )
+        dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")  # not *.prom: node-exporter skips it
+        tmp.write_text(metric_text(cfg["host"], when))
         tmp.chmod(0o644)
         os.replace(tmp, dest)
     except OSError as exc:

@@ -173,3 +173,36 @@ def test_backup_and_restore_to_s3(
     p.ok("restore", "web1", "site")
     assert fetch(t, 8080) == "s3-data\n"
     assert t.ssh("systemctl is-active other.service").stdout.strip() == "active"
+
+    # move the service to another host (here web2: the same machine, its own state folder and
+    # repository): last backup on web1, drop it there, deploy it on web2, restore --from web1
+    write_page(t, "moved-data")
+    t.ssh("systemctl stop site.service")
+    p.ok("backup", "web1", "--now")
+    assert t.ssh("systemctl is-active site.service", check=False).stdout.strip() == "inactive"
+    site = stack[stack.index("[volumes.site-data]") : stack.index("[containers.other]")]
+    p.write(
+        "web1.toml", stack.replace(site, "").replace("[backup]\n", "[backup]\nenabled = false\n")
+    )
+    p.ok("switch", "web1")
+    web2 = (
+        stack.replace('name = "web1"', 'name = "web2"\nstate_dir = "/var/lib/bundle-web2"')
+        .replace(f"/{BUCKET}/web1", f"/{BUCKET}/web2")
+        .split("[containers.other]")[0]
+    )
+    p.write("web2.toml", web2)
+    for name, value in [
+        ("backup_password", PASSWORD),
+        ("s3_key", S3_KEY),
+        ("s3_secret", S3_SECRET),
+    ]:
+        p.set("web2", name, value)
+    p.ok("switch", "web2")
+    wipe_volume(t)  # web2 starts from nothing
+    listing = p.json("restore", "web2", "site", "--from", "web1", "--list")
+    assert listing["host"] == "web1" and len(listing["snapshots"]) == 2, listing
+    p.ok("restore", "web2", "site", "--from", "web1")
+    assert fetch(t, 8080) == "moved-data\n"
+    assert t.ssh("readlink /var/lib/bundle-web2/current").stdout.startswith("generations/1-")
+    r = p.run("restore", "web2", "site")  # web2's own repository has no snapshot yet
+    assert r.returncode == 1 and "cannot open the restic repository" in r.stderr, r.stderr

@@ -340,3 +340,13 @@ def test_a_missing_secret_file_is_one_clear_line(tmp_path: Path) -> None:
     cfg: dict[str, Any] = {"secrets": {"password": str(tmp_path / "nope")}}
     with pytest.raises(server.Failure, match=r"cannot read the secret file .*nope"):
         server.read_secret(cfg, "password")
+
+
+def test_the_metric_file_is_the_monitoring_contract() -> None:
+    # docs/monitoring.md, "The nightly backup's metric (the contract)"
+    assert server.metric_text("vps1", 1735700400.7) == (
+        "# HELP bundle_backup_last_success_timestamp_seconds Unix time the last successful "
+        "nightly backup finished.\n"
+        "# TYPE bundle_backup_last_success_timestamp_seconds gauge\n"
+        'bundle_backup_last_success_timestamp_seconds{host="vps1"} 1735700400\n'
+    )
