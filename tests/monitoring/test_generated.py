@@ -287,3 +287,24 @@ def test_the_backup_metric_contract_is_valid_exposition_text(tmp_path: Path) -> 
         [tool("promtool"), "check", "metrics"], input=block, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tunnel_unit_passes_systemd_analyze(project: Project, tmp_path: Path) -> None:
+    gen = build(project, "vps2")
+    work = tmp_path / "units"
+    work.mkdir()
+    shutil.copy(gen / "units/systemd/wireguard-wg0.service", work)
+    result = run("systemd-analyze", "verify", "./wireguard-wg0.service", cwd=work)
+    # systemd-analyze only warns (exit 0) on unknown keys: any output is a failure
+    assert result.returncode == 0 and result.stdout == result.stderr == "", result.stderr
+    manifest = json.loads((gen / "manifest.json").read_text())
+    unit = manifest["units"]["wireguard-wg0.service"]
+    assert unit["kind"] == "service" and unit["enable"] is True
+    assert unit["files"] == ["files/wireguard-wg0/wg0.conf", "units/systemd/wireguard-wg0.service"]
+    assert manifest["files"]["files/wireguard-wg0/wg0.conf"]["mode"] == "0600"
+    assert manifest["rendered"]["files/wireguard-wg0/wg0.conf"]["secrets"] == [
+        "wireguard_private_key"
+    ]
+    # every service of vps2 binds the tunnel address, so each starts after the tunnel
+    for name in ("prometheus", "alertmanager", "grafana", "node-exporter"):
+        assert "wireguard-wg0.service" in manifest["units"][f"{name}.container"]["requires"]
