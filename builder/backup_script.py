@@ -361,17 +361,17 @@ class Tool:
         raise NotImplementedError
 
 
+KOPIA_RULES = {"last": "latest", "yearly": "annual"}  # kopia's names for restic's rules
+
+
 def keep_args(keep: dict[str, int], style: str) -> list[str]:
+    """`keep` as options: restic's `--keep-daily=7`, or kopia's (`--keep-latest`, `--keep-annual`)."""
     out = []
     for rule in ("last", "daily", "weekly", "monthly", "yearly"):
         n = int(keep.get(rule) or 0)
         if n > 0:
-            if style == "restic":
-                out.append(f"--keep-{rule}={n}")
-            else:
-                out.append(
-                    f"--keep-{'latest' if rule == 'last' else 'annual' if rule == 'yearly' else rule}={n}"
-                )
+            name = rule if style == "restic" else KOPIA_RULES.get(rule, rule)
+            out.append(f"--keep-{name}={n}")
     return out
 
 

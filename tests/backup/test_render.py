@@ -170,6 +170,10 @@ def test_kopia_with_object_lock_builds_and_its_commands(empty_project: Project) 
         "--keep-last=3",
         "--keep-yearly=2",
     ]
+    assert server.keep_args({"last": 3, "yearly": 2}, "kopia") == [
+        "--keep-latest=3",
+        "--keep-annual=2",
+    ]
     local = server.Kopia({**cfg, "repository": "/srv/kopia"})
     assert local.storage_args() == ["filesystem", "--path=/srv/kopia"]
     plain = server.parse_s3("s3:http://10.0.0.1:9000/b")
