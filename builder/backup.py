@@ -325,41 +325,52 @@ def _require_script(server: Any) -> None:
         )
 
 
-def do_backup_now(server: Any) -> dict[str, Any]:
-    """Start backup.service, wait for it, and report with the run's journal lines."""
+def _ready(server: Any, what: str) -> None:
     if server.root != "/":
         raise BundleError(
-            f"{server.host}: backup needs a real server, not a folder (--target DIR)", 2
+            f"{server.host}: {what} needs a real server, not a folder (--target DIR)", 2
         )
     _require_script(server)
+
+
+def _run_and_report(
+    server: Any, command: str, journal: str, report: dict[str, Any], hint: str = ""
+) -> dict[str, Any]:
+    """Run a unit on the server and wait; its journal in the report, its error line if it failed."""
     started = time.monotonic()
-    unit = unit_file(UNIT, "service")
-    rc, _, err = _remote(server, f"systemctl start {unit}")
+    rc, _, err = _remote(server, command)
     seconds = round(time.monotonic() - started, 1)
-    _, journal, _ = _remote(
-        server,
-        f"id=$(systemctl show -p InvocationID --value {unit}); "
-        f'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id" | tail -n {JOURNAL_LINES}',
-    )
-    lines = [ln for ln in journal.splitlines() if ln.strip()]
+    _, text, _ = _remote(server, f"{journal} | tail -n {JOURNAL_LINES}")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Started ")]
     report = {
-        "action": "backup",
-        "host": server.host,
+        **report,
         "result": "ok" if rc == 0 else "failed",
         "seconds": seconds,
         "journal": lines,
     }
     if rc != 0:
+        from builder.remote import RemoteError
+
         reason = next(
             (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
             err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}",
         )
-        from builder.remote import RemoteError
-
-        raise RemoteError(
-            f"{server.host}: backup failed: {reason} (journalctl -u {unit} on the server)", report
-        )
+        raise RemoteError(f"{server.host}: {report['action']} failed: {reason}{hint}", report)
     return report
+
+
+def do_backup_now(server: Any) -> dict[str, Any]:
+    """Start backup.service, wait for it, and report with the run's journal lines."""
+    _ready(server, "backup")
+    unit = unit_file(UNIT, "service")
+    return _run_and_report(
+        server,
+        f"systemctl start {unit}",
+        f"id=$(systemctl show -p InvocationID --value {unit}); "
+        'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id"',
+        {"action": "backup", "host": server.host},
+        f" (journalctl -u {unit} on the server)",
+    )
 
 
 def do_restore(
@@ -369,11 +380,8 @@ def do_restore(
     from_host: str | None,
     repository: str | None,
 ) -> dict[str, Any]:
-    if server.root != "/":
-        raise BundleError(
-            f"{server.host}: restore needs a real server, not a folder (--target DIR)", 2
-        )
-    _require_script(server)
+    """The script's restore in a transient unit: a dropped connection does not cut it."""
+    _ready(server, "restore")
     args = ["restore", *([service] if service else ["--all"])]
     args += ["--snapshot", snapshot] if snapshot else []
     args += ["--from-host", from_host] if from_host else []
@@ -387,40 +395,18 @@ def do_restore(
             "/usr/bin/python3", "-B", _script(server), *args,
         ]
     )  # fmt: skip
-    started = time.monotonic()
-    rc, _, err = _remote(server, command)
-    seconds = round(time.monotonic() - started, 1)
-    _, journal, _ = _remote(
-        server, f"journalctl --no-pager -o cat -u {name}.service | tail -n {JOURNAL_LINES}"
+    return _run_and_report(
+        server,
+        command,
+        f"journalctl --no-pager -o cat -u {name}.service | grep -v '^{name}'",
+        {"action": "restore", "host": server.host, "service": service or "--all"},
     )
-    lines = [
-        ln for ln in journal.splitlines() if ln.strip() and not ln.startswith(("Started ", name))
-    ]
-    report = {
-        "action": "restore",
-        "host": server.host,
-        "service": service or "--all",
-        "result": "ok" if rc == 0 else "failed",
-        "seconds": seconds,
-        "journal": lines,
-    }
-    if rc != 0:
-        reason = next(
-            (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
-            err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}",
-        )
-        from builder.remote import RemoteError
-
-        raise RemoteError(f"{server.host}: restore failed: {reason}", report)
-    return report
 
 
 def do_list(
     server: Any, service: str | None, from_host: str | None, repository: str | None
 ) -> dict[str, Any]:
-    if server.root != "/":
-        raise BundleError(f"{server.host}: listing snapshots needs a real server", 2)
-    _require_script(server)
+    _ready(server, "listing snapshots")
     args = ["list", *([service] if service else [])]
     args += ["--from-host", from_host] if from_host else []
     args += ["--repository", repository] if repository else []
