@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import activation, gc, lock, receive, rollback, secrets, status
-from .errors import BadInput, Failed, RolledBack, SwitcherError
+from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
+from .errors import BadInput, Failed, Reported, SwitcherError
 from .recover import recover
 from .report import emit, error
 from .store import Store
@@ -57,9 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("activate", parents=[common], help="switch to a generation")
     p.add_argument("--generation", type=int, required=True)
     p.add_argument("--force", action="store_true", help="overwrite unit files changed by hand")
+    safety_options(p)
+    p = sub.add_parser("confirm", parents=[common], help="confirm a detached activation")
+    p.add_argument("--run", required=True, help="the run `activate --detach` printed")
     p = sub.add_parser("rollback", parents=[common], help="go back with the old switcher")
     p.add_argument("--to", type=int, default=None, help="generation (default: the previous one)")
     p.add_argument("--force", action="store_true", help="overwrite unit files changed by hand")
+    p.add_argument(
+        "--restore-data",
+        action="store_true",
+        help="also put back the data snapshots taken by the generations rolled back past",
+    )
     sub.add_parser("status", parents=[common], help="current generation and its units")
     sub.add_parser("recover", parents=[common], help="finish or undo a switch that was killed")
     p = sub.add_parser("history", parents=[common], help="the deploy history, oldest first")
@@ -102,25 +111,30 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "activate":
         store.require_exists()
         action = os.environ.get(rollback.ACTION_ENV) or "activate"
-        with lock.held(store.lock_path, f"{action} {args.generation}"):
-            emit(activation.activate(store, root, services, args.generation, args.force, action))
+        if args.detach and services.managed:
+            target = store.find(args.generation)
+            emit(start_detached(store, target, root, action, passed_on(args)))
+            return 0
+        safety = safety_of(args, store)
+        with reporting(safety.run), lock.held(store.lock_path, f"{action} {args.generation}"):
+            report = activation.activate(
+                store, root, services, args.generation, args.force, action, safety
+            )
+            if safety.run:
+                safety.run.finish(report, 0)
+            emit(report)
+    elif command == "confirm":
+        emit(confirm_run(store, args.run))
     elif command == "rollback":
         store.require_exists()
         with lock.held(store.lock_path, "rollback (repairing an interrupted switch)"):
             recover(store, root, services)  # before choosing: the target depends on `current`
         target = rollback.choose_target(store, args.to)
-        if rollback.has_own_switcher(target):
-            extra = ["--force"] * args.force + ["--debug"] * args.debug
-            extra += ["--services", args.services] if args.services != "auto" else []
-            return rollback.run_own_switcher(target, store.root, root, extra)
-        with lock.held(store.lock_path, f"rollback {target.number}"):
-            report = activation.activate(
-                store, root, services, target.number, args.force, "rollback"
-            )
-            report["warnings"].append(
-                f"generation {target.number} carries no switcher; used this one"
-            )
-            emit(report)
+        extra = ["--force"] * args.force + ["--debug"] * args.debug
+        extra += ["--services", args.services] if args.services != "auto" else []
+        return rollback.rollback(
+            store, root, services, target, extra, args.force, args.restore_data
+        )
     elif command == "history":
         entries = store.history()
         emit(entries[-args.limit :] if args.limit > 0 else entries)
@@ -144,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         return _run(_parser().parse_args(argv))
-    except RolledBack as exc:
+    except Reported as exc:
         emit(exc.report)
         error(exc.message)
         return exc.exit_code

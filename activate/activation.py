@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from . import faults, journal, secrets
-from .errors import BadInput, Failed, RolledBack, SwitcherError
+from .detach import Run
+from .errors import BadInput, Failed, Reported, RolledBack, SwitcherError
+from .health import Health, gate
 from .install import find_drift, install_units
 from .manifest import Manifest
 from .planner import RUNNING_STATES, Plan, plan
+from .snapshot import take as take_snapshot
 from .store import Generation, Store, history_entry
 from .systemd import BROKEN_LOAD_STATES, Services, UnitState, network_name
 
@@ -337,25 +340,93 @@ def report_of(sw: Switch, result: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Safety:
+    """How a switch proves that it worked (docs/reliability.md)."""
+
+    health_timeout: float | None = None  # None: the manifest's deploy.health_timeout
+    settle: float | None = None  # None: the manifest's deploy.health_settle
+    confirm_timeout: float | None = None  # with `run`; None: the manifest's deploy.confirm_timeout
+    rollback: bool = True  # False (--no-rollback): a failed gate leaves the generation active
+    run: Run | None = None  # a detached activation (activate/detach.py)
+
+    def timeouts(self, manifest: Manifest) -> tuple[float, float]:
+        deploy = manifest.deploy
+        timeout = self.health_timeout
+        if timeout is None:
+            timeout = deploy.get("health_timeout", DEFAULT_HEALTH_TIMEOUT)
+        settle = self.settle if self.settle is not None else deploy.get("health_settle", 0)
+        return float(timeout), float(settle)
+
+    def confirm(self, manifest: Manifest) -> float:
+        """Seconds a detached activation waits for `confirm` (0: it does not wait)."""
+        if self.run is None:
+            return 0.0
+        if self.confirm_timeout is not None:
+            return float(self.confirm_timeout)
+        return float(manifest.deploy.get("confirm_timeout", DEFAULT_CONFIRM_TIMEOUT))
+
+
+DEFAULT_HEALTH_TIMEOUT = 60
+DEFAULT_CONFIRM_TIMEOUT = 30
+
+
+class Unhealthy(Failed):
+    pass
+
+
 def activate(
-    store: Store, root: Path, services: Services, number: int, force: bool, action: str
+    store: Store,
+    root: Path,
+    services: Services,
+    number: int,
+    force: bool,
+    action: str,
+    safety: Safety | None = None,
 ) -> dict[str, Any]:
     """Switch to generation `number`; the caller holds the lock."""
     from .recover import recover  # builds on this module
 
     started_at = time.monotonic()
     recovered = recover(store, root, services)  # a switch killed halfway: finish or undo it first
-    outcome = {"recovered": recovered} if recovered else {}
+    safety = safety or Safety()
+    run = safety.run
     sw = prepare(store, root, services, number)
     secrets.check(store, sw.target, action)
     facts, drift, pulled = _check_before_change(sw, force)
     secrets_used = secrets.apply(store, sw.target, services)
     from_n = sw.current.number if sw.current else None
     progress = _Progress()
+    outcome: dict[str, Any] = {}  # health and snapshot, in every report
+    if recovered:
+        outcome["recovered"] = recovered
+    # A rollback is already the way back: a failed gate there is reported, not undone.
+    undo_on_failure = safety.rollback and action != "rollback"
     try:
         with _signals_become_errors():
             journal.begin(store, action, from_n, number)
+            if run:
+                run.phase("switching", **{"from": from_n, "to": number})
+            kept = take_snapshot(store, services, sw.current, sw.old, sw.new, progress.touched.add)
+            if kept:
+                outcome["snapshot"] = kept
             files = _forward(sw, progress)
+            timeout, settle = safety.timeouts(sw.new)
+            if run:
+                run.phase("checking", **{"from": from_n, "to": number, "timeout": timeout})
+            health = _health_gate(sw, timeout, settle)
+            outcome["health"] = health.as_json()
+            if not health.passed and undo_on_failure:
+                raise Unhealthy(health.summary())
+            confirm = safety.confirm(sw.new)
+            if run and confirm > 0 and undo_on_failure and services.managed:
+                waiting = report_of(sw, "awaiting confirmation", pulled=pulled, **outcome)
+                if not run.await_confirmation(confirm, waiting):
+                    raise Failed(
+                        f"generation {number} was not confirmed within {confirm:.0f} s: no new "
+                        "SSH connection from the deployer got through (or it stopped waiting)"
+                    )
+                outcome["confirmed"] = True
             journal.step(store, "done")
     except (SwitcherError, OSError) as exc:
         cause = getattr(exc, "message", None) or str(exc)
@@ -372,17 +443,31 @@ def activate(
             store.clear_pending()
             result = "rolled back"
             message = f"rolled back to {back_to}: activating generation {number} failed: {cause}"
+        if "snapshot" in outcome:
+            message += (
+                f"; data kept before the switch is in {outcome['snapshot']['path']} (the new "
+                "code may have changed the data since)"
+            )
         store.append_history(history_entry(action, from_n, number, result, message))
         report = report_of(
-            sw, result, error=message, seconds=round(time.monotonic() - started_at, 2), **outcome
+            sw,
+            result,
+            error=message,
+            seconds=round(time.monotonic() - started_at, 2),
+            **outcome,
         )
         raise RolledBack(message, report) from None
     summary = plan_summary(sw.plan)
-    store.append_history(history_entry(action, from_n, number, "ok", summary))
+    result = "ok"
+    if not health.passed:
+        result = "unhealthy"
+        why = "--no-rollback" if action != "rollback" else "this is a rollback"
+        summary = f"{health.summary()}; generation {number} stays active ({why})"
+    store.append_history(history_entry(action, from_n, number, result, summary))
     store.clear_pending()  # after the history line: the journal says `done` until then
-    return report_of(
+    report = report_of(
         sw,
-        "ok",
+        result,
         server=facts,
         pulled=pulled,
         overwritten=drift,
@@ -391,6 +476,13 @@ def activate(
         seconds=round(time.monotonic() - started_at, 2),
         **outcome,
     )
+    if result != "ok":
+        raise Reported(summary, {**report, "error": summary})
+    return report
+
+
+def _health_gate(sw: Switch, timeout: float, settle: float) -> Health:
+    return gate(sw.services, sw.new, timeout, settle)
 
 
 def plan_summary(p: Plan) -> str:

@@ -25,9 +25,17 @@ class Failed(SwitcherError):
     exit_code = 1
 
 
-class RolledBack(Failed):
+class Reported(Failed):
+    """A failure that comes with a report of what was done (printed on stdout as usual)."""
+
+    def __init__(self, message: str, report: dict[str, object], exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.report = report
+        self.exit_code = exit_code
+
+
+class RolledBack(Reported):
     """Activation failed after changing the server and the old generation was put back."""
 
     def __init__(self, message: str, report: dict[str, object]) -> None:
-        super().__init__(message)
-        self.report = report
+        super().__init__(message, report)

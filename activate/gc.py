@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from .errors import BadInput, Failed, SwitcherError
+from .snapshot import prune as prune_snapshots
 from .store import (
     OBJECT_MODE,
     Store,
@@ -61,6 +62,8 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
         remove_tree(trash)
     for stale in store.incoming.iterdir():
         remove_tree(stale)  # leftovers of killed receives; we hold the lock
+    # data snapshots go with their generation (a rollback can no longer pass it)
+    snapshots_removed = prune_snapshots(store, {g.number for g in kept})
 
     objects_removed = 0
     bytes_removed = 0
@@ -92,4 +95,5 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
         "objects_removed": objects_removed,
         "bytes_removed": bytes_removed,
         "kept": [g.number for g in kept],
+        "snapshots_removed": snapshots_removed,
     }

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -75,6 +75,35 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A deploy-time check the switcher runs after activation (activate/health.py)."""
+
+    kind: str  # "http", "tcp" or "command"
+    target: str  # the URL, HOST:PORT or shell command
+    status: int = 200
+    body: str | None = None
+    timeout: int = 5
+
+    def describe(self) -> str:
+        if self.kind == "http":
+            body = f" containing {self.body!r}" if self.body is not None else ""
+            return f"GET {self.target} answers {self.status}{body}"
+        if self.kind == "tcp":
+            return f"{self.target} accepts TCP connections"
+        return f"`{self.target}` exits 0"
+
+
+@dataclass(frozen=True)
+class State:
+    """What a stateful container keeps: podman volumes, or a dump/restore command pair."""
+
+    container: str
+    volumes: tuple[str, ...]
+    dump: str | None = None
+    restore: str | None = None
+
+
+@dataclass(frozen=True)
 class Unit:
     """One quadlet or systemd unit of the generation."""
 
@@ -87,6 +116,8 @@ class Unit:
     requires: tuple[str, ...]
     image: str | None
     enable: bool
+    checks: tuple[Check, ...] = ()
+    state: State | None = None
 
     @property
     def is_quadlet(self) -> bool:
@@ -108,6 +139,8 @@ class Manifest:
     units: Mapping[str, Unit]
     images: Mapping[str, str]
     hash: str
+    # health_timeout, health_settle, confirm_timeout (seconds); empty in older manifests
+    deploy: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def folder_name(self) -> str:
@@ -219,7 +252,56 @@ def _parse_unit(key: str, raw: Any, files: Mapping[str, FileEntry]) -> Unit:
     if image is not None:
         _typed(image, str, f"{where}.image")
     enable = _typed(raw.get("enable"), bool, f"{where}.enable")
-    return Unit(key, kind, path, service, closure, unit_files, requires, image, enable)
+    checks = tuple(
+        _parse_check(c, f"{where}.checks[{i}]")
+        for i, c in enumerate(_typed(raw.get("checks", []), list, f"{where}.checks"))
+    )
+    state = _parse_state(raw["state"], f"{where}.state") if raw.get("state") is not None else None
+    return Unit(
+        key, kind, path, service, closure, unit_files, requires, image, enable, checks, state
+    )
+
+
+CHECK_KINDS = ("http", "tcp", "command")
+
+
+def _parse_check(raw: Any, where: str) -> Check:
+    _typed(raw, dict, where)
+    kinds = [k for k in CHECK_KINDS if k in raw]
+    if len(kinds) != 1:
+        raise _fail(where, "a check has exactly one of http, tcp or command")
+    kind = kinds[0]
+    target = _typed(raw[kind], str, f"{where}.{kind}")
+    status = _typed(raw.get("status", 200), int, f"{where}.status")
+    body = raw.get("body")
+    if body is not None:
+        _typed(body, str, f"{where}.body")
+    timeout = _typed(raw.get("timeout", 5), int, f"{where}.timeout")
+    if timeout <= 0:
+        raise _fail(f"{where}.timeout", "must be positive")
+    return Check(kind, target, status, body, timeout)
+
+
+def _parse_state(raw: Any, where: str) -> State:
+    _typed(raw, dict, where)
+    container = _typed(raw.get("container"), str, f"{where}.container")
+    volumes = tuple(_typed(raw.get("volumes", []), list, f"{where}.volumes"))
+    for i, v in enumerate(volumes):
+        if not UNIT_NAME_RE.match(_typed(v, str, f"{where}.volumes[{i}]")):
+            raise _fail(f"{where}.volumes[{i}]", f"{v!r} is not a volume name")
+    dump, restore = raw.get("dump"), raw.get("restore")
+    for key, value in (("dump", dump), ("restore", restore)):
+        if value is not None:
+            _typed(value, str, f"{where}.{key}")
+    return State(container, volumes, dump, restore)
+
+
+def _parse_deploy(raw: Any) -> dict[str, int]:
+    settings = _typed(raw, dict, "deploy")
+    for key, value in settings.items():
+        if _typed(value, int, f"deploy.{key}") < 0:
+            raise _fail(f"deploy.{key}", "must not be negative")
+    return dict(settings)
 
 
 def _check_requires(units: Mapping[str, Unit]) -> None:
@@ -298,4 +380,5 @@ def manifest_from_dict(raw: Any) -> Manifest:
         units=MappingProxyType(units),
         images=MappingProxyType(dict(images)),
         hash=bundle_hash(raw),
+        deploy=MappingProxyType(_parse_deploy(raw.get("deploy", {}))),
     )

@@ -6,13 +6,19 @@ active (from history) and is still on disk, so running rollback again walks furt
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from . import snapshot
 from .errors import BadInput, Failed
-from .store import Generation, Store, rollback_target
+from .manifest import Manifest
+from .report import emit
+from .store import Generation, Store, history_entry, rollback_target
+from .systemd import Services
 
 ACTION_ENV = "BUNDLE_ACTION"
 
@@ -38,8 +44,11 @@ def has_own_switcher(gen: Generation) -> bool:
     return (gen.path / "activate" / "__main__.py").is_file()
 
 
-def run_own_switcher(gen: Generation, state: Path, root: Path, extra: list[str]) -> int:
-    """Run `python3 -m activate activate` inside the generation; its output is ours."""
+def run_own_switcher(
+    gen: Generation, state: Path, root: Path, extra: list[str], capture: bool = False
+) -> tuple[int, str]:
+    """Run `python3 -m activate activate` inside the generation; its stderr is ours, its
+    stdout too unless `capture` (then it is returned)."""
     argv = [
         sys.executable,
         "-B",  # never write __pycache__ into a read-only generation
@@ -56,6 +65,119 @@ def run_own_switcher(gen: Generation, state: Path, root: Path, extra: list[str])
     ]
     env = {**os.environ, ACTION_ENV: "rollback"}
     try:
-        return subprocess.run(argv, cwd=gen.path, env=env, check=False).returncode
+        done = subprocess.run(
+            argv,
+            cwd=gen.path,
+            env=env,
+            check=False,
+            stdout=subprocess.PIPE if capture else None,
+            text=True,
+            errors="replace",
+        )
     except OSError as exc:
         raise Failed(f"rollback: cannot run the switcher of {gen.path} ({exc})") from None
+    return done.returncode, done.stdout or ""
+
+
+def came_from(store: Store, current: int) -> int | None:
+    """The newer generation the last rollback to `current` left (None: not rolled back to)."""
+    for e in reversed(store.history()):
+        if e.get("to") == current and e.get("result") in ("ok", "unhealthy"):
+            before = e.get("from")
+            if e.get("action") == "rollback" and isinstance(before, int) and before > current:
+                return before
+            return None
+    return None
+
+
+def data_notes(store: Store, target: Generation, manifest: Manifest) -> list[dict[str, Any]]:
+    """Snapshots a rollback to `target` goes back past (see activate/snapshot.py)."""
+    current = store.current()
+    if current is None:
+        return []
+    newest = current.number if current.number != target.number else came_from(store, target.number)
+    if newest is None or newest <= target.number:
+        return []
+    return snapshot.for_rollback(store, target.number, newest, manifest)
+
+
+def restore_data(
+    store: Store, services: Services, manifest: Manifest, notes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Put the snapshots back under the code now active; the caller holds the lock."""
+    restored = [snapshot.restore(store, services, manifest, note) for note in notes]
+    message = "; ".join(
+        f"{r['unit']} from {r['path']} (the data it replaced: {r['replaced_data_kept_in']})"
+        for r in restored
+    )
+    n = manifest.generation
+    store.append_history(history_entry("restore-data", n, n, "ok", f"restored {message}"))
+    return restored
+
+
+def rollback(
+    store: Store,
+    root: Path,
+    services: Services,
+    target: Generation,
+    extra: list[str],
+    force: bool,
+    restore: bool,
+) -> int:
+    """The `rollback` command: the code with the target's own switcher, then the data.
+
+    Snapshots taken by the generations rolled back past are named in the report; with
+    `restore` they are put back. `--to CURRENT --restore-data` restores only the data, after
+    a rollback that did not.
+    """
+    from . import activation, lock
+
+    manifest = store.load_manifest(target)
+    notes = data_notes(store, target, manifest)
+    current = store.current()
+    hint = (
+        f"put it back with `rollback --to {target.number} --restore-data` (bundle rollback "
+        f"HOST --to {target.number} --restore-data), which keeps the data it replaces"
+    )
+    if restore and current is not None and current.number == target.number:
+        if not notes:
+            raise Failed(
+                f"rollback --restore-data: no snapshot to put back into generation "
+                f"{target.number} (none was taken by the generations rolled back past)"
+            )
+        with lock.held(store.lock_path, f"restore-data {target.number}"):
+            restored = restore_data(store, services, manifest, notes)
+        emit(
+            {
+                "from": target.number,
+                "to": target.number,
+                "result": "ok",
+                "restored": restored,
+                "snapshots": notes,
+                "warnings": [],
+            }
+        )
+        return 0
+    if has_own_switcher(target):
+        rc, out = run_own_switcher(target, store.root, root, extra, capture=True)
+        try:
+            report = json.loads(out) if out.strip() else None
+        except json.JSONDecodeError:
+            report = None
+        if not isinstance(report, dict):
+            sys.stdout.write(out)
+            return rc
+    else:
+        with lock.held(store.lock_path, f"rollback {target.number}"):
+            report = activation.activate(store, root, services, target.number, force, "rollback")
+        report["warnings"].append(f"generation {target.number} carries no switcher; used this one")
+        rc = 0
+    if notes:
+        report["snapshots"] = notes
+        if rc == 0 and restore:
+            with lock.held(store.lock_path, f"restore-data {target.number}"):
+                report["restored"] = restore_data(store, services, manifest, notes)
+        else:
+            report.setdefault("warnings", []).extend(snapshot.warning(n, hint) for n in notes)
+    emit(report)
+    return rc

@@ -58,8 +58,9 @@ def now_utc() -> str:
 
 
 def invoking_user() -> str:
-    """Who asked: the sudo caller if any, else the account running the switcher."""
-    name = os.environ.get("SUDO_USER")
+    """Who asked: BUNDLE_USER (set for a detached activation), the sudo caller, or the
+    account running the switcher."""
+    name = os.environ.get("BUNDLE_USER") or os.environ.get("SUDO_USER")
     if name:
         return name
     try:

@@ -40,6 +40,7 @@ class UnitState:
     active: str | None
     sub: str | None
     main_pid: int | None
+    restarts: int | None = None  # NRestarts: automatic restarts since the unit was loaded
 
 
 class Services(Protocol):
@@ -211,7 +212,7 @@ class Systemd:
     def states(self, services: Sequence[str]) -> dict[str, UnitState]:
         if not services:
             return {}
-        props = "Id,LoadState,ActiveState,SubState,MainPID"
+        props = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts"
         out = self._must(
             ["systemctl", "show", f"--property={props}", "--", *services],
             "systemctl show",
@@ -222,11 +223,13 @@ class Systemd:
         for service, block in zip(services, blocks, strict=False):
             values = dict(ln.split("=", 1) for ln in block.splitlines() if "=" in ln)
             pid = values.get("MainPID", "")
+            restarts = values.get("NRestarts", "")
             found[service] = UnitState(
                 load=values.get("LoadState"),
                 active=values.get("ActiveState"),
                 sub=values.get("SubState"),
                 main_pid=int(pid) if pid.isdigit() and pid != "0" else None,
+                restarts=int(restarts) if restarts.isdigit() else None,
             )
         return found
 

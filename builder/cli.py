@@ -261,7 +261,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
     paths, host = _deploy_args(args)
     gen = local_generation(paths, host, args.generation)
     with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_activate(server, gen, args.force)
+        report = do_activate(server, gen, args.force, _safety(args))
     _print_switch(args, report, host)
     return 0
 
@@ -275,8 +275,67 @@ def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -
     )
     if not args.quiet:
         print(f"  {_summary(report)}")
+        for line in _safety_lines(report):
+            print(f"  {line}")
         for warning in report.get("warnings", []):
             print(f"  warning: {warning}")
+
+
+def _safety_lines(report: dict[str, Any]) -> list[str]:
+    """What the health gate, the dead-man and the data snapshots did (docs/reliability.md)."""
+    lines = []
+    health = report.get("health") or {}
+    if health and not health.get("skipped"):
+        checks = [c for c in health.get("checks", []) if c.get("kind") != "unit"]
+        confirmed = "; confirmed over a new connection" if report.get("confirmed") else ""
+        lines.append(
+            f"health: every unit up and {len(checks)} check(s) passed in "
+            f"{health.get('seconds', 0):.1f} s{confirmed}"
+        )
+    kept = report.get("snapshot")
+    if kept:
+        lines.append(f"data kept before the switch: {', '.join(kept['units'])} in {kept['path']}")
+    for r in report.get("restored", []):
+        lines.append(
+            f"data restored: {r['unit']} from {r['path']} (the data it replaced is kept in "
+            f"{r['replaced_data_kept_in']})"
+        )
+    return lines
+
+
+def _safety(args: argparse.Namespace) -> Any:
+    from builder.deploy import Safety
+
+    for flag, value in (
+        ("--health-timeout", args.health_timeout),
+        ("--confirm-timeout", args.confirm_timeout),
+    ):
+        if value is not None and value < (1 if flag == "--health-timeout" else 0):
+            raise BundleError(
+                f"{flag} must be at least {1 if flag == '--health-timeout' else 0}", 2
+            )
+    return Safety(args.no_rollback, args.health_timeout, args.confirm_timeout)
+
+
+def add_safety(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-rollback",
+        action="store_true",
+        help="failed health checks leave the new generation active (for debugging); no dead-man",
+    )
+    p.add_argument(
+        "--health-timeout",
+        type=int,
+        metavar="S",
+        help="seconds the health checks may take (default: [host] health_timeout, 60)",
+    )
+    p.add_argument(
+        "--confirm-timeout",
+        type=int,
+        metavar="S",
+        help="seconds the server waits for this deploy to confirm over a new connection before "
+        "rolling back by itself (default: [host] confirm_timeout, 30; 0: no dead-man)",
+    )
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -284,7 +343,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
 
     def job(paths: Any, host: str) -> dict[str, Any]:
         with connect(paths, host, _target_for(args, host), args.accept_new) as server:
-            return do_switch(paths, server, args.force)
+            return do_switch(paths, server, args.force, _safety(args))
 
     return _for_hosts(args, job, lambda report: _print_switch(args, report, report["host"]))
 
@@ -294,7 +353,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     paths, host = _deploy_args(args)
     with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_rollback(server, args.to, args.force)
+        report = do_rollback(server, args.to, args.force, args.restore_data)
     _print_switch(args, report, host)
     return 0
 
@@ -700,6 +759,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )
+    add_safety(p)
     add_target(p)
 
     p = command("switch", cmd_switch, "build, push and activate in one go", "bundle switch vps1")
@@ -707,6 +767,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )
+    add_safety(p)
     add_target(p)
 
     p = command(
@@ -719,6 +780,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=int, metavar="N", help="any generation on the server")
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
+    )
+    p.add_argument(
+        "--restore-data",
+        action="store_true",
+        help="also put back the data kept before the generations rolled back past changed an "
+        "image (the data it replaces is kept too); with --to CURRENT: only the data",
     )
     add_target(p)
 

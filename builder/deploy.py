@@ -7,9 +7,12 @@ builder/remote.py, and returns a report (dict) that the CLI prints as text or JS
 from __future__ import annotations
 
 import posixpath
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import attrs
 
 from builder.build import Paths, build, load_stack
 from builder.errors import BundleError
@@ -21,12 +24,21 @@ from builder.store import Generation, Store
 @contextmanager
 def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> Iterator[Server]:
     from builder.transport import open_transport
+    from builder.transport.options import SshOptions
 
     spec = load_stack(paths, host).host
     transport, root = open_transport(target, spec.address, spec.ssh_user, spec.ssh_port, accept_new)
     state = spec.state_dir if root == "/" else posixpath.join(root, spec.state_dir.lstrip("/"))
+
+    def reopen(seconds: float) -> Server:  # a second, independent connection (the dead-man)
+        options = SshOptions(connect_timeout=seconds)
+        fresh, _ = open_transport(
+            target, spec.address, spec.ssh_user, spec.ssh_port, accept_new, ssh_options=options
+        )
+        return Server(host, fresh, state, root)
+
     with transport:
-        yield Server(host, transport, state, root, stacks_dir=paths.stacks_dir)
+        yield Server(host, transport, state, root, reopen, stacks_dir=paths.stacks_dir)
 
 
 def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
@@ -67,8 +79,35 @@ def do_push(server: Server, gen: Generation) -> dict[str, Any]:
     return {**report, "secrets_sent": deliver(server, gen, server.stacks_dir)}
 
 
-def do_activate(server: Server, gen: Generation, force: bool) -> dict[str, Any]:
+@attrs.frozen
+class Safety:
+    """How a deploy proves it worked: docs/reliability.md."""
+
+    no_rollback: bool = False
+    health_timeout: int | None = None  # None: the generation's ([host] health_timeout)
+    confirm_timeout: int | None = None  # None: the generation's ([host] confirm_timeout)
+
+    def options(self, server: Server, manifest: dict[str, Any]) -> list[str]:
+        """The switcher's options; a generation whose switcher predates them gets none."""
+        if "activate/detach.py" not in manifest.get("files", {}):
+            return []
+        args = ["--no-rollback"] * self.no_rollback
+        if self.health_timeout is not None:
+            args += ["--health-timeout", str(self.health_timeout)]
+        confirm = self.confirm_timeout
+        if confirm is None:
+            confirm = manifest.get("deploy", {}).get("confirm_timeout", 30)
+        # files only (ROOT is a folder) or no dead-man wanted: activate in this session
+        if server.root == "/" and confirm > 0 and not self.no_rollback:
+            args += ["--detach", "--confirm-timeout", str(confirm)]
+        return args
+
+
+def do_activate(
+    server: Server, gen: Generation, force: bool, safety: Safety | None = None
+) -> dict[str, Any]:
     args = ["--generation", str(gen.number), *(["--force"] if force else [])]
+    args += (safety or Safety()).options(server, gen.manifest())
     before = server.bytes_sent
     try:
         report = server.call(
@@ -80,6 +119,8 @@ def do_activate(server: Server, gen: Generation, force: bool) -> dict[str, Any]:
                 f"{server.host}: generation {gen.number} is not on the server; run `bundle push {server.host} --generation {gen.number}` first"
             ) from exc
         raise
+    if report.get("phase") == "confirm":
+        report = confirm(server, gen, report)
     return {
         "action": "activate",
         "host": server.host,
@@ -88,14 +129,68 @@ def do_activate(server: Server, gen: Generation, force: bool) -> dict[str, Any]:
     }
 
 
-def do_switch(paths: Paths, server: Server, force: bool) -> dict[str, Any]:
+def confirm(server: Server, gen: Generation, waiting: dict[str, Any]) -> dict[str, Any]:
+    """The dead-man's other half: confirm over a NEW connection that the server is reachable.
+
+    Tries again until the server's window closes (each try bounded by what is left of it);
+    when no new connection gets through, the server rolls back by itself, and this says so
+    (exit 1, "rolled back" on the first line).
+    """
+    window = float(waiting.get("confirm_seconds_left") or 0)
+    deadline = time.monotonic() + window
+    cwd = server.generation_dir(gen.name)
+    failure: BundleError | None = None
+    while server.reopen is not None and (left := deadline - time.monotonic()) > 0.5:
+        try:
+            fresh = server.reopen(min(CONNECT_TIMEOUT, float(max(1, int(left)))))
+        except BundleError as exc:
+            failure = exc
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            continue
+        try:
+            report: dict[str, Any] = fresh.call(
+                "confirm", "--run", str(waiting["run"]), cwd=cwd, allow_report_on_failure=True
+            )
+            return report
+        except RemoteError:
+            raise  # the server's own answer: confirmed too late and rolled back, or failed
+        except BundleError as exc:
+            message = (
+                f"{server.host}: lost the new connection while confirming generation "
+                f"{gen.number} ({exc}); the server keeps it if the confirmation arrived and "
+                f"rolls back to generation {waiting.get('from')} by itself otherwise; "
+                f"check with `bundle status {server.host}`"
+            )
+            raise RemoteError(message, {**waiting, "result": "unknown", "error": message}) from exc
+        finally:
+            fresh.transport.close()
+    left = max(0, round(deadline - time.monotonic()))
+    back = waiting.get("from")
+    message = (
+        f"{server.host}: rolled back: generation {gen.number} could not be confirmed over a new "
+        f"SSH connection ({failure or 'no way to open one'}); the server rolls back to "
+        f"{'generation ' + str(back) if back is not None else 'no generation'} by itself "
+        f"{f'within {left} s' if left else 'about now'}; check with `bundle status "
+        f"{server.host}` once it answers"
+    )
+    raise RemoteError(
+        message, {**waiting, "result": "rolled back", "confirmed": False, "error": message}
+    )
+
+
+CONNECT_TIMEOUT = 10.0
+
+
+def do_switch(
+    paths: Paths, server: Server, force: bool, safety: Safety | None = None
+) -> dict[str, Any]:
     from builder.secrets_push import deliver, require_set
 
     built = build(paths, server.host)
     require_set(built.generation)
     pushed = push(server, built.generation)
     deliver(server, built.generation, paths.stacks_dir)
-    activated = do_activate(server, built.generation, force)
+    activated = do_activate(server, built.generation, force, safety)
     return {
         **activated,
         "action": "switch",
@@ -105,12 +200,19 @@ def do_switch(paths: Paths, server: Server, force: bool) -> dict[str, Any]:
     }
 
 
-def do_rollback(server: Server, to: int | None, force: bool) -> dict[str, Any]:
+def do_rollback(
+    server: Server, to: int | None, force: bool, restore_data: bool = False
+) -> dict[str, Any]:
     args = [*(["--to", str(to)] if to is not None else []), *(["--force"] if force else [])]
+    args += ["--restore-data"] * restore_data
     before = server.bytes_sent
     report = server.call(
         "rollback", *args, cwd=posixpath.join(server.state, "current"), allow_report_on_failure=True
     )
+    report["warnings"] = [
+        w.replace("bundle rollback HOST", f"bundle rollback {server.host}")
+        for w in report.get("warnings", [])
+    ]
     return {
         "action": "rollback",
         "host": server.host,

@@ -11,6 +11,7 @@ import io
 import json
 import posixpath
 import tarfile
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -58,6 +59,7 @@ class Server:
     transport: Transport
     state: str
     root: str
+    reopen: Callable[[float], Server] | None = None  # a new connection (connect timeout)
     bytes_sent: int = 0
     stacks_dir: Any = None  # where secrets files are read when a push delivers secrets
 
