@@ -144,6 +144,26 @@ def take(
     if staging.exists():
         remove_tree(staging)
     staging.mkdir(parents=True, mode=0o700)
+    try:
+        record = _keep(services, current, new, found, staging, stopped)
+    except BaseException:
+        remove_tree(staging)  # a half snapshot is no snapshot
+        raise
+    if final.exists():  # activated before and left again: keep that older snapshot too
+        os.rename(final, final.with_name(f"{final.name}.{record['time'].replace(':', '')}"))
+    os.rename(staging, final)
+    fsync_dir(final.parent)
+    return {**record, "path": str(final)}
+
+
+def _keep(
+    services: Services,
+    current: Generation | None,
+    new: Manifest,
+    found: list[Change],
+    staging: Path,
+    stopped: Callable[[str], None],
+) -> dict[str, Any]:
     units: dict[str, Any] = {}
     for change in found:
         entry: dict[str, Any] = {
@@ -175,11 +195,7 @@ def take(
     }
     _write_json(staging / SNAPSHOT_FILE, record)
     fsync_dir(staging)
-    if final.exists():  # activated before and left again: keep that older snapshot too
-        os.rename(final, final.with_name(f"{final.name}.{record['time'].replace(':', '')}"))
-    os.rename(staging, final)
-    fsync_dir(final.parent)
-    return {**record, "path": str(final)}
+    return record
 
 
 def load(store: Store, generation: int) -> dict[str, Any] | None:

@@ -114,7 +114,8 @@ def do_activate(
             "activate", *args, cwd=server.generation_dir(gen.name), allow_report_on_failure=True
         )
     except RemoteError as exc:
-        if "No such file or directory" in str(exc) or "not on this server" in str(exc):
+        missing = server.generation_dir(gen.name) in str(exc) or "not on this server" in str(exc)
+        if missing and exc.report is None:  # a report: the switcher ran (and maybe rolled back)
             raise RemoteError(
                 f"{server.host}: generation {gen.number} is not on the server; run `bundle push {server.host} --generation {gen.number}` first"
             ) from exc

@@ -176,6 +176,25 @@ def test_restore_data_with_nothing_to_restore_is_refused(p: DeployProject) -> No
     assert current(p.target) == here
 
 
+def test_a_snapshot_that_fails_stops_the_switch(p: DeployProject) -> None:
+    before, kept = current(p.target), data(p)
+    p.edit("web1.toml", 'dump = "cat /data/kv.txt"', 'dump = "cat /data/missing.txt"')
+    set_version(p, "2.0.0")
+    try:
+        result = p.run("switch", "web1")
+    finally:
+        p.edit("web1.toml", 'dump = "cat /data/missing.txt"', 'dump = "cat /data/kv.txt"')
+        set_version(p, "1.0.0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error: web1: rolled back to generation {before}: "), first
+    assert "the dump command of kv failed" in first and "missing.txt" in first
+    assert current(p.target) == before
+    assert data(p) == kept  # old images, data untouched
+    leftovers = p.target.ssh(f"ls -a {STATE}/snapshots").stdout.split()
+    assert not [name for name in leftovers if name.endswith(".tmp")], leftovers
+
+
 def test_gc_removes_the_snapshots_of_removed_generations(p: DeployProject) -> None:
     report = json.loads(p.ok("gc", "web1", "--keep", "1", "--json").stdout)
     kept = {g["generation"] for g in p.json("generations", "web1", "--remote")}
