@@ -58,7 +58,8 @@ class Endpoint:
         return f"{self.user}@{self.address()}"
 
     def key_name(self) -> str:
-        return host_key_name(self.host_key_alias or self.hostname, self.port)
+        # OpenSSH looks an alias up as it is written, without the port
+        return self.host_key_alias or host_key_name(self.hostname, self.port)
 
 
 def load_config(options: SshOptions) -> paramiko.SSHConfig:
@@ -159,7 +160,10 @@ class SshTransport(ClosingMixin):
                     f"`{command}` on {self.describe()} did not finish within {timeout:g} s; "
                     "stopped waiting for it (it may still be running there)"
                 )
-            stdout, stderr, sent = out.result(), err.result(), writer.result()
+            try:
+                stdout, stderr, sent = out.result(), err.result(), writer.result()
+            except CONNECT_ERRORS as e:  # the connection broke while the command ran
+                raise self._lost(command, e) from None
         finally:
             chan.close()
         if chan.exit_status == -1 and not self.is_active():

@@ -199,3 +199,18 @@ def test_include(target: Target, tmp_path: Path, hermetic_home: Path) -> None:
     config = write_config(tmp_path, "Include conf.d/*.conf\n")
     with connect("vps-inc", options=pinned_options(target, tmp_path, config=config)) as t:
         assert t.describe() == f"root@{target.host}:22"
+
+
+def test_host_key_alias_is_looked_up_as_written() -> None:
+    # as OpenSSH does: the alias replaces host and port (a proxy on a local port keeps the
+    # server's own known_hosts line)
+    import paramiko
+
+    from builder.transport.ssh import resolve
+
+    config = paramiko.SSHConfig.from_text(
+        "Host via-proxy\n  HostName 127.0.0.1\n  Port 40022\n  HostKeyAlias server1\n"
+        "Host plain\n  Port 2222\n"
+    )
+    assert resolve("via-proxy", config).key_name() == "server1"
+    assert resolve("plain", config).key_name() == "[plain]:2222"
