@@ -245,20 +245,24 @@ class Systemd:
             )
 
     def start(self, service: str) -> None:
-        self._must(
-            ["systemctl", "start", "--", service],
-            f"starting {service}",
-            f"see `journalctl -u {service}`",
-            timeout=TIMEOUT_START,
-        )
+        self._start("start", service)
 
     def restart(self, service: str) -> None:
-        self._must(
-            ["systemctl", "restart", "--", service],
-            f"restarting {service}",
-            f"see `journalctl -u {service}`",
-            timeout=TIMEOUT_START,
-        )
+        self._start("restart", service)
+
+    def _start(self, verb: str, service: str) -> None:
+        argv = ["systemctl", verb, "--", service]
+        done = self._run(argv, TIMEOUT_START)
+        if done.returncode != 0 and "reset-failed" in done.stderr:
+            # It hit its start limit while it could not run (say, booted with the unit files of
+            # one generation and the files of another); we are fixing that, so clear it once.
+            self._run(["systemctl", "reset-failed", "--", service])
+            done = self._run(argv, TIMEOUT_START)
+        if done.returncode != 0:
+            raise Failed(
+                f"{verb}ing {service} failed (exit {done.returncode}: "
+                f"{_last_line(done.stderr or done.stdout)}); see `journalctl -u {service}`"
+            )
 
     def enable(self, services: Sequence[str]) -> None:
         if services:
