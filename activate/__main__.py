@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also put back the data snapshots taken by the generations rolled back past",
     )
+    safety_options(p)
     sub.add_parser("status", parents=[common], help="current generation and its units")
     sub.add_parser("recover", parents=[common], help="finish or undo a switch that was killed")
     p = sub.add_parser("history", parents=[common], help="the deploy history, oldest first")
@@ -132,8 +133,9 @@ def _run(args: argparse.Namespace) -> int:
         target = rollback.choose_target(store, args.to)
         extra = ["--force"] * args.force + ["--debug"] * args.debug
         extra += ["--services", args.services] if args.services != "auto" else []
+        detach = passed_on(args) if args.detach else None
         return rollback.rollback(
-            store, root, services, target, extra, args.force, args.restore_data
+            store, root, services, target, extra, args.force, args.restore_data, detach
         )
     elif command == "history":
         entries = store.history()

@@ -419,7 +419,8 @@ def activate(
             if not health.passed and undo_on_failure:
                 raise Unhealthy(health.summary())
             confirm = safety.confirm(sw.new)
-            if run and confirm > 0 and undo_on_failure and services.managed:
+            # a rollback that cuts the deployer off goes back too: to what was reachable
+            if run and confirm > 0 and safety.rollback and services.managed:
                 waiting = report_of(sw, "awaiting confirmation", pulled=pulled, **outcome)
                 if not run.await_confirmation(confirm, waiting):
                     raise Failed(

@@ -154,7 +154,13 @@ def wait(run: Run, unit: str, phases: tuple[str, ...]) -> dict[str, Any]:
         time.sleep(POLL)
     if status.get("phase") != "done":
         left = max(0.0, float(status.get("confirm_by", time.time())) - time.time())
-        return {**status, "confirm_seconds_left": round(left, 1)}
+        folder = run.dir.parent.parent / "generations"
+        names = [p.name for p in folder.glob(f"{run.id.split('-')[0]}-*")]
+        return {
+            **status,
+            "confirm_seconds_left": round(left, 1),
+            "folder": names[0] if len(names) == 1 else None,  # where `confirm` can run
+        }
     return _final(run)
 
 

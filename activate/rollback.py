@@ -123,12 +123,17 @@ def rollback(
     extra: list[str],
     force: bool,
     restore: bool,
+    detach: list[str] | None = None,
 ) -> int:
     """The `rollback` command: the code with the target's own switcher, then the data.
 
     Snapshots taken by the generations rolled back past are named in the report; with
     `restore` they are put back. `--to CURRENT --restore-data` restores only the data, after
     a rollback that did not.
+
+    `detach` (the options of `activate --detach`): run the target's switcher detached, with
+    the dead-man, when it has one (activate/detach.py); the output is then the waiting status,
+    with `snapshots` and `data_warnings` for the deployer to act on after confirming.
     """
     from . import activation, lock
 
@@ -157,6 +162,15 @@ def rollback(
                 "warnings": [],
             }
         )
+        return 0
+    can_detach = (target.path / "activate" / "detach.py").is_file() and services.managed
+    if detach is not None and can_detach and not (current and current.number == target.number):
+        from .detach import start_detached
+
+        waiting = start_detached(store, target, root, "rollback", detach)
+        waiting["snapshots"] = notes
+        waiting["data_warnings"] = [snapshot.warning(n, hint) for n in notes]
+        emit(waiting)
         return 0
     if has_own_switcher(target):
         rc, out = run_own_switcher(target, store.root, root, extra, capture=True)

@@ -353,7 +353,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     paths, host = _deploy_args(args)
     with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_rollback(server, args.to, args.force, args.restore_data)
+        report = do_rollback(server, args.to, args.force, args.restore_data, _safety(args))
     _print_switch(args, report, host)
     return 0
 
@@ -787,6 +787,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="also put back the data kept before the generations rolled back past changed an "
         "image (the data it replaces is kept too); with --to CURRENT: only the data",
     )
+    add_safety(p)
     add_target(p)
 
     p = command(

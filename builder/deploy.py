@@ -121,7 +121,7 @@ def do_activate(
             ) from exc
         raise
     if report.get("phase") == "confirm":
-        report = confirm(server, gen, report)
+        report = confirm(server, report, gen.name, gen.number)
     return {
         "action": "activate",
         "host": server.host,
@@ -130,7 +130,7 @@ def do_activate(
     }
 
 
-def confirm(server: Server, gen: Generation, waiting: dict[str, Any]) -> dict[str, Any]:
+def confirm(server: Server, waiting: dict[str, Any], folder: str, number: int) -> dict[str, Any]:
     """The dead-man's other half: confirm over a NEW connection that the server is reachable.
 
     Tries again until the server's window closes (each try bounded by what is left of it);
@@ -139,7 +139,7 @@ def confirm(server: Server, gen: Generation, waiting: dict[str, Any]) -> dict[st
     """
     window = float(waiting.get("confirm_seconds_left") or 0)
     deadline = time.monotonic() + window
-    cwd = server.generation_dir(gen.name)
+    cwd = server.generation_dir(folder)
     failure: BundleError | None = None
     while server.reopen is not None and (left := deadline - time.monotonic()) > 0.5:
         try:
@@ -158,7 +158,7 @@ def confirm(server: Server, gen: Generation, waiting: dict[str, Any]) -> dict[st
         except BundleError as exc:
             message = (
                 f"{server.host}: lost the new connection while confirming generation "
-                f"{gen.number} ({exc}); the server keeps it if the confirmation arrived and "
+                f"{number} ({exc}); the server keeps it if the confirmation arrived and "
                 f"rolls back to generation {waiting.get('from')} by itself otherwise; "
                 f"check with `bundle status {server.host}`"
             )
@@ -168,7 +168,7 @@ def confirm(server: Server, gen: Generation, waiting: dict[str, Any]) -> dict[st
     left = max(0, round(deadline - time.monotonic()))
     back = waiting.get("from")
     message = (
-        f"{server.host}: rolled back: generation {gen.number} could not be confirmed over a new "
+        f"{server.host}: rolled back: generation {number} could not be confirmed over a new "
         f"SSH connection ({failure or 'no way to open one'}); the server rolls back to "
         f"{'generation ' + str(back) if back is not None else 'no generation'} by itself "
         f"{f'within {left} s' if left else 'about now'}; check with `bundle status "
@@ -202,14 +202,42 @@ def do_switch(
 
 
 def do_rollback(
-    server: Server, to: int | None, force: bool, restore_data: bool = False
+    server: Server,
+    to: int | None,
+    force: bool,
+    restore_data: bool = False,
+    safety: Safety | None = None,
 ) -> dict[str, Any]:
+    """Back with the target's own switcher; on a real server detached, with the dead-man."""
+    safety = safety or Safety()
     args = [*(["--to", str(to)] if to is not None else []), *(["--force"] if force else [])]
-    args += ["--restore-data"] * restore_data
+    if safety.health_timeout is not None:
+        args += ["--health-timeout", str(safety.health_timeout)]
+    args += ["--restore-data"] * restore_data  # a detached rollback leaves it to us, below
+    cwd = posixpath.join(server.state, "current")
     before = server.bytes_sent
-    report = server.call(
-        "rollback", *args, cwd=posixpath.join(server.state, "current"), allow_report_on_failure=True
-    )
+    report: dict[str, Any] | None = None
+    if server.root == "/" and not safety.no_rollback and safety.confirm_timeout != 0:
+        confirm_s = [] if safety.confirm_timeout is None else [str(safety.confirm_timeout)]
+        detach = ["--detach", *(["--confirm-timeout", *confirm_s] if confirm_s else [])]
+        try:
+            report = server.call("rollback", *args, *detach, cwd=cwd, allow_report_on_failure=True)
+        except RemoteError as exc:
+            if "unrecognized arguments" not in str(exc):
+                raise
+            report = None  # the server's switcher predates the dead-man for rollbacks
+    if report is None:
+        report = server.call("rollback", *args, cwd=cwd, allow_report_on_failure=True)
+    elif report.get("phase") == "confirm":
+        notes, later = report.get("snapshots") or [], report.get("data_warnings") or []
+        report = confirm(server, report, str(report["folder"]), int(report["to"]))
+        if notes:
+            report["snapshots"] = notes
+            if restore_data:
+                back = server.call("rollback", "--to", str(report["to"]), "--restore-data", cwd=cwd)
+                report["restored"] = back.get("restored", [])
+            else:
+                report["warnings"] = [*report.get("warnings", []), *later]
     report["warnings"] = [
         w.replace("bundle rollback HOST", f"bundle rollback {server.host}")
         for w in report.get("warnings", [])

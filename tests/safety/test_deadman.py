@@ -95,9 +95,14 @@ def test_deploy_that_cuts_off_ssh_is_rolled_back_and_the_server_answers_again(
     p: DeployProject,
 ) -> None:
     before, page = current(p.target), p.fetch(8080)
-    (p.stacks / "web1.toml").write_text((p.stacks / "web1.toml").read_text() + CUTOFF)
+    stack = p.stacks / "web1.toml"
+    saved = stack.read_text()
+    stack.write_text(saved + CUTOFF)
     t0 = time.monotonic()
-    result = p.run("switch", "web1", "--confirm-timeout", "15")
+    try:
+        result = p.run("switch", "web1", "--confirm-timeout", "15")
+    finally:
+        stack.write_text(saved)
     took = time.monotonic() - t0
     assert result.returncode == 1, result.stdout + result.stderr
     first = result.stderr.splitlines()[0]
@@ -121,3 +126,33 @@ def test_deploy_that_cuts_off_ssh_is_rolled_back_and_the_server_answers_again(
     print(
         f"\n{first}\ndeploy gave up after {took:.1f} s; SSH answered again {back_after:.1f} s later"
     )
+
+
+def test_rollback_that_cuts_off_ssh_is_undone_too(p: DeployProject) -> None:
+    before, page = current(p.target), p.fetch(8080)
+    stack = p.stacks / "web1.toml"
+    saved = stack.read_text()
+    stack.write_text(saved + CUTOFF)
+    try:
+        p.ok("build", "web1")
+        cutting = int(p.json("push", "web1")["generation"])  # on the server, not active
+    finally:
+        stack.write_text(saved)
+    result = p.run("rollback", "web1", "--to", str(cutting), "--confirm-timeout", "10")
+    assert result.returncode == 1, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("error: web1: rolled back"), first
+    wait_reachable(p.target, 60)
+    assert current(p.target) == before
+    last = history(p.target)[-1]
+    assert last["action"] == "rollback" and last["result"] == "rolled back"
+    assert f"generation {cutting} was not confirmed within 10 s" in last["message"]
+    assert p.fetch(8080) == page
+
+
+def test_rollback_is_confirmed_over_a_new_connection(p: DeployProject) -> None:
+    gen = pushed_generation(p, "one more")
+    p.ok("activate", "web1", "--generation", str(gen))
+    back = p.json("rollback", "web1")
+    assert back["result"] == "ok" and back["confirmed"] is True and back["to"] < gen
+    assert history(p.target)[-1]["action"] == "rollback"
