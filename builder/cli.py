@@ -391,6 +391,13 @@ def _print_status(report: dict[str, Any]) -> None:
         print(
             f"  an activation was interrupted: {report['interrupted']}; the next switch finishes or undoes it"
         )
+    repaired = report.get("recovered")
+    if repaired and repaired.get("error"):
+        print(f"  could not repair a switch that was killed halfway: {repaired['error']}")
+    elif repaired:  # the switcher repaired a switch that was killed halfway, then reported
+        print(f"  repaired first: {repaired['detail']}: {repaired['result']}")
+    if report.get("switching"):
+        print(f"  a switch is running now: {report['switching']}")
     if report["units"]:
         width = max(len(k) for k in report["units"])
         for key, unit in report["units"].items():
