@@ -48,6 +48,14 @@ def test_checks_pass_and_the_deploy_is_confirmed_over_a_new_connection(p: Deploy
     assert checks["unit"]["output"] == "3 unit(s) active"  # web, other, web-data
     assert history(p.target)[-1]["result"] == "ok"
 
+    # no dead-man: the activation runs in the SSH session, still behind the health gate
+    p.edit("web1.toml", 'message = "second"', 'message = "inline"')
+    inline = p.json("switch", "web1", "--confirm-timeout", "0")
+    assert inline["result"] == "ok" and "confirmed" not in inline and "run" not in inline
+    assert inline["health"]["passed"] is True
+    p.edit("web1.toml", 'message = "inline"', 'message = "second"')
+    p.ok("switch", "web1")
+
 
 def test_failing_check_rolls_back_by_itself_and_says_so_first(p: DeployProject) -> None:
     before = current(p.target)
