@@ -8,11 +8,13 @@ ssh-agent's keys and identity files. Every failure is a TransportError with one 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
 import shlex
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +157,7 @@ class SshTransport(ClosingMixin):
             writer = Worker("ssh-stdin", lambda: feed(stdin, chan.sendall, chan.shutdown_write))
             out = Worker("ssh-stdout", lambda: drain(chan.recv))
             err = Worker("ssh-stderr", lambda: drain(chan.recv_stderr))
-            if not chan.status_event.wait(timeout):
+            if not self._wait_for_exit(chan, writer, command, timeout):
                 raise TransportError(
                     f"`{command}` on {self.describe()} did not finish within {timeout:g} s; "
                     "stopped waiting for it (it may still be running there)"
@@ -165,10 +167,38 @@ class SshTransport(ClosingMixin):
             except CONNECT_ERRORS as e:  # the connection broke while the command ran
                 raise self._lost(command, e) from None
         finally:
-            chan.close()
+            with contextlib.suppress(*CONNECT_ERRORS):  # a lost connection cannot close it
+                chan.close()
         if chan.exit_status == -1 and not self.is_active():
             raise self._lost(command, EOFError("the connection closed"))
         return CommandResult(rc=chan.exit_status, stdout=stdout, stderr=stderr, bytes_sent=sent)
+
+    def _wait_for_exit(
+        self, chan: paramiko.Channel, writer: Worker[int], command: str, timeout: float | None
+    ) -> bool:
+        """Wait for the command's exit status (False: timeout); a connection that is gone
+        raises at once instead of when paramiko next writes (its keepalive)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not chan.status_event.wait(0.2):
+            broken = writer.error()  # sending its input failed: the transport broke
+            if broken is not None or not self._alive():
+                raise self._lost(command, broken or EOFError("the connection closed"))
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def _alive(self) -> bool:
+        if not self._transport.is_active():
+            return False
+        # paramiko reads a ProxyCommand that exited as "no data yet", never as the end
+        sock = self._transport.sock
+        if not isinstance(sock, paramiko.ProxyCommand):
+            return True
+        try:  # WNOWAIT: look without reaping it; paramiko still signals that pid on close
+            ended = os.waitid(os.P_PID, sock.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return ended is None
 
     def is_active(self) -> bool:
         return bool(self._transport.is_active())
@@ -182,7 +212,9 @@ class SshTransport(ClosingMixin):
 
     def close(self) -> None:
         for t in reversed(self._chain):
-            t.close()
+            # a connection that is already gone (its ProxyCommand exited) cannot say goodbye
+            with contextlib.suppress(*CONNECT_ERRORS):
+                t.close()
 
     def __repr__(self) -> str:
         return f"<SshTransport {self.describe()}>"
@@ -448,7 +480,8 @@ class _Dialer:
 
     def close(self) -> None:
         for t in reversed(self.chain):
-            t.close()
+            with contextlib.suppress(*CONNECT_ERRORS):
+                t.close()
 
 
 def _prefer_known_types(t: paramiko.Transport, known_types: set[str]) -> None:

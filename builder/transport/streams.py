@@ -82,6 +82,10 @@ class Worker(Generic[T]):
         except BaseException as e:  # handed to the caller in result()
             self._error = e
 
+    def error(self) -> BaseException | None:
+        """What fn() raised, once it has ended; None while it runs or when it returned."""
+        return None if self._thread.is_alive() else self._error
+
     def wait(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()

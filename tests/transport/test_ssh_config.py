@@ -214,3 +214,42 @@ def test_host_key_alias_is_looked_up_as_written() -> None:
     )
     assert resolve("via-proxy", config).key_name() == "server1"
     assert resolve("plain", config).key_name() == "[plain]:2222"
+
+
+DYING_PROXY = """\
+import os, select, socket, sys, time
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+end = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:  # forwards for a while, then goes away like a lost jump host
+    ready, _, _ = select.select([0, sock], [], [], 0.05)
+    if sock in ready:
+        data = sock.recv(65536)
+        if not data:
+            break
+        os.write(1, data)
+    if 0 in ready:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        sock.sendall(data)
+"""
+
+
+def test_proxy_command_that_goes_away_is_a_lost_connection_at_once(
+    target: Target, tmp_path: Path
+) -> None:
+    import sys
+    import time
+
+    script = tmp_path / "proxy.py"
+    script.write_text(DYING_PROXY)
+    command = shlex.join([sys.executable, str(script), target.host, str(target.port), "3"])
+    config = write_config(
+        tmp_path, f"Host dying\n  HostName {target.host}\n  User root\n  ProxyCommand {command}\n"
+    )
+    with connect("dying", options=pinned_options(target, tmp_path, config=config)) as t:
+        assert t.run(["true"]).ok
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="lost the connection"):
+            t.run(["sleep", "60"])
+        assert time.monotonic() - started < 10  # not paramiko's 30 s keepalive
