@@ -104,6 +104,10 @@ def _undo(
         progress.touched.update((*forward.stop, *forward.networks))
     else:
         progress.touched.update((*(old.units if old else ()), *sw.new.units))
+    units = [*(old.units.values() if old else ()), *sw.new.units.values()]
+    # Booted between two generations, units may have failed until their start limit: that is
+    # the state being repaired, not a reason to refuse starting them.
+    services.reset_failed(sorted({u.service for u in units}))
     with activation._signals_ignored():
         errors = activation._restore(sw, progress)
     for folder in (QUADLET_DIR, SYSTEMD_DIR):

@@ -59,6 +59,7 @@ class Services(Protocol):
     def disable(self, services: Sequence[str]) -> None: ...
     def daemon_reload(self) -> None: ...
     def remove_network(self, name: str) -> None: ...
+    def reset_failed(self, services: Sequence[str]) -> None: ...
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -289,6 +290,12 @@ class Systemd:
             f"see which containers still use it: `podman network inspect {name}`",
         )
 
+    def reset_failed(self, services: Sequence[str]) -> None:
+        """Forget failures and start limits (best effort): after a crash they describe units
+        that failed only because the server was between two generations."""
+        if services:
+            self._run(["systemctl", "reset-failed", "--", *services])
+
 
 class FilesOnly:
     """ROOT is not '/': unit files are written, no service is touched."""
@@ -326,6 +333,9 @@ class FilesOnly:
         return None
 
     def remove_network(self, name: str) -> None:
+        return None
+
+    def reset_failed(self, services: Sequence[str]) -> None:
         return None
 
 

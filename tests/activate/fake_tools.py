@@ -99,6 +99,8 @@ def systemctl(args: list[str]) -> int:
         state["enabled"] = sorted(set(state["enabled"]) | set(names))
     elif verb == "disable":
         state["enabled"] = sorted(set(state["enabled"]) - set(names))
+    elif verb == "reset-failed":
+        state["failed"] = sorted(set(state["failed"]) - set(names))
     else:
         print(f"fake systemctl: unknown verb {verb}", file=sys.stderr)
         return 1

@@ -314,7 +314,7 @@ class Lab:
         """`bundle status --json` (when given) tells the truth, and the server runs exactly one
         of `allowed` (generation numbers) with that generation's units and nothing else."""
         repaired = (status or {}).get("recovered") or {}
-        assert repaired.get("result") != "failed", repaired
+        assert repaired.get("result") != "failed", f"{repaired}\n{self.journal()}"
         seen = self.observe()
         link = seen["current"]
         number = int(link.split("/")[1].split("-")[0]) if link else None
@@ -349,6 +349,13 @@ class Lab:
         assert seen["bad_objects"] == [], seen["bad_objects"]
         return number
 
+    def journal(self) -> str:
+        """The containers' recent journal, for a failure message."""
+        return self.target.ssh(
+            "journalctl -b -n 60 --no-pager -u web.service -u other.service -u extra.service",
+            check=False,
+        ).stdout
+
     def status(self) -> dict[str, Any]:
         return self.p.json("status", "web1")
 
@@ -375,11 +382,7 @@ class Lab:
         with out.timed("next switch"):
             done = self.p.run("switch", "web1", "--json")
         if done.returncode != 0:
-            journal = self.target.ssh(
-                "journalctl -n 40 --no-pager -u web.service -u other.service -u extra.service",
-                check=False,
-            ).stdout
-            raise AssertionError(f"the next switch failed: {done.stderr}\n{journal}")
+            raise AssertionError(f"the next switch failed: {done.stderr}\n{self.journal()}")
         switched = json.loads(done.stdout)
         assert switched["result"] == "ok", switched
         with out.timed("check next"):
