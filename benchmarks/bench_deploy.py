@@ -1,23 +1,29 @@
 """Deploy-side benchmarks on a real test server (tests/harness: systemd-nspawn, sshd, podman).
 
 Run as root: .venv/bin/python benchmarks/bench_deploy.py [--runs N] [--only PART ...]
+                                                          [--at-commit REV] [--quiet F]
 
 1. bytes: stdin bytes of `bundle push HOST --json` (its `bytes_sent`) for a first push and for a
    push after changing one config file, for the shipped vps1 stack and a 60-service stack, with
    a breakdown of where the bytes go (reconstructed from the generations and checked against
-   `bytes_sent`) and the bytes the host-side veth carried towards the server.
+   `bytes_sent`), the bytes the host-side veth carried towards the server, and what a push
+   with a delta manifest would send.
 2. activate: wall time of `bundle activate` (first activation), `bundle switch` (one change) and
    `bundle rollback` for a two-container stack of busybox web servers.
 3. ansible: wall time of a first deploy and of a one-change deploy of 15 web containers, each
    with one config file, by `bundle switch` and by `ansible-playbook` (benchmarks/ansible/)
-   against the same server. Needs ansible-core in ANSIBLE_VENV (default
-   /var/tmp/bench-ansible-venv): python3 -m venv DIR && DIR/bin/pip install ansible-core.
+   against the same server, and where the time of a one-change `bundle switch` goes. Needs
+   ansible-core in ANSIBLE_VENV (default /var/tmp/bench-ansible-venv):
+   python3 -m venv DIR && DIR/bin/pip install ansible-core.
 
+bundle is measured as built (health gate with its 2 s settle window, dead-man confirmation)
+and with `health_settle = 0` and `confirm_timeout = 0`, which does the work the playbook does.
 Every figure is the median of N runs of the real command (a new process each time). After
 every deploy one page is fetched over HTTP from the server and compared with what it must say.
+--at-commit REV measures builder/, activate/ and stacks/ as committed at REV, not the work tree.
 Traffic goes only to the registry on this machine and to the test server's 10.200.N.x address.
 Everything (server, registry, ssh control masters, temporary folders) is removed at the end,
-also after an error.
+also after an error. Results: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -487,6 +493,11 @@ VARIANTS = {
     "defaults": "",
     "no waits": "health_settle = 0\nconfirm_timeout = 0\n",
 }
+
+
+def variant_keys(variant: str) -> str:
+    keys = VARIANTS[variant].strip().replace("\n", ", ")
+    return f"[host] {keys}" if keys else "as built"
 
 
 def with_host_keys(stack: str, keys: str) -> str:
@@ -1008,7 +1019,7 @@ def main() -> None:
     if "activate" in results:
         print("\n## two busybox web containers + a volume (tests/server WEB_STACK)")
         for variant, act in results["activate"].items():
-            print(f"bundle {variant} ({VARIANTS[variant].strip() or 'as built'}):")
+            print(f"bundle {variant} ({variant_keys(variant)}):")
             for f, key in zip(act["figures"], ("first", "switch", "rollback"), strict=True):
                 server = statistics.median(act["server_seconds"][key])
                 print(f"    {f.name:<44} {f.cell():<28} switcher's own time: {server:.2f} s")
@@ -1026,7 +1037,7 @@ def print_vs_ansible(res: dict[str, Any]) -> None:
     print(f"ansible recap, one change:   {res['change_recap']}")
     print(f"ansible recap, no change:    {recap}")
     for variant, b in res["bundle"].items():
-        print(f"\nbundle {variant} ({VARIANTS[variant].strip() or 'as built'}):")
+        print(f"\nbundle {variant} ({variant_keys(variant)}):")
         for kind in ("first", "change"):
             f = b[kind]
             ratio = res[kind].median / f.median
