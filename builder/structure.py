@@ -41,28 +41,16 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _arrays_only(conv: cattrs.Converter) -> Any:
+def _only(conv: cattrs.Converter, base: Any, python_type: type, word: str) -> Any:
+    """A cattrs hook factory that first insists on the TOML shape (array or table)."""
+
     def factory(kind: Any) -> Any:
-        inner = homogenous_tuple_structure_factory(kind, conv)
+        inner = base(kind, conv)
 
         def hook(value: Any, _: Any) -> Any:
             # a string is iterable, but "6379" is not a list of ports
-            if not isinstance(value, list):
-                raise TypeError(f"must be an array, not {_describe(value)}")
-            return inner(value, kind)
-
-        return hook
-
-    return factory
-
-
-def _tables_only(conv: cattrs.Converter) -> Any:
-    def factory(kind: Any) -> Any:
-        inner = mapping_structure_factory(kind, conv)
-
-        def hook(value: Any, _: Any) -> Any:
-            if not isinstance(value, dict):
-                raise TypeError(f"must be a table, not {_describe(value)}")
+            if not isinstance(value, python_type):
+                raise TypeError(f"must be {word}, not {_describe(value)}")
             return inner(value, kind)
 
         return hook
@@ -74,8 +62,10 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, bool, float):
         conv.register_structure_hook(kind, _strict(kind))
-    conv.register_structure_hook_factory(lambda t: get_origin(t) is tuple, _arrays_only(conv))
-    conv.register_structure_hook_factory(lambda t: get_origin(t) is dict, _tables_only(conv))
+    arrays = _only(conv, homogenous_tuple_structure_factory, list, "an array")
+    tables = _only(conv, mapping_structure_factory, dict, "a table")
+    conv.register_structure_hook_factory(lambda t: get_origin(t) is tuple, arrays)
+    conv.register_structure_hook_factory(lambda t: get_origin(t) is dict, tables)
     conv.register_structure_hook(Any, lambda v, _: v)
     return conv
 
