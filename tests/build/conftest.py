@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,14 @@ def empty_project(tmp_path: Path) -> Project:
     root = tmp_path / "empty"
     (root / "stacks" / "templates").mkdir(parents=True)
     return Project(root)
+
+
+def quadlet_dryrun(quadlet_bin: Path, units: Path) -> subprocess.CompletedProcess[str]:
+    """podman's own quadlet generator, in dry-run mode, over a folder of unit files."""
+    return subprocess.run(
+        [str(quadlet_bin), "-dryrun"],
+        env={**os.environ, "QUADLET_UNIT_DIRS": str(units)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )

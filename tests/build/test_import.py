@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from tests.build.conftest import REPO, Project
+from tests.build.conftest import REPO, Project, quadlet_dryrun
 
 COMPOSE = REPO / "tests/build/data/compose-nextcloud.yml"
 
@@ -45,10 +43,7 @@ def test_import_compose_file(empty_project: Project, tmp_path: Path, quadlet_bin
     gen = next((p.bundles / "cloud1").glob("1-*[0-9a-f]"))
     units = tmp_path / "units"
     shutil.copytree(gen / "units/quadlet", units)
-    dry = subprocess.run(
-        [str(quadlet_bin), "-dryrun"], env={**os.environ, "QUADLET_UNIT_DIRS": str(units)},
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    dry = quadlet_dryrun(quadlet_bin, units)
     assert dry.returncode == 0, dry.stderr
     assert "--health-cmd" in dry.stdout and "curl -f http://localhost/status.php" in dry.stdout
 

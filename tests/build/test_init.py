@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from tests.build.conftest import Project
+from tests.build.conftest import Project, quadlet_dryrun
 
 
 def test_init_scaffolds_a_project_that_builds(tmp_path: Path, quadlet_bin: Path) -> None:
@@ -27,13 +25,7 @@ def test_init_scaffolds_a_project_that_builds(tmp_path: Path, quadlet_bin: Path)
     prod = next((p.bundles / "web1").glob("1-*[0-9a-f]"))
     units = tmp_path / "units"
     shutil.copytree(prod / "units/quadlet", units)
-    dry = subprocess.run(
-        [str(quadlet_bin), "-dryrun"],
-        env={**os.environ, "QUADLET_UNIT_DIRS": str(units)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    dry = quadlet_dryrun(quadlet_bin, units)
     assert dry.returncode == 0, dry.stderr
     assert "---site.service---" in dry.stdout
 

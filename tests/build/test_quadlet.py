@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.build.conftest import Project
+from tests.build.conftest import Project, quadlet_dryrun
 
 HOSTS = ("vps1", "vps1-staging", "vps2")
 
@@ -28,13 +27,7 @@ def test_quadlet_generator_accepts_every_unit(
     gen = built(project, host)
     units = tmp_path / "units"
     shutil.copytree(gen / "units/quadlet", units)
-    result = subprocess.run(
-        [str(quadlet_bin), "-dryrun"],
-        env={**os.environ, "QUADLET_UNIT_DIRS": str(units)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = quadlet_dryrun(quadlet_bin, units)
     assert result.returncode == 0, result.stderr
     problems = [
         line for line in result.stderr.splitlines() if "Loading source unit file" not in line
@@ -57,13 +50,7 @@ def test_quadlet_generator_rejects_what_podman_cannot_run(
     (tmp_path / "bad.container").write_text(
         "[Container]\nImage=docker.io/library/busybox:1\nPublishPorts=80\n"
     )
-    result = subprocess.run(
-        [str(quadlet_bin), "-dryrun"],
-        env={**os.environ, "QUADLET_UNIT_DIRS": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = quadlet_dryrun(quadlet_bin, tmp_path)
     assert result.returncode == 1
     assert "unsupported key 'PublishPorts'" in result.stderr
 
