@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from activate.health import Health, gate, run_command, run_http, run_tcp
+from activate.health import RUNNERS, Health, gate, run_command, run_http, run_tcp
 from activate.manifest import Check, Manifest, parse_manifest
 from activate.systemd import UnitState
 
@@ -156,18 +156,49 @@ def run_gate(web: str, script: list[tuple[str, str, int]], settle: float = 2) ->
     return gate(services, manifest_for(web), 10, settle, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
 
-def test_gate_passes_when_everything_holds_through_the_settle_window(web: str) -> None:
+@pytest.fixture
+def http_answers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, str]]:
+    """Scripted answers of the HTTP check, so the gate's timing does not hang on the network."""
+    answers: list[tuple[bool, str]] = []
+
+    def scripted(check: Check) -> tuple[bool, str]:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    monkeypatch.setitem(RUNNERS, "http", scripted)
+    return answers
+
+
+def test_gate_runs_the_real_http_check(web: str) -> None:
+    health = run_gate(web, [("active", "running", 0)])
+    assert health.passed and health.seconds >= 2  # at least the settle window
+    assert health.results[1].output == "answered 200"
+
+
+def test_gate_passes_when_everything_holds_through_the_settle_window(
+    web: str, http_answers: list[tuple[bool, str]]
+) -> None:
+    http_answers.append((True, "answered 200"))
     health = run_gate(web, [("active", "running", 0)])
     assert health.passed and health.seconds == 2
     assert [r.kind for r in health.results] == ["unit", "http"]
     assert health.results[0].output == "1 unit(s) active"  # the timer's service is not judged
 
 
-def test_gate_waits_for_a_slow_start(web: str) -> None:
+def test_gate_waits_for_a_slow_start(web: str, http_answers: list[tuple[bool, str]]) -> None:
+    http_answers.append((True, "answered 200"))
     health = run_gate(
         web, [("activating", "start", 0), ("activating", "start", 0), ("active", "running", 0)]
     )
     assert health.passed and health.seconds == pytest.approx(2.5)  # one poll, then settle
+
+
+def test_gate_retries_a_check_that_failed_once(
+    web: str, http_answers: list[tuple[bool, str]]
+) -> None:
+    http_answers.extend([(False, "no answer: timed out"), (True, "answered 200")])
+    health = run_gate(web, [("active", "running", 0)])
+    assert health.passed and health.seconds == pytest.approx(2.5)  # one poll, then settle
+    assert health.results[1].output == "answered 200"
 
 
 def test_gate_fails_a_restart_loop(web: str) -> None:
