@@ -4,7 +4,7 @@ The deployer's SSH session must not be what keeps a switch alive, and a switch t
 deployer off (a firewall rule, a broken sshd, a network change) must undo itself. So:
 
 1. `activate --detach` (the *starter*) runs the real activation as a transient systemd unit,
-   `systemd-run --unit=bundle-activate-N --collect ... python3 -B -m activate activate
+   `systemd-run --unit=bundle-activate-RUN --collect ... python3 -B -m activate activate
    --run RUN ...`, and waits, reading STATE/runs/RUN/status.json, until the activation either
    ended or passed its health gate and waits for confirmation. It prints that and exits. If
    the SSH session drops meanwhile, only the starter dies.
@@ -46,8 +46,10 @@ POLL = 0.1
 USER_ENV = "BUNDLE_USER"
 
 
-def unit_name(generation: int) -> str:
-    return f"bundle-activate-{generation}"
+def unit_name(run_id: str) -> str:
+    # The run id, not the generation: the same generation may be activated again before
+    # systemd has collected the unit of its previous run.
+    return f"bundle-activate-{run_id}"
 
 
 class Run:
@@ -195,7 +197,7 @@ def start_detached(
     run = Run(store, f"{gen.number}-{time.time_ns() // 1_000_000}")
     run.phase("starting")
     _prune(store)
-    unit = unit_name(gen.number)
+    unit = unit_name(run.id)
     argv = [
         "systemd-run",
         f"--unit={unit}",
@@ -253,8 +255,7 @@ def confirm_run(store: Store, run_id: str) -> dict[str, Any]:
             ) from None
         if not run.canary.with_name("canary.expired").exists() and status.get("phase") != "done":
             raise Failed(f"run {run_id} has no canary to remove; see {run.dir}") from None
-    generation = int(run_id.split("-")[0])
-    return wait(run, unit_name(generation), ())
+    return wait(run, unit_name(run.id), ())
 
 
 # ---- the command line of `activate` ---------------------------------------------------
