@@ -256,6 +256,16 @@ class Registry:
             "insecure = true\n"
         )
 
+    def mirrors_conf(self, *registries: str) -> str:
+        """A registries.conf.d file for a target: pulls from these public registries (such as
+        `docker.io`) are served by this registry, under the same repository path and tag."""
+        blocks = [
+            f'[[registry]]\nprefix = "{name}"\nlocation = "{name}"\n'
+            f'[[registry.mirror]]\nlocation = "{REGISTRY_NAME}:{self.port}"\ninsecure = true\n'
+            for name in registries
+        ]
+        return "# written by the test harness: the session's docker-registry\n" + "".join(blocks)
+
     # ---- pushing --------------------------------------------------------------------------
 
     def _request(
@@ -295,7 +305,14 @@ class Registry:
         return digest
 
     def push_busybox(
-        self, repo: str, tag: str, extra_files: dict[str, bytes] | None = None
+        self,
+        repo: str,
+        tag: str,
+        extra_files: dict[str, bytes] | None = None,
+        *,
+        cmd: list[str] | None = None,
+        entrypoint: list[str] | None = None,
+        port: int = 8080,
     ) -> PushedImage:
         """Push a busybox image as REPO:TAG and return how targets name it.
 
@@ -304,6 +321,8 @@ class Registry:
         (path -> content, mode 0644; they may replace the two files above). Its default
         command is `httpd -f -p 8080 -h /www`; the entrypoint is a small sh wrapper that exits
         0 on SIGTERM so stopping a unit is instant. Distinct tags give distinct digests.
+        `cmd`, `entrypoint` and `port` (the exposed one) replace those defaults, so an image can
+        stand in for a public one whose command line a stack already gives.
         """
         files = {
             "etc/image-ref": f"{repo}:{tag}\n".encode(),
@@ -317,9 +336,9 @@ class Registry:
             "os": "linux",
             "config": {
                 "Env": ["PATH=/bin"],
-                "Entrypoint": ENTRYPOINT,
-                "Cmd": DEFAULT_CMD,
-                "ExposedPorts": {"8080/tcp": {}},
+                "Entrypoint": ENTRYPOINT if entrypoint is None else entrypoint,
+                "Cmd": DEFAULT_CMD if cmd is None else cmd,
+                "ExposedPorts": {f"{port}/tcp": {}},
                 "WorkingDir": "/",
                 "Labels": {"org.opencontainers.image.version": tag},
             },
