@@ -32,7 +32,8 @@ greeting = "Hello"
 [containers.site]
 image = "docker.io/library/nginx"            # no tag here...
 version = "1.27.3"                           # ...the version is always pinned ("latest" is refused)
-ports = ["127.0.0.1:8080:80"]                # [IP:]HOST_PORT:CONTAINER_PORT
+ports = ["8080:80"]                          # [IP:]HOST_PORT:CONTAINER_PORT: http://SERVER:8080/
+                                             # ("127.0.0.1:8080:80" keeps it off the network)
 volumes = ["site-data:/srv/data"]
 configs = [
   # rendered from stacks/templates/, shipped in the bundle, mounted read-only

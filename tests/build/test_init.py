@@ -23,6 +23,8 @@ def test_init_scaffolds_a_project_that_builds(tmp_path: Path, quadlet_bin: Path)
     )
     assert not (staging / "units/systemd/backup.timer").exists()
     prod = next((p.bundles / "web1").glob("1-*[0-9a-f]"))
+    # the guide's first deploy shows the site at http://SERVER:8080/
+    assert "PublishPort=8080:80" in (prod / "units/quadlet/site.container").read_text()
     units = tmp_path / "units"
     shutil.copytree(prod / "units/quadlet", units)
     dry = quadlet_dryrun(quadlet_bin, units)
