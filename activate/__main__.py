@@ -46,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         description="The bundle switcher: receives and activates generations on this server.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("have", parents=[common], help="stdin: JSON list of sha256; prints the missing")
-    sub.add_parser("receive", parents=[common], help="stdin: gzip tar of manifest.json + objects")
+    sub.add_parser(
+        "have", parents=[common], help="stdin: sha256 list or {base, hashes}; prints the missing"
+    )
+    sub.add_parser(
+        "receive", parents=[common], help="stdin: gzip tar of manifest.json (or a delta) + objects"
+    )
     sub.add_parser(
         "secrets-have", parents=[common], help="stdin: [{name, fingerprint}]; the missing"
     )
@@ -80,14 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_have_request() -> list[Any]:
+def _read_have_request() -> Any:
     try:
-        request = json.loads(sys.stdin.buffer.read().decode("utf-8") or "null")
+        return json.loads(sys.stdin.buffer.read().decode("utf-8") or "null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"have: stdin is not JSON ({exc}); send a JSON list of sha256") from None
-    if not isinstance(request, list):
-        raise BadInput("have: stdin must be a JSON list of sha256 strings")
-    return request
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -96,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     services = services_for(root, args.services)
     command: str = args.command
     if command == "have":
-        emit({"missing": store.missing(_read_have_request())})
+        emit(receive.have(store, _read_have_request()))
     elif command == "receive":
         store.ensure()
         with lock.held(store.lock_path, "receive"):

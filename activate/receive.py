@@ -1,7 +1,11 @@
 """receive: a gzip tar stream on stdin becomes a complete generation folder, or nothing.
 
 The stream holds `manifest.json` first, then `objects/<sha256>` for the objects the server
-lacks (ask with `have`). Every object is hashed while it is written to STATE/incoming/; nothing
+lacks (ask with `have`). In place of `manifest.json` it may hold `manifest.delta.json`, the
+manifest as its changes against a generation the server has (activate/delta.py); the full
+manifest is rebuilt from it and checked before any object is read. Objects that are neither
+stored nor in the stream are taken from the switcher's own folder when its files hash to them:
+the deployer installed that switcher before the push, so its files do not travel twice. Every object is hashed while it is written to STATE/incoming/; nothing
 is written anywhere else until the whole stream has been read and checked. A stream that is
 refused (an entry that is not a plain file named as it should be, an object whose bytes do not
 match its name, a stream that expands far beyond its compressed size) leaves nothing but the
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import json
 import os
 import re
 import tarfile
@@ -23,10 +28,11 @@ import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from . import faults
-from .errors import BadInput, Failed
+from .delta import BASE_RE, DELTA_NAME, parse_delta, rebuild
+from .errors import BadInput, Failed, SwitcherError
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
 from .store import OBJECT_MODE, Store, fsync_dir, read_only_mode, remove_tree
 
@@ -128,25 +134,54 @@ def _check_member(member: tarfile.TarInfo) -> None:
             f"receive: refusing tar entry {name!r}: only regular files are allowed "
             "(no links, folders or devices); push with the builder's own push"
         )
-    if name != MANIFEST_NAME and not OBJECT_NAME_RE.match(name):
+    if name not in (MANIFEST_NAME, DELTA_NAME) and not OBJECT_NAME_RE.match(name):
         raise BadInput(
             f"receive: refusing tar entry {name!r}: only manifest.json and objects/<sha256> "
-            "are allowed; push with the builder's own push"
+            "are allowed (or manifest.delta.json in place of manifest.json); push with the "
+            "builder's own push"
         )
 
 
-def _read_manifest(member: tarfile.TarInfo, tar: tarfile.TarFile, progress: _Progress) -> None:
+def _read_manifest(
+    member: tarfile.TarInfo, tar: tarfile.TarFile, store: Store, progress: _Progress
+) -> None:
     if progress.manifest is not None:
-        raise BadInput("receive: the stream holds manifest.json twice")
+        raise BadInput("receive: the stream holds a manifest twice")
     if member.size > MANIFEST_LIMIT:
-        raise BadInput(f"receive: manifest.json is {member.size} bytes, over {MANIFEST_LIMIT}")
+        raise BadInput(f"receive: {member.name} is {member.size} bytes, over {MANIFEST_LIMIT}")
     src = tar.extractfile(member)
     assert src is not None  # regular file, checked above
     data = src.read()
     if len(data) != member.size:
-        raise Failed("receive: the stream ended inside manifest.json; push again")
+        raise Failed(f"receive: the stream ended inside {member.name}; push again")
+    if member.name == DELTA_NAME:
+        data = _rebuilt(store, data)
     progress.manifest = parse_manifest(data, "receive: manifest.json")
     progress.manifest_bytes = data
+
+
+def _rebuilt(store: Store, data: bytes) -> bytes:
+    """The full manifest a delta describes, from this server's copy of its base."""
+    delta = parse_delta(data)
+    base = store.named(delta.base)
+    if base is None:
+        raise BadInput(
+            f"receive: {DELTA_NAME}: base generation {delta.base} is not on this server; "
+            "push the full manifest"
+        )
+    try:
+        store.load_manifest(base)  # the base is what its folder name says
+        raw = json.loads((base.path / MANIFEST_NAME).read_bytes())
+    except (SwitcherError, OSError, ValueError) as exc:
+        detail = exc.message if isinstance(exc, SwitcherError) else str(exc)
+        raise BadInput(
+            f"receive: {DELTA_NAME}: base generation {delta.base} cannot be read ({detail}); "
+            "push the full manifest"
+        ) from None
+    rebuilt = rebuild(raw, delta)
+    if len(rebuilt) > MANIFEST_LIMIT:
+        raise BadInput(f"receive: {DELTA_NAME} rebuilds a manifest over {MANIFEST_LIMIT} bytes")
+    return rebuilt
 
 
 def _read_object(
@@ -214,8 +249,8 @@ def _read_stream(stream: BinaryIO, store: Store, staging: Path, progress: _Progr
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 _check_member(member)
-                if member.name == MANIFEST_NAME:
-                    _read_manifest(member, tar, progress)
+                if not OBJECT_NAME_RE.match(member.name):
+                    _read_manifest(member, tar, store, progress)
                     assert progress.manifest is not None
                     sizes = progress.manifest.object_sizes()
                     reader.limit = (
@@ -236,6 +271,39 @@ def _read_stream(stream: BinaryIO, store: Store, staging: Path, progress: _Progr
         ) from None
     if progress.manifest is None:
         raise BadInput("receive: the stream holds no manifest.json")
+
+
+def carried_objects() -> dict[str, Path]:
+    """The files of the switcher this runs from, by sha256: objects the push need not send."""
+    package = Path(__file__).resolve().parent
+    found: dict[str, Path] = {}
+    for path in sorted(package.rglob("*")):
+        if "__pycache__" in path.parts or path.is_symlink() or not path.is_file():
+            continue
+        with open(path, "rb") as fh:
+            found.setdefault(hashlib.file_digest(fh, "sha256").hexdigest(), path)
+    return found
+
+
+def _take_carried(store: Store, staging: Path, manifest: Manifest, wanted: list[str]) -> None:
+    """Store the objects the switcher's own files provide, each verified as it is copied;
+    nothing is stored unless they provide every one of `wanted`."""
+    carried = carried_objects()
+    lacking = [sha for sha in wanted if sha not in carried]
+    if lacking:
+        raise Failed(
+            f"receive: {len(lacking)} object(s) of generation {manifest.generation} are "
+            f"neither stored nor in the stream (first: {lacking[0]}); ask `have` and push again"
+        )
+    for sha in wanted:
+        staged = staging / sha
+        with open(carried[sha], "rb") as src, open(staged, "wb") as sink:
+            actual = _drain(src, carried[sha].stat().st_size, sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        if actual != sha:
+            raise Failed(f"receive: {carried[sha]} changed while it was read; push again")
+        store.add_object(sha, staged)
 
 
 def _assemble(store: Store, manifest: Manifest, manifest_bytes: bytes, staging: Path) -> Path:
@@ -308,10 +376,7 @@ def receive(store: Store, stream: BinaryIO) -> Received:
             )
         missing = [sha for sha in manifest.object_sizes() if not store.has_object(sha)]
         if missing:
-            raise Failed(
-                f"receive: {len(missing)} object(s) of generation {manifest.generation} are "
-                f"neither stored nor in the stream (first: {missing[0]}); ask `have` and push again"
-            )
+            _take_carried(store, staging, manifest, missing)
         tree = _assemble(store, manifest, progress.manifest_bytes, staging)
         faults.point("receive-before-publish")
         os.rename(tree, final)
@@ -321,3 +386,40 @@ def receive(store: Store, stream: BinaryIO) -> Received:
         return result
     finally:
         remove_tree(staging)
+
+
+def have(store: Store, request: Any) -> dict[str, Any]:
+    """What a push must send. A JSON list of sha256 (every object of the bundle) is answered
+    with those the object store lacks. `{"base": "N-HASH12" or null, "hashes": [...]}` names a
+    generation to send the manifest against and the hashes that base lacks: the answer says
+    whether the base can serve (`base`, else null) and which of the hashes neither the store
+    nor this switcher's own files hold."""
+    if isinstance(request, list):
+        return {"missing": store.missing(request)}
+    if not isinstance(request, dict) or set(request) - {"base", "hashes"}:
+        raise BadInput('have: stdin must be a JSON list of sha256 or {"base": …, "hashes": […]}')
+    hashes = request.get("hashes")
+    if not isinstance(hashes, list):
+        raise BadInput("have: `hashes` must be a JSON list of sha256 strings")
+    missing = store.missing(hashes)
+    carried = carried_objects() if missing else {}
+    return {
+        "base": usable_base(store, request.get("base")),
+        "missing": [sha for sha in missing if sha not in carried],
+    }
+
+
+def usable_base(store: Store, name: Any) -> str | None:
+    """`name` if it is a complete generation here whose objects are all stored, else None."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not BASE_RE.match(name):
+        raise BadInput(f"have: base {name!r} is not a generation folder name like 7-1a2b3c4d5e6f")
+    gen = store.named(name)
+    if gen is None:
+        return None
+    try:
+        manifest = store.load_manifest(gen)
+    except SwitcherError:
+        return None  # damaged: the push sends the full manifest instead
+    return name if all(store.has_object(sha) for sha in manifest.object_sizes()) else None

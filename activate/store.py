@@ -199,6 +199,10 @@ class Store:
             raise Failed(f"generation {number} is ambiguous ({names}); remove the wrong folder")
         return matches[0]
 
+    def named(self, name: str) -> Generation | None:
+        """The complete generation folder called `name` (N-HASH12), if there is one."""
+        return next((g for g in self.generations() if g.name == name), None)
+
     def load_manifest(self, gen: Generation) -> Manifest:
         path = gen.path / MANIFEST_NAME
         try:
