@@ -2,7 +2,10 @@
 
 Every call runs `python3 -B -m activate COMMAND --state STATE --root ROOT` on the server, in a
 folder holding the switcher, and reads JSON back. The switcher of the bundle being pushed is
-installed first under STATE/switchers/<switcher hash>/ (once; later pushes find it there).
+installed first under STATE/switchers/<switcher hash>/ (once; later pushes find it there) by
+BOOTSTRAP, the builder's own script run with the server's python3, so no push depends on a
+switcher the server already has. Its check also lists the server's generation folders, which
+lets a push name one of them as the base of its manifest.
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ from builder.errors import BundleError
 from builder.transport.base import CommandResult, Stdin, Transport
 
 # Runs with the server's python3 before any switcher is there: install one, atomically.
+# `check DEST STATE` prints whether DEST holds a switcher and the generations under STATE.
 BOOTSTRAP = r"""
-import io, os, shutil, sys, tarfile
+import io, json, os, re, shutil, sys, tarfile
 dest = sys.argv[2]
 if sys.argv[1] == "check":
-    print("present" if os.path.isfile(os.path.join(dest, "activate", "__main__.py")) else "absent")
+    gens = os.path.join(sys.argv[3], "generations")
+    names = os.listdir(gens) if os.path.isdir(gens) else []
+    print(json.dumps({
+        "switcher": os.path.isfile(os.path.join(dest, "activate", "__main__.py")),
+        "generations": sorted(n for n in names if re.match(r"^[0-9]+-[0-9a-f]{12}$", n)),
+    }))
     sys.exit(0)
 os.makedirs(os.path.dirname(dest), exist_ok=True)
 tmp = "%s.tmp%d" % (dest, os.getpid())
@@ -41,6 +50,14 @@ try:
 except OSError:
     shutil.rmtree(tmp)
 """
+
+
+@attrs.frozen
+class Found:
+    """What the bootstrap check found: whether the switcher was sent now, the generations."""
+
+    switcher_sent: bool
+    generations: frozenset[str]
 
 
 class RemoteError(BundleError):
@@ -79,14 +96,22 @@ class Server:
             )
         return result
 
-    def ensure_switcher(self, switcher_hash: str, files: dict[str, bytes]) -> bool:
-        """Install this bundle's switcher on the server unless it is there; True if sent."""
+    def ensure_switcher(self, switcher_hash: str, files: dict[str, bytes]) -> Found:
+        """Install this bundle's switcher on the server unless it is there."""
         dest = self.switcher_dir(switcher_hash)
-        check = self._run(["python3", "-c", BOOTSTRAP, "check", dest])
+        check = self._run(["python3", "-c", BOOTSTRAP, "check", dest, self.state])
         if check.rc != 0:
             raise RemoteError(f"{self.host}: cannot look for the switcher: {check.stderr_line()}")
-        if check.stdout.strip() == b"present":
-            return False
+        try:
+            seen = json.loads(check.stdout)
+            present, names = bool(seen["switcher"]), frozenset(map(str, seen["generations"]))
+        except (ValueError, KeyError, TypeError):
+            raise RemoteError(
+                f"{self.host}: the switcher check printed {check.stdout[:80]!r}, not its JSON; "
+                "is python3 on the server a Python 3.11 or newer?"
+            ) from None
+        if present:
+            return Found(switcher_sent=False, generations=names)
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
             for path in sorted(files):
@@ -97,7 +122,7 @@ class Server:
         result = self._run(["python3", "-c", BOOTSTRAP, "install", dest], stdin=raw.getvalue())
         if result.rc != 0:
             raise RemoteError(f"{self.host}: cannot install the switcher: {result.stderr_line()}")
-        return True
+        return Found(switcher_sent=True, generations=names)
 
     def call(
         self,
