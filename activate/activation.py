@@ -21,7 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -395,6 +395,7 @@ def activate(
     secrets.check(store, sw.target, action)
     facts, drift, pulled = _check_before_change(sw, force)
     secrets_used = secrets.apply(store, sw.target, services)
+    sw = _boot_unit(sw)  # before the journal: a power cut from here on is repaired at boot
     from_n = sw.current.number if sw.current else None
     progress = _Progress()
     outcome: dict[str, Any] = {}  # health and snapshot, in every report
@@ -441,6 +442,8 @@ def activate(
                 f"{cause}; also failed: {'; '.join(errors)}; fix by hand (docs/switcher.md)"
             )
         else:
+            if from_n is None:
+                _forget_boot_unit(sw)  # back to no generation: none of bundle's units stay
             store.clear_pending()
             result = "rolled back"
             message = f"rolled back to {back_to}: activating generation {number} failed: {cause}"
@@ -480,6 +483,32 @@ def activate(
     if result != "ok":
         raise Reported(summary, {**report, "error": summary})
     return report
+
+
+def _boot_unit(sw: Switch) -> Switch:
+    """Install bundle-recover.service and its switcher copy (activate/boot.py); a failure is
+    a warning: the switch stays crash-consistent, only its repair waits for the next run."""
+    from . import boot  # it imports recover, which imports this module
+
+    if not boot.applies(sw.root, sw.services):
+        return sw
+    try:
+        boot.install(sw.store, sw.root, sw.services)
+    except (SwitcherError, OSError) as exc:
+        warning = (
+            f"cannot install {boot.UNIT} ({getattr(exc, 'message', None) or exc}): a switch cut "
+            "short by a crash is repaired only by the next run of the switcher, not at boot"
+        )
+        return replace(sw, warnings=(*sw.warnings, warning))
+    return sw
+
+
+def _forget_boot_unit(sw: Switch) -> None:
+    from . import boot
+
+    if boot.applies(sw.root, sw.services):
+        with contextlib.suppress(SwitcherError, OSError):
+            boot.remove(sw.store, sw.root, sw.services)
 
 
 def _health_gate(sw: Switch, timeout: float, settle: float) -> Health:

@@ -35,8 +35,11 @@ from .systemd import Services, UnitState
 BEFORE_FLIP = ("started", "stopped")
 
 
-def recover(store: Store, root: Path, services: Services) -> dict[str, Any] | None:
-    """Repair an interrupted switch; None when there is none. The caller holds the lock."""
+def recover(
+    store: Store, root: Path, services: Services, by: str = "the next run of the switcher"
+) -> dict[str, Any] | None:
+    """Repair an interrupted switch; None when there is none. The caller holds the lock.
+    `by` names the repairer in history (the boot unit, activate/boot.py, says so)."""
     record = store.pending()
     if record is None:
         if store.pending_path.exists():
@@ -47,7 +50,9 @@ def recover(store: Store, root: Path, services: Services) -> dict[str, Any] | No
     where = f"{action} {from_n} -> {to_n}, killed after step {step or 'unknown'}"
     if step == "done":
         if not _recorded(store, record):
-            message = f"{record.get('summary') or 'finished'} (recorded after an interruption)"
+            message = (
+                f"{record.get('summary') or 'finished'} (recorded by {by} after an interruption)"
+            )
             result = str(record.get("result") or "ok")
             store.append_history(history_entry(action, from_n, to_n, result, message))
         store.clear_pending()
@@ -65,10 +70,19 @@ def recover(store: Store, root: Path, services: Services) -> dict[str, Any] | No
         )
         store.append_history(history_entry(action, from_n, to_n, "rollback failed", message))
         raise Failed(message)
-    message = f"interrupted ({where}); undone by the next run of the switcher"
+    if from_n is None:
+        _forget_boot_unit(store, root, services)  # no generation left: none of bundle's units
+    message = f"interrupted ({where}); undone by {by}"
     store.append_history(history_entry(action, from_n, to_n, "rolled back", message))
     store.clear_pending()
     return {**_summary(record), "result": "undone", "active": from_n, "detail": where}
+
+
+def _forget_boot_unit(store: Store, root: Path, services: Services) -> None:
+    from . import boot  # it runs this module at boot
+
+    if boot.applies(root, services):
+        boot.remove(store, root, services)
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:

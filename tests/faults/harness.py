@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from tests.harness import Target
 from tests.server.conftest import DeployProject
 
 STATE = "/var/lib/bundle"
+BOOT_UNIT = "bundle-recover.service"
 VARIANTS = {"other": 8081, "extra": 8082}  # a switch swaps one for the other
 SERVICES = ("web.service", "other.service", "extra.service", "web-data-volume.service")
 BLOB = "web/blob.bin"
@@ -239,6 +241,41 @@ class Lab:
             time.sleep(0.1)
         raise AssertionError("the switcher did not stop at its fault point")
 
+    def power_cut_at(self, point: str) -> str:
+        """Cut the power while the switcher waits stopped at `point`, boot again, and wait until
+        the boot settled; returns what the deployer saw."""
+        self.fault(f"{point}:stop")
+        client = self.start("switch", "web1")
+        self.stopped_switcher()
+        self.target.power_cut()
+        # the deployer waits on a connection whose server is gone; stop it like a person would
+        client.send_signal(signal.SIGINT)
+        try:
+            client.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            client.kill()
+        client.communicate()
+        self.booted()
+        return "cut off with the server (stopped by the test)"
+
+    def booted(self) -> str:
+        """Wait until every unit of the boot started (or failed); systemd's verdict."""
+        return self.target.ssh("systemctl is-system-running --wait", check=False).stdout.strip()
+
+    def boot_repair(self, new: int) -> str | None:
+        """How bundle-recover.service repaired the switch to `new` at boot, from history."""
+        for entry in reversed(self.history()):
+            if entry.get("to") == new and BOOT_UNIT in str(entry.get("message")):
+                step = re.search(r"killed after step (\w+)", str(entry["message"]))
+                verb = "finished" if entry.get("result") == "ok" else "undone"
+                where = f" (journal at step `{step.group(1)}`)" if step else ""
+                return f"{verb} at boot by `{BOOT_UNIT}`{where}"
+        return None
+
+    def history(self) -> list[dict[str, Any]]:
+        text = self.target.ssh(f"cat {STATE}/history.jsonl", check=False).stdout
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
     def resume(self, pid: int) -> None:
         self.target.ssh(f"kill -CONT {pid}")
 
@@ -378,7 +415,7 @@ class Lab:
             step = repaired.get("interrupted", {}).get("step")
             out.repair = f"{repaired['result']} by `bundle status` (journal at step `{step}`)"
         else:
-            out.repair = "nothing to repair"
+            out.repair = self.boot_repair(new) or "nothing to repair"
         with out.timed("next switch"):
             done = self.p.run("switch", "web1", "--json")
         if done.returncode != 0:

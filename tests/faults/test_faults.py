@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,26 +270,11 @@ def test_disk_full_during_activation(lab: Lab) -> None:
 # ---- the power ----------------------------------------------------------------------------
 
 
-def power_cut_at(lab: Lab, out: Outcome, point: str) -> None:
-    lab.fault(f"{point}:stop")
-    client = lab.start("switch", "web1")
-    lab.stopped_switcher()
-    lab.target.power_cut()
-    # the deployer waits on a connection whose server is gone; stop it like a person would
-    client.send_signal(signal.SIGINT)
-    try:
-        client.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        client.kill()
-    out.deployer = "cut off with the server (stopped by the test)"
-    client.communicate()
-
-
 def test_power_cut_during_receive(lab: Lab) -> None:
     out, old = begin(
         lab, "power-cut-during-receive", "power cut while the push is being received", big=True
     )
-    power_cut_at(lab, out, "receive-after-object")
+    out.deployer = lab.power_cut_at("receive-after-object")
     lab.settle(out, old, lab.latest(), (old,))
 
 
@@ -299,9 +282,9 @@ def test_power_cut_after_flip(lab: Lab) -> None:
     out, old = begin(
         lab,
         "power-cut-after-flip",
-        "power cut right after `current` was flipped; the server boots with the old units and the new files",
+        "power cut right after `current` was flipped, with the old unit files still in /etc",
     )
-    power_cut_at(lab, out, "switch-flipped")
+    out.deployer = lab.power_cut_at("switch-flipped")
     lab.settle(out, old, lab.latest(), (old,))
 
 
@@ -309,9 +292,9 @@ def test_power_cut_while_starting(lab: Lab) -> None:
     out, old = begin(
         lab,
         "power-cut-while-starting",
-        "power cut while the new units are being started; the server boots with the new units",
+        "power cut while the new units are being started, with the new unit files in /etc",
     )
-    power_cut_at(lab, out, "switch-starting")
+    out.deployer = lab.power_cut_at("switch-starting")
     lab.settle(out, old, lab.latest(), (old,))
 
 

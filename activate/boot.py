@@ -1,0 +1,239 @@
+"""bundle-recover.service: a server that lost power in the middle of a switch comes back on
+one whole generation by itself, before any unit of a generation starts.
+
+Every activation on a real server (ROOT is '/', services managed) first makes sure of two
+things, before it writes its journal (activate/journal.py):
+
+* STATE/boot/activate/: a copy of the switcher doing the switch. The boot unit runs this copy,
+  so the code that repairs a journal is the code that wrote it, whatever `current` points at
+  and whichever switcher the generations on either side carry.
+* /etc/systemd/system/bundle-recover.service, enabled (multi-user.target.wants/):
+
+      DefaultDependencies=no, After=local-fs.target sysinit.target, Before=basic.target
+      ConditionPathExists=STATE/pending.json
+
+  Every service with default dependencies (each quadlet-generated one, each plain service of
+  a generation) is ordered after basic.target, so none of them starts before the repair
+  ended; sshd neither. Without a journal systemd skips the unit without starting a process.
+
+At boot (`python3 -B -m activate.boot --state STATE`) it runs recover (activate/recover.py)
+with systemctl jobs queued (`--no-block`), not waited for: the units it starts are ordered
+after it, so waiting for them would wait for itself. Their start jobs run when the boot goes
+on past basic.target. It never fails the boot: TimeoutStartSec bounds it, and a state folder
+that is missing or unreadable is a line in the journal (`journalctl -u bundle-recover`).
+
+A switch undone to nothing (a first activation) removes the unit and the copy again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import lock
+from .errors import Failed, SwitcherError
+from .install import SYSTEMD_DIR
+from .recover import recover
+from .store import Store, fsync_dir
+from .systemd import BROKEN_LOAD_STATES, Services, Systemd, _last_line
+
+UNIT = "bundle-recover.service"
+WANTS = Path("multi-user.target.wants")
+COPY = "boot"  # STATE/boot/activate/: the switcher the unit runs
+TIMEOUT = 60  # seconds; the repair itself queues jobs and takes a second or two
+BY = f"{UNIT} at boot"
+PACKAGE = Path(__file__).resolve().parent
+
+
+def applies(root: Path, services: Services) -> bool:
+    """Only a real server boots: a folder standing in for one never runs the unit."""
+    return services.managed and root.resolve() == Path("/")
+
+
+def unit_text(state: Path, python: str) -> str:
+    return f"""\
+# Written by the bundle switcher (activate/boot.py) at every activation; edits are replaced.
+# It finishes or undoes a switch that a crash or power loss cut short: journalctl -u {UNIT}
+[Unit]
+Description=bundle: finish or undo a switch cut short by a crash
+DefaultDependencies=no
+After=local-fs.target sysinit.target
+Before=basic.target shutdown.target
+Conflicts=shutdown.target
+ConditionPathExists={state}/pending.json
+
+[Service]
+Type=oneshot
+WorkingDirectory={state}/{COPY}
+ExecStart={python} -B -m activate.boot --state {state}
+TimeoutStartSec={TIMEOUT}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _python() -> str:
+    exe = sys.executable
+    return exe if os.path.isabs(exe) else "/usr/bin/python3"
+
+
+def _package_files(folder: Path) -> dict[str, bytes]:
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.py"))}
+
+
+def _write(dest: Path, data: bytes, mode: int = 0o644) -> None:
+    tmp = dest.with_name(f".{dest.name}.bundle-{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        os.fchmod(fh.fileno(), mode)
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+
+
+def _copy_switcher(store: Store) -> bool:
+    """STATE/boot/activate/ holds exactly this switcher's files; True if anything changed."""
+    dest = store.root / COPY / "activate"
+    wanted = _package_files(PACKAGE)
+    have = _package_files(dest)
+    if wanted == have:
+        return False
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in wanted.items():
+        if have.get(name) != data:
+            _write(dest / name, data)
+    for name in have.keys() - wanted.keys():
+        (dest / name).unlink()
+    fsync_dir(dest)
+    return True
+
+
+def unit_paths(root: Path) -> tuple[Path, Path]:
+    folder = root / SYSTEMD_DIR
+    return folder / UNIT, folder / WANTS / UNIT
+
+
+def install(store: Store, root: Path, services: Services) -> list[str]:
+    """Put the copy and the enabled unit in place (idempotent); returns what was written."""
+    changed = [str(store.root / COPY)] if _copy_switcher(store) else []
+    unit, link = unit_paths(root)
+    text = unit_text(store.root, _python()).encode()
+    if not unit.is_file() or unit.read_bytes() != text:
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        _write(unit, text)
+        fsync_dir(unit.parent)
+        changed.append(str(unit))
+    # what `systemctl enable` makes, without depending on systemd knowing the file yet
+    target = Path("/") / SYSTEMD_DIR / UNIT
+    if not link.is_symlink() or os.readlink(link) != str(target):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{UNIT}.bundle-{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+        fsync_dir(link.parent)
+        changed.append(str(link))
+    if str(unit) in changed or str(link) in changed:
+        services.daemon_reload()
+    return changed
+
+
+def remove(store: Store, root: Path, services: Services) -> list[str]:
+    """No generation is left: the unit and the copy go too; returns what was removed."""
+    removed = []
+    for path in unit_paths(root):
+        if path.is_symlink() or path.exists():
+            path.unlink()
+            removed.append(str(path))
+    if removed:
+        services.daemon_reload()
+    copy = store.root / COPY
+    if copy.is_dir():
+        shutil.rmtree(copy)
+        removed.append(str(copy))
+    return removed
+
+
+class Queued(Systemd):
+    """systemctl at boot: jobs are queued (--no-block) and not waited for, because the units
+    are ordered after this one and would wait for it."""
+
+    def start(self, service: str) -> None:
+        self._queue("start", service)
+
+    def restart(self, service: str) -> None:
+        self._queue("restart", service)
+
+    def stop(self, service: str) -> None:
+        self._queue("stop", service)
+
+    def _queue(self, verb: str, service: str) -> None:
+        done = self._run(["systemctl", verb, "--no-block", "--", service])
+        if done.returncode == 0:
+            return
+        known = self.states([service]).get(service)
+        if verb == "stop" and (known is None or known.load in BROKEN_LOAD_STATES):
+            return  # a unit that does not exist is stopped
+        raise Failed(
+            f"{verb} {service} failed ({_last_line(done.stderr or done.stdout)}); "
+            f"see `journalctl -u {service}`"
+        )
+
+
+def describe(done: dict[str, Any] | None) -> str:
+    if done is None:
+        return "no interrupted switch (the journal was unreadable and is removed); nothing to do"
+    gone = done["interrupted"]
+    what = f"{gone['action']} {gone['from']} -> {gone['to']}, cut short after step {gone['step']}"
+    if done["result"] == "finished":
+        return f"{what}: finished; generation {done['active']} stays"
+    active = done["active"]
+    now = f"generation {active} is active" if active is not None else "no generation is active"
+    return f"{what}: undone; {now}, its units start as the boot goes on"
+
+
+def run(state: Path, root: Path, services: Services) -> int:
+    """The repair at boot; 0 unless it failed (the journal then stays for the next run)."""
+    store = Store(state)
+    if not store.pending_path.exists():
+        print(f"{store.pending_path} does not exist: no switch was cut short; nothing to do")
+        return 0
+    try:
+        with lock.held(store.lock_path, f"recover at boot ({UNIT})"):
+            done = recover(store, root, services, by=BY)
+    except lock.Busy as exc:
+        print(f"{exc.message}; leaving the repair to that process")
+        return 0
+    except SwitcherError as exc:
+        print(f"repairing the interrupted switch failed: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"repairing the interrupted switch failed: {exc}", file=sys.stderr)
+        return 1
+    print(describe(done))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m activate.boot", description=__doc__)
+    parser.add_argument("--state", type=Path, default=Path("/var/lib/bundle"))
+    parser.add_argument("--root", type=Path, default=Path("/"))
+    args = parser.parse_args(argv)
+    try:
+        return run(args.state.absolute(), args.root.absolute(), Queued())
+    except Exception as exc:  # whatever happens, say it in one place and let the boot go on
+        traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
