@@ -2,7 +2,8 @@
 
 The files the switcher manages are exactly the unit files of the active generation's
 manifest (derived, never recorded separately, so there is nothing to get out of step):
-quadlet units in ROOT/etc/containers/systemd/, plain units in ROOT/etc/systemd/system/.
+quadlet units in ROOT/etc/containers/systemd/, plain units in ROOT/etc/systemd/system/ (a
+rootless host's under its user's ~/.config: activate/scope.py).
 """
 
 from __future__ import annotations
@@ -12,17 +13,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import faults
+from . import faults, scope
 from .errors import Failed
 from .manifest import Manifest, Unit
 from .store import fsync_dir
 
-QUADLET_DIR = Path("etc/containers/systemd")
-SYSTEMD_DIR = Path("etc/systemd/system")
+QUADLET_DIR = scope.SYSTEM.quadlet_dir
+SYSTEMD_DIR = scope.SYSTEM.systemd_dir
+
+
+def unit_dirs(root: Path) -> tuple[Path, Path]:
+    """Where quadlet units and plain units go under ROOT."""
+    where = scope.for_root(root)
+    return root / where.quadlet_dir, root / where.systemd_dir
 
 
 def destination(root: Path, unit: Unit) -> Path:
-    return root / (QUADLET_DIR if unit.is_quadlet else SYSTEMD_DIR) / unit.key
+    quadlet, plain = unit_dirs(root)
+    return (quadlet if unit.is_quadlet else plain) / unit.key
 
 
 def _sha256(path: Path) -> str | None:
