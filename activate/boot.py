@@ -125,6 +125,8 @@ def install(store: Store, root: Path, services: Services) -> list[str]:
     """Put the copy and the enabled unit in place (idempotent); returns what was written."""
     changed = [str(store.root / COPY)] if _copy_switcher(store) else []
     unit, link = unit_paths(root)
+    if unit.is_symlink() and os.readlink(unit) == "/dev/null":
+        return changed  # masked by a person (`systemctl mask`): it stays off
     text = unit_text(store.root, _python()).encode()
     if not unit.is_file() or unit.read_bytes() != text:
         unit.parent.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,17 @@ def test_install_is_idempotent_and_puts_back_what_changed(tmp_path: Path) -> Non
     assert not unit.exists() and not link.is_symlink() and not copy.exists()
 
 
+def test_a_masked_unit_stays_masked(tmp_path: Path) -> None:
+    store, root = Store(tmp_path / "state"), tmp_path / "root"
+    store.ensure()
+    unit, link = boot.unit_paths(root)
+    unit.parent.mkdir(parents=True)
+    unit.symlink_to("/dev/null")  # what `systemctl mask` makes
+
+    assert boot.install(store, root, FilesOnly()) == [str(store.root / "boot")]
+    assert unit.readlink() == Path("/dev/null") and not link.is_symlink()
+
+
 def test_only_a_real_root_gets_the_unit(tmp_path: Path) -> None:
     assert not boot.applies(tmp_path, FilesOnly())
     assert not boot.applies(Path("/"), FilesOnly())
