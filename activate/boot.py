@@ -52,8 +52,9 @@ PACKAGE = Path(__file__).resolve().parent
 
 
 def applies(root: Path, services: Services) -> bool:
-    """Only a real server boots: a folder standing in for one never runs the unit."""
-    return services.managed and root.resolve() == Path("/")
+    """Only a real server boots: a folder standing in for one never runs the unit. A rootless
+    host's switcher cannot write the system's units (its user manager starts after boot)."""
+    return services.managed and root.resolve() == Path("/") and os.geteuid() == 0
 
 
 def unit_text(state: Path, python: str) -> str:
