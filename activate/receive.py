@@ -17,6 +17,7 @@ STATE/generations/ in one step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -237,6 +238,16 @@ def _promote(store: Store, staging: Path, progress: _Progress) -> None:
     progress.staged.clear()
 
 
+def _keep_what_arrived(store: Store, staging: Path, progress: _Progress) -> None:
+    """After a cut stream: keep the verified objects that can be kept, so the next push sends
+    only the rest; one that cannot (the disk is full, staging on another file system) is sent
+    again, and the cut is what gets reported."""
+    for sha in progress.staged:
+        with contextlib.suppress(OSError):
+            store.add_object(sha, staging / sha)
+    progress.staged.clear()
+
+
 def _read_stream(stream: BinaryIO, store: Store, staging: Path, progress: _Progress) -> None:
     seen: set[str] = set()
     compressed = _Counted(stream)
@@ -353,7 +364,7 @@ def receive(store: Store, stream: BinaryIO) -> Received:
         try:
             _read_stream(stream, store, staging, progress)
         except (Failed, OSError):
-            _promote(store, staging, progress)  # cut, not refused: keep what arrived whole
+            _keep_what_arrived(store, staging, progress)  # cut, not refused
             raise
         _promote(store, staging, progress)
         manifest = progress.manifest
