@@ -5,9 +5,9 @@ Run as root: .venv/bin/python benchmarks/bench_deploy.py [--runs N] [--only PART
 
 1. bytes: stdin bytes of `bundle push HOST --json` (its `bytes_sent`) for a first push and for a
    push after changing one config file, for the shipped vps1 stack and a 60-service stack, with
-   a breakdown of where the bytes go (reconstructed from the generations and checked against
-   `bytes_sent`), the bytes the host-side veth carried towards the server, and what a push
-   with a delta manifest would send.
+   a breakdown of where the bytes go (reconstructed from the generations the way
+   builder/push.py sends them, and checked against `bytes_sent`) and the bytes the host-side
+   veth carried towards the server.
 2. activate: wall time of `bundle activate` (first activation), `bundle switch` (one change) and
    `bundle rollback` for a two-container stack of busybox web servers.
 3. ansible: wall time of a first deploy and of a one-change deploy of 15 web containers, each
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gzip
 import io
 import json
 import os
@@ -256,70 +255,64 @@ def switcher_install_size(gen: Generation, manifest: dict[str, Any]) -> int:
     return len(raw.getvalue())
 
 
-def delta_manifest(old: dict[str, Any], new: dict[str, Any]) -> bytes:
-    """A sketch of a manifest sent as a change against one the server has (not implemented in
-    builder/): the parent's bundle hash plus the entries of files/units/images that differ."""
-    out: dict[str, Any] = {"base": old.get("generation"), "generation": new["generation"]}
-    for key in ("files", "units", "images"):
-        a, b = old.get(key, {}), new.get(key, {})
-        out[key] = {k: v for k, v in b.items() if a.get(k) != v}
-        out[key + "_removed"] = sorted(set(a) - set(b))
-    for key, value in new.items():
-        if (
-            key not in ("files", "units", "images", "generation", "parent")
-            and old.get(key) != value
-        ):
-            out[key] = value
-    return json.dumps(out, sort_keys=True, separators=(",", ":")).encode()
+def hashes_in(gen: Generation | None) -> set[str]:
+    return {e["sha256"] for e in gen.manifest()["files"].values()} if gen else set()
 
 
-def breakdown(gen: Generation, previous: Generation | None, switcher_sent: bool) -> dict[str, int]:
-    """Where the stdin bytes of one push go, computed the way builder/push.py sends them."""
-    from builder.push import stream
+def breakdown(
+    gen: Generation, previous: Generation | None, report: dict[str, Any]
+) -> dict[str, int]:
+    """Where the stdin bytes of one push go, computed the way builder/push.py sends them.
+
+    The server holds exactly `previous` (or nothing) before the push. A report without `base`
+    comes from a builder that predates bases and deltas (--at-commit of an older commit)."""
+    from builder import push
 
     manifest = gen.manifest()
-    hashes = sorted({e["sha256"] for e in manifest["files"].values()})
-    have_before: set[str] = set()
-    if previous is not None:
-        have_before = {e["sha256"] for e in previous.manifest()["files"].values()}
-    missing = set(hashes) - have_before
+    hashes = hashes_in(gen)
+    switcher = {e["sha256"] for p, e in manifest["files"].items() if p.startswith("activate/")}
+    delta: bytes | None = None
+    if "base" not in report:  # every hash asked, the full manifest, the switcher sent twice
+        asked = hashes
+        request = json.dumps(sorted(asked)).encode()
+        missing = hashes - hashes_in(previous)
+    else:
+        base = previous if report["base"] else None
+        delta = push.manifest_delta(base, gen) if base is not None else None
+        asked = hashes - hashes_in(base)
+        request = push.have_request(report["base"], asked)
+        missing = asked - hashes_in(previous) - switcher
+    skipped = report["already_present"] and "base" in report  # the check found it there
+    if skipped:
+        asked, request, missing = set(), b"", set()
+
+    def receive_size(objects: set[str]) -> int:
+        if skipped:
+            return 0
+        if delta is None:
+            return len(push.stream(gen, manifest, objects))
+        return len(push.stream(gen, manifest, objects, delta))
+
     by_hash: dict[str, str] = {}
     for path, entry in sorted(manifest["files"].items()):
         by_hash.setdefault(entry["sha256"], path)
-    receive_total = len(stream(gen, manifest, missing))
-    manifest_only = len(stream(gen, manifest, set()))
+    manifest_only = receive_size(set())
     parts = {
         "switcher install (gzip tar of activate/)": (
-            switcher_install_size(gen, manifest) if switcher_sent else 0
+            switcher_install_size(gen, manifest) if report["switcher_sent"] else 0
         ),
-        "have: JSON list of every sha256": len(json.dumps(hashes).encode()),
-        "receive: gzip tar, manifest.json part": manifest_only,
-        "receive: gzip tar, objects part": receive_total - manifest_only,
+        f"have: request naming {len(asked)} hashes": len(request),
+        f"receive: gzip tar, {'delta' if delta else 'full'} manifest part": manifest_only,
+        "receive: gzip tar, objects part": receive_size(missing) - manifest_only,
     }
-    raw_objects = sum(len(gen.read(by_hash[h])) for h in missing)
-    switcher_objects = [
-        (f"objects/{h}", gen.read(by_hash[h]))
-        for h in sorted(missing)
-        if by_hash[h].startswith("activate/")
-    ]
     info = {
         "objects": len(missing),
-        "objects raw bytes": raw_objects,
+        "objects raw bytes": sum(len(gen.read(by_hash[h])) for h in missing),
         "manifest.json raw bytes": len(gen.read("manifest.json")),
-        "manifest.json gzip alone": len(gzip.compress(gen.read("manifest.json"), 6)),
         "files in manifest": len(manifest["files"]),
     }
-    if switcher_objects:
-        # the switcher's files travel a second time, as objects of the receive stream
-        info["objects part: activate/ files alone, gzip tar"] = gz_tar_size(switcher_objects)
-    if previous is not None:
-        delta = delta_manifest(previous.manifest(), manifest)
-        objects = [(f"objects/{h}", gen.read(by_hash[h])) for h in sorted(missing)]
-        info["sketch: delta manifest raw"] = len(delta)
-        sketch = gz_tar_size([("manifest.delta.json", delta), *objects])
-        info["sketch: gzip tar of delta manifest + objects"] = sketch
-        # `have` asked only about hashes the base generation does not have
-        info["sketch: + have of the new hashes only"] = sketch + len(json.dumps(sorted(missing)))
+    if delta:
+        info["manifest.delta.json raw bytes"] = len(delta)
     return {**parts, **{f"({k})": v for k, v in info.items()}}
 
 
@@ -391,9 +384,10 @@ def push_pair(p: Project, target: Target, host: str, change: Callable[[], None])
     if len(stat["files"]) != 1 or second["objects_sent"] != 1 or not again["already_present"]:
         raise RuntimeError(f"{host}: expected one changed file: {stat} {second} {again}")
     gen1, gen2 = p.generation(host, 1), p.generation(host, 2)
-    b1 = breakdown(gen1, None, first["switcher_sent"])
-    b2 = breakdown(gen2, gen1, second["switcher_sent"])
-    for report, parts in ((first, b1), (second, b2)):
+    b1 = breakdown(gen1, None, first)
+    b2 = breakdown(gen2, gen1, second)
+    b3 = breakdown(gen2, gen2, again)
+    for report, parts in ((first, b1), (second, b2), (again, b3)):
         counted = sum(v for k, v in parts.items() if not k.startswith("("))
         if counted != report["bytes_sent"]:
             raise RuntimeError(f"breakdown {counted} != bytes_sent {report['bytes_sent']}")
@@ -408,6 +402,7 @@ def push_pair(p: Project, target: Target, host: str, change: Callable[[], None])
         "diff": stat,
         "breakdown_first": b1,
         "breakdown_second": b2,
+        "breakdown_again": b3,
         "argv_bootstrap": len(bootstrap_script().encode()),
     }
 
@@ -880,7 +875,7 @@ def print_bytes(results: list[dict[str, Any]]) -> None:
     for r in results:
         a, b = r["first"]["bytes_sent"], r["second"]["bytes_sent"]
         print(
-            f"{r['host']:<8} {r['first']['files']:>6} {a:>11} {b:>11} {b / a:>8.1%}  "
+            f"{r['host']:<8} {r['first']['files']:>6} {a:>11} {b:>11} {b / a:>8.2%}  "
             f"{r['wire_first']} / {r['wire_second']}"
         )
     for r in results:
@@ -889,20 +884,10 @@ def print_bytes(results: list[dict[str, Any]]) -> None:
             f"{r['again']['bytes_sent']} bytes stdin, {r['wire_again']} bytes on the wire"
         )
     for r in results:
-        sketch = r["breakdown_second"]["(sketch: + have of the new hashes only)"]
+        first, second = r["first"]["bytes_sent"], r["second"]["bytes_sent"]
         print(
-            f"{r['host']}: sketch (delta manifest + have of new hashes only): {sketch} bytes, "
-            f"{sketch / r['first']['bytes_sent']:.2%} of the first push"
-        )
-    for r in results:
-        twice = r["breakdown_first"].get("(objects part: activate/ files alone, gzip tar)", 0)
-        first = r["first"]["bytes_sent"]
-        sketch = r["breakdown_second"]["(sketch: + have of the new hashes only)"]
-        print(
-            f"{r['host']}: the first push carries the switcher twice (install + objects); "
-            f"without the second copy it would be about {first - twice} bytes: one change "
-            f"today {r['second']['bytes_sent'] / (first - twice):.1%}, "
-            f"sketch {sketch / (first - twice):.2%}"
+            f"{r['host']}: one-change push sent against base {r['second'].get('base')}: "
+            f"{second} bytes, {second / first:.2%} of the first push"
         )
     for r in results:
         changed = ", ".join(f"{d['path']} ({d['status']})" for d in r["diff"]["files"])
@@ -910,9 +895,10 @@ def print_bytes(results: list[dict[str, Any]]) -> None:
         print(
             f"  python3 -c BOOTSTRAP on the command line of each push (not stdin): {r['argv_bootstrap']} bytes"
         )
-        for label, key in (("first push", "breakdown_first"), ("one change", "breakdown_second")):
+        labels = (("first push", "first"), ("one change", "second"), ("again", "again"))
+        for label, key in labels:
             print(f"  {label}:")
-            for k, v in r[key].items():
+            for k, v in r[f"breakdown_{key}"].items():
                 print(f"    {k:<52} {v:>8}")
 
 
