@@ -46,7 +46,7 @@ from .systemd import BROKEN_LOAD_STATES, Services, Systemd, _last_line
 UNIT = "bundle-recover.service"
 WANTS = Path("multi-user.target.wants")
 COPY = "boot"  # STATE/boot/activate/: the switcher the unit runs
-TIMEOUT = 60  # seconds; the repair itself queues jobs and takes a second or two
+TIMEOUT = 60  # seconds; the repair only queues jobs and takes well under one
 BY = f"{UNIT} at boot"
 PACKAGE = Path(__file__).resolve().parent
 
