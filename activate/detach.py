@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, Failed, Reported, SwitcherError
+from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
 
 RUN_RE = re.compile(r"^\d+-\d+$")
@@ -122,7 +123,7 @@ def _prune(store: Store) -> None:
 def _unit_gone(unit: str) -> bool:
     try:
         done = subprocess.run(
-            ["systemctl", "show", "--property=LoadState,ActiveState", "--", unit],
+            SCOPE.systemctl("show", "--property=LoadState,ActiveState", "--", unit),
             capture_output=True,
             text=True,
             check=False,
@@ -151,7 +152,7 @@ def wait(run: Run, unit: str, phases: tuple[str, ...]) -> dict[str, Any]:
                 if status.get("phase") in (*phases, "done"):
                     break
                 raise Failed(
-                    f"the activation ({unit}) ended without a report; see `journalctl -u {unit}`"
+                    f"the activation ({unit}) ended without a report; see `{SCOPE.journal(unit)}`"
                 )
         time.sleep(POLL)
     if status.get("phase") != "done":
@@ -199,7 +200,7 @@ def start_detached(
     _prune(store)
     unit = unit_name(run.id)
     argv = [
-        "systemd-run",
+        *SCOPE.systemd_run(),
         f"--unit={unit}",
         "--collect",
         "--quiet",
@@ -234,7 +235,7 @@ def start_detached(
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()] or ["no message"]
         raise Failed(
             f"systemd-run could not start the activation as {unit} ({lines[-1]}); "
-            f"see `systemctl status {unit}`"
+            f"see `{' '.join(SCOPE.systemctl('status', unit))}`"
         )
     return wait(run, unit, ("confirm",))
 

@@ -141,6 +141,8 @@ class Manifest:
     hash: str
     # health_timeout, health_settle, confirm_timeout (seconds); empty in older manifests
     deploy: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # the user a rootless generation runs as (activate/scope.py); None: the system's manager
+    rootless_user: str | None = None
 
     @property
     def folder_name(self) -> str:
@@ -381,4 +383,7 @@ def manifest_from_dict(raw: Any) -> Manifest:
         images=MappingProxyType(dict(images)),
         hash=bundle_hash(raw),
         deploy=MappingProxyType(_parse_deploy(raw.get("deploy", {}))),
+        rootless_user=_typed(raw.get("rootless_user"), str, "rootless_user")
+        if raw.get("rootless_user") is not None
+        else None,
     )

@@ -21,6 +21,7 @@ from typing import Protocol
 from . import MIN_PYTHON
 from .errors import Failed
 from .manifest import Manifest
+from .scope import CURRENT as SCOPE
 
 # Podman version that first understands each quadlet unit kind (podman's release notes).
 KIND_MIN_PODMAN = {"container": "4.4", "volume": "4.4", "network": "4.4", "image": "4.8"}
@@ -103,6 +104,65 @@ def _last_line(text: str) -> str:
     return (telling or lines or ["no message"])[-1]
 
 
+def check_run_as(manifest: Manifest) -> None:
+    """A rootless generation runs as its user, every other one as root (activate/scope.py)."""
+    want = manifest.rootless_user
+    gen = f"generation {manifest.generation}"
+    if want is None and SCOPE.rootless:
+        raise Failed(
+            f"{gen} runs under the system's service manager, which needs root, but the switcher "
+            f'runs as {SCOPE.user}; set ssh_user = "root", or rootless = true, in the stack'
+        )
+    if want is not None and not SCOPE.rootless:
+        raise Failed(
+            f"{gen} is rootless and runs as {want}, but the switcher runs as root; connect as "
+            f"{want} (ssh_user in the stack)"
+        )
+    if want is not None and want != SCOPE.user:
+        raise Failed(f"{gen} runs as {want}, but the switcher runs as {SCOPE.user}")
+    if want is not None and not SCOPE.lingering:
+        raise Failed(
+            f"lingering is off for {want}: its units would stop when it logs out and would not "
+            f"start at boot; as root, run `loginctl enable-linger {want}`"
+        )
+
+
+def published_host_ports(unit_text: str) -> list[int]:
+    """Host ports of a quadlet unit's PublishPort= lines ([IP:]HOST:CONTAINER[/PROTO])."""
+    ports = []
+    for line in unit_text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() != "PublishPort":
+            continue
+        parts = value.strip().split("/")[0].rsplit(":", 2)
+        host = parts[-2] if len(parts) >= 2 else ""
+        first = host.split("-")[0]
+        if first.isdigit():
+            ports.append(int(first))
+    return ports
+
+
+def check_unprivileged_ports(units: Mapping[str, bytes]) -> None:
+    """A rootless user may bind only ports at or above net.ipv4.ip_unprivileged_port_start."""
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return
+    low = sorted(
+        (port, name)
+        for name, data in units.items()
+        for port in published_host_ports(data.decode("utf-8", "replace"))
+        if port < start
+    )
+    if low:
+        port, name = low[0]
+        raise Failed(
+            f"{name} publishes port {port}, but a rootless user may bind only ports from {start} "
+            f"up; as root, set net.ipv4.ip_unprivileged_port_start={low[0][0]} in "
+            "/etc/sysctl.d/ (docs/rootless.md), or publish a higher port"
+        )
+
+
 class Systemd:
     """The real thing: systemctl, podman and /usr/libexec/podman/quadlet."""
 
@@ -155,7 +215,10 @@ class Systemd:
             raise Failed(f"python {facts['python']} is too old; the switcher needs 3.11 or newer")
         if shutil.which("systemctl") is None:
             raise Failed("systemctl is not installed; this server needs systemd")
-        state = self._run(["systemctl", "is-system-running"]).stdout.strip()
+        check_run_as(manifest)
+        if SCOPE.rootless and manifest.units:
+            self._check_network_online()
+        state = self._run(SCOPE.systemctl("is-system-running")).stdout.strip()
         if state not in SYSTEMD_UP_STATES:
             raise Failed(f"systemd is not running as the service manager (state {state!r})")
         facts["systemd"] = state
@@ -173,6 +236,17 @@ class Systemd:
             facts["quadlet"] = self.quadlet_binary()
         return facts
 
+    def _check_network_online(self) -> None:
+        # podman's user units wait for the system's network-online.target (podman-user-wait-
+        # network-online.service): never reached, every start hangs 90 s and then fails
+        state = self._run(["systemctl", "is-active", "network-online.target"]).stdout.strip()
+        if state != "active":
+            raise Failed(
+                f"network-online.target is {state or 'unknown'} on this server, and rootless "
+                "podman units wait for it, then fail; as root, run `systemctl add-wants "
+                "multi-user.target network-online.target && systemctl start network-online.target`"
+            )
+
     def check_quadlet(self, units: Mapping[str, bytes], services: Mapping[str, str]) -> None:
         if not units:
             return
@@ -180,13 +254,16 @@ class Systemd:
             for name, data in units.items():
                 Path(tmp, name).write_bytes(data)
             env = {**os.environ, "QUADLET_UNIT_DIRS": tmp}
-            done = self._run([self.quadlet_binary(), "-dryrun"], env=env)
+            user = ["-user"] if SCOPE.rootless else []
+            done = self._run([self.quadlet_binary(), *user, "-dryrun"], env=env)
         errors = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
         if done.returncode != 0:
             raise Failed(
                 f"podman's quadlet generator refuses the new units: {' | '.join(errors[-5:])}; "
                 "fix the stack and build again"
             )
+        if SCOPE.rootless:
+            check_unprivileged_ports(units)
         missing = [
             f"{key} → {svc}" for key, svc in services.items() if f"---{svc}---" not in done.stdout
         ]
@@ -215,7 +292,7 @@ class Systemd:
             return {}
         props = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts"
         out = self._must(
-            ["systemctl", "show", f"--property={props}", "--", *services],
+            SCOPE.systemctl("show", f"--property={props}", "--", *services),
             "systemctl show",
             "check that systemd is running",
         )
@@ -235,14 +312,14 @@ class Systemd:
         return found
 
     def stop(self, service: str) -> None:
-        done = self._run(["systemctl", "stop", "--", service], TIMEOUT_START)
+        done = self._run(SCOPE.systemctl("stop", "--", service), TIMEOUT_START)
         if done.returncode == 0:
             return
         known = self.states([service]).get(service)
         if known is None or known.load not in BROKEN_LOAD_STATES:  # an unknown unit is stopped
             raise Failed(
                 f"stopping {service} failed ({_last_line(done.stderr)}); "
-                f"see `journalctl -u {service}`"
+                f"see `{SCOPE.journal(service)}`"
             )
 
     def start(self, service: str) -> None:
@@ -252,23 +329,23 @@ class Systemd:
         self._start("restart", service)
 
     def _start(self, verb: str, service: str) -> None:
-        argv = ["systemctl", verb, "--", service]
+        argv = SCOPE.systemctl(verb, "--", service)
         done = self._run(argv, TIMEOUT_START)
         if done.returncode != 0 and "reset-failed" in done.stderr:
             # It hit its start limit while it could not run (say, booted with the unit files of
             # one generation and the files of another); we are fixing that, so clear it once.
-            self._run(["systemctl", "reset-failed", "--", service])
+            self._run(SCOPE.systemctl("reset-failed", "--", service))
             done = self._run(argv, TIMEOUT_START)
         if done.returncode != 0:
             raise Failed(
                 f"{verb}ing {service} failed (exit {done.returncode}: "
-                f"{_last_line(done.stderr or done.stdout)}); see `journalctl -u {service}`"
+                f"{_last_line(done.stderr or done.stdout)}); see `{SCOPE.journal(service)}`"
             )
 
     def enable(self, services: Sequence[str]) -> None:
         if services:
             self._must(
-                ["systemctl", "enable", "--", *services],
+                SCOPE.systemctl("enable", "--", *services),
                 f"enabling {', '.join(services)}",
                 "check their [Install] sections",
             )
@@ -276,10 +353,12 @@ class Systemd:
     def disable(self, services: Sequence[str]) -> None:
         # A unit whose file is already gone cannot be disabled and needs no disabling.
         for service in services:
-            self._run(["systemctl", "disable", "--", service])
+            self._run(SCOPE.systemctl("disable", "--", service))
 
     def daemon_reload(self) -> None:
-        self._must(["systemctl", "daemon-reload"], "systemctl daemon-reload", "see `journalctl -b`")
+        self._must(
+            SCOPE.systemctl("daemon-reload"), "systemctl daemon-reload", "see `journalctl -b`"
+        )
 
     def remove_network(self, name: str) -> None:
         if self._run(["podman", "network", "exists", name]).returncode != 0:
@@ -294,7 +373,7 @@ class Systemd:
         """Forget failures and start limits (best effort): after a crash they describe units
         that failed only because the server was between two generations."""
         if services:
-            self._run(["systemctl", "reset-failed", "--", *services])
+            self._run(SCOPE.systemctl("reset-failed", "--", *services))
 
 
 class FilesOnly:

@@ -137,7 +137,8 @@ def build(paths: Paths, host: str) -> BuildResult:
         "health_settle": h.health_settle,
         "confirm_timeout": h.confirm_timeout,
     }
-    body = manifest.build_manifest(host, h.state_dir, rendered, switcher, deploy)
+    rootless_user = h.ssh_user if h.rootless else None
+    body = manifest.build_manifest(host, h.state_dir, rendered, switcher, deploy, rootless_user)
     digest = manifest.bundle_hash(body)
     with store.locked():
         latest = store.latest()

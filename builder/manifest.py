@@ -39,6 +39,7 @@ def build_manifest(
     rendered: Rendered,
     switcher_files: dict[str, BundleFile],
     deploy: dict[str, int] | None = None,
+    rootless_user: str | None = None,
 ) -> dict[str, Any]:
     """The manifest without generation, parent and build time (see `stamp`)."""
     all_files = {**rendered.files, **switcher_files}
@@ -74,6 +75,7 @@ def build_manifest(
         "units": units,
         "images": dict(rendered.images),
         **({"deploy": dict(deploy)} if deploy is not None else {}),
+        **({"rootless_user": rootless_user} if rootless_user else {}),
     }
     # names, keyed fingerprints and the files completed on the server (docs/secrets.md)
     if rendered.secrets:

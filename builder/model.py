@@ -15,7 +15,14 @@ class Host:
     address: str
     ssh_user: str = "root"
     ssh_port: int = 22
-    state_dir: str = "/var/lib/bundle"
+    # run every unit under ssh_user's own systemd and podman (docs/rootless.md)
+    rootless: bool = False
+    state_dir: str = attrs.field(
+        default=attrs.Factory(
+            lambda h: f"/home/{h.ssh_user}/.local/state/bundle" if h.rootless else "/var/lib/bundle",
+            takes_self=True,
+        )
+    )
     tags: tuple[str, ...] = ()
     # "public", or "wireguard": every published port must bind the tunnel address (or loopback)
     expose: str = "public"
@@ -23,6 +30,11 @@ class Host:
     health_timeout: int = 60
     health_settle: int = 2
     confirm_timeout: int = 30
+
+    @property
+    def boot_target(self) -> str:
+        """What starts the units at boot: the system's, or the rootless user's manager."""
+        return "default.target" if self.rootless else "multi-user.target"
 
 
 @attrs.frozen

@@ -327,7 +327,7 @@ class _Renderer:
                 ("Unit", unit),
                 ("Container", body),
                 ("Service", service),
-                ("Install", [("WantedBy", "multi-user.target")]),
+                ("Install", [("WantedBy", self.stack.host.boot_target)]),
             ],
         )
 
@@ -354,7 +354,7 @@ class _Renderer:
         unit += self.tunnel_after(("pods", name))
         return unitfile.render(
             self.host,
-            [("Unit", unit), ("Pod", body), ("Install", [("WantedBy", "multi-user.target")])],
+            [("Unit", unit), ("Pod", body), ("Install", [("WantedBy", self.stack.host.boot_target)])],
         )
 
     def volume(self, name: str, volume: Volume) -> bytes:
@@ -373,7 +373,7 @@ class _Renderer:
         unit = [("Description", f"volume {name} ({self.host})")]
         return unitfile.render(
             self.host,
-            [("Unit", unit), ("Volume", body), ("Install", [("WantedBy", "multi-user.target")])],
+            [("Unit", unit), ("Volume", body), ("Install", [("WantedBy", self.stack.host.boot_target)])],
         )
 
     def network(self, name: str, network: Network) -> bytes:
@@ -392,7 +392,7 @@ class _Renderer:
         unit = [("Description", f"network {name} ({self.host})")]
         return unitfile.render(
             self.host,
-            [("Unit", unit), ("Network", body), ("Install", [("WantedBy", "multi-user.target")])],
+            [("Unit", unit), ("Network", body), ("Install", [("WantedBy", self.stack.host.boot_target)])],
         )
 
     def script(self, name: str, script: Script) -> None:
@@ -431,7 +431,7 @@ class _Renderer:
                 files.append(stop_path)
         sections = [("Unit", unit), ("Service", service)]
         if script.on_activation:
-            sections.append(("Install", [("WantedBy", "multi-user.target")]))
+            sections.append(("Install", [("WantedBy", self.stack.host.boot_target)]))
         elif not timed:
             sections.append(("Install", []))
         self.add_unit(

@@ -27,6 +27,22 @@ def validate(stack: Stack, raw: RawStack, templates_dir: Path) -> list[Problem]:
     return list(_problems(stack, raw, templates_dir))
 
 
+def _rootless(stack: Stack, raw: RawStack) -> Iterator[Problem]:
+    if not stack.host.rootless:
+        return
+    if stack.host.ssh_user == "root":
+        yield raw.problem(
+            ("host", "rootless"),
+            "needs ssh_user to be the user the units run as, not root (e.g. ssh_user = \"apps\")",
+        )
+    if stack.tunnel() is not None:
+        yield raw.problem(
+            ("wireguard",),
+            "a rootless host cannot bring up a WireGuard interface (that needs root); "
+            "keep the tunnel in a rootful stack for the same machine",
+        )
+
+
 def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
     p = raw.problem
     expected = raw.files[-1].stem if raw.files else stack.host.name
@@ -40,6 +56,7 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
     if not posixpath.isabs(stack.host.state_dir) or ".." in stack.host.state_dir.split("/"):
         yield p(("host", "state_dir"), "must be an absolute path without '..'")
     yield from _host_timeouts(stack, raw)
+    yield from _rootless(stack, raw)
 
     for table in ("containers", "pods", "volumes", "networks", "scripts"):
         for name in getattr(stack, table):

@@ -34,7 +34,7 @@ build_image() {
   MIRROR=${BUNDLE_TEST_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
   MIRROR=${MIRROR:-http://deb.debian.org/debian}
   mmdebstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,openssh-server,podman,crun,catatonit,nftables,iproute2,netavark,aardvark-dns,python3,curl \
+    --include=systemd,systemd-sysv,dbus,openssh-server,podman,crun,catatonit,nftables,iproute2,netavark,aardvark-dns,python3,curl,uidmap,passt,dbus-user-session,libpam-systemd \
     trixie "$IMG" "$MIRROR"
   echo target > "$IMG/etc/hostname"
   # no CAP_SYS_RESOURCE on this kind of host -> podman's default rlimits (1048576) fail; nspawn's seccomp
@@ -45,6 +45,11 @@ default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 keyring = false
 pids_limit = 0
 EOF
+  # rootless podman: pasta needs /dev/net/tun (nspawn gives none; created at boot), and overlay
+  # storage cannot sit on this overlayfs root without fuse, so rootless users get vfs storage
+  printf 'd /dev/net 0755 - - -\nc! /dev/net/tun 0666 - - - 10:200\n' > "$IMG/etc/tmpfiles.d/bundle-tun.conf"
+  mkdir -p "$IMG/etc/skel/.config/containers"
+  printf '[storage]\ndriver = "vfs"\n' > "$IMG/etc/skel/.config/containers/storage.conf"
   # the server-side switcher needs these (python3-minimal lacks json, tarfile, gzip, shutil)
   chroot "$IMG" python3 -c 'import json, tarfile, gzip, hashlib, fcntl, subprocess, shutil, tempfile, argparse'
 # <<< image
