@@ -383,7 +383,7 @@ def _print_status(report: dict[str, Any]) -> None:
     last = report.get("last")
     if last:
         print(
-            f"  last deploy: {last.get('time')} {last.get('action')} {last.get('from')} -> {last.get('to')}: {last.get('result')}"
+            f"  last deploy: {last.get('time')} {last.get('action')} {last.get('from') or '-'} -> {last.get('to') or '-'}: {last.get('result')}"
         )
     for line in report.get("drift", []):
         print(f"  drift: {line}")
