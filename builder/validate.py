@@ -41,6 +41,12 @@ def _rootless(stack: Stack, raw: RawStack) -> Iterator[Problem]:
             "a rootless host cannot bring up a WireGuard interface (that needs root); "
             "keep the tunnel in a rootful stack for the same machine",
         )
+    b = backup.active(stack)
+    if b is not None and b.method == "snapshot":
+        yield raw.problem(
+            ("backup", "method"),
+            'LVM and btrfs snapshots need root; a rootless host backs up with method = "stop"',
+        )
 
 
 def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
