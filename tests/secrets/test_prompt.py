@@ -75,16 +75,22 @@ def on_terminal(project: SecretsProject, *args: str) -> Session:
     return Session(pid, fd)
 
 
-def test_first_secret_asks_for_a_new_passphrase_twice_and_the_value_hidden(
-    sproject: SecretsProject,
-) -> None:
-    s = on_terminal(sproject, "secrets", "set", "web1", "db_password")
+def set_first_secret(project: SecretsProject, repeated: str) -> Session:
+    """`secrets set` on a project with no secrets file yet: the value, then a new passphrase."""
+    s = on_terminal(project, "secrets", "set", "web1", "db_password")
     s.read_until("Value for db_password (not shown): ")
     s.type(VALUES["db_password"])
     s.read_until("New passphrase for stacks/secrets/web1.enc: ")
     s.type(PASSPHRASE)
     s.read_until("Repeat the passphrase for stacks/secrets/web1.enc: ")
-    s.type(PASSPHRASE)
+    s.type(repeated)
+    return s
+
+
+def test_first_secret_asks_for_a_new_passphrase_twice_and_the_value_hidden(
+    sproject: SecretsProject,
+) -> None:
+    s = set_first_secret(sproject, repeated=PASSPHRASE)
     assert s.finish() == 0
     assert "web1: db_password added in stacks/secrets/web1.enc" in s.text
     assert PASSPHRASE not in s.text and VALUES["db_password"] not in s.text  # nothing echoed
@@ -122,13 +128,7 @@ def test_a_known_file_asks_for_its_passphrase_three_times_at_most(sproject: Secr
 
 
 def test_two_different_new_passphrases_write_nothing(sproject: SecretsProject) -> None:
-    s = on_terminal(sproject, "secrets", "set", "web1", "db_password")
-    s.read_until("Value for db_password (not shown): ")
-    s.type(VALUES["db_password"])
-    s.read_until("New passphrase for stacks/secrets/web1.enc: ")
-    s.type(PASSPHRASE)
-    s.read_until("Repeat the passphrase for stacks/secrets/web1.enc: ")
-    s.type(PASSPHRASE + " typo")
+    s = set_first_secret(sproject, repeated=PASSPHRASE + " typo")
     assert s.finish() == 2
     assert s.text.rstrip("\n").endswith(
         "error: stacks/secrets/web1.enc: the two passphrases differ; nothing was written"
