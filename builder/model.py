@@ -19,7 +19,9 @@ class Host:
     rootless: bool = False
     state_dir: str = attrs.field(
         default=attrs.Factory(
-            lambda h: f"/home/{h.ssh_user}/.local/state/bundle" if h.rootless else "/var/lib/bundle",
+            lambda h: (
+                f"/home/{h.ssh_user}/.local/state/bundle" if h.rootless else "/var/lib/bundle"
+            ),
             takes_self=True,
         )
     )

@@ -354,7 +354,11 @@ class _Renderer:
         unit += self.tunnel_after(("pods", name))
         return unitfile.render(
             self.host,
-            [("Unit", unit), ("Pod", body), ("Install", [("WantedBy", self.stack.host.boot_target)])],
+            [
+                ("Unit", unit),
+                ("Pod", body),
+                ("Install", [("WantedBy", self.stack.host.boot_target)]),
+            ],
         )
 
     def volume(self, name: str, volume: Volume) -> bytes:
@@ -373,7 +377,11 @@ class _Renderer:
         unit = [("Description", f"volume {name} ({self.host})")]
         return unitfile.render(
             self.host,
-            [("Unit", unit), ("Volume", body), ("Install", [("WantedBy", self.stack.host.boot_target)])],
+            [
+                ("Unit", unit),
+                ("Volume", body),
+                ("Install", [("WantedBy", self.stack.host.boot_target)]),
+            ],
         )
 
     def network(self, name: str, network: Network) -> bytes:
@@ -392,7 +400,11 @@ class _Renderer:
         unit = [("Description", f"network {name} ({self.host})")]
         return unitfile.render(
             self.host,
-            [("Unit", unit), ("Network", body), ("Install", [("WantedBy", self.stack.host.boot_target)])],
+            [
+                ("Unit", unit),
+                ("Network", body),
+                ("Install", [("WantedBy", self.stack.host.boot_target)]),
+            ],
         )
 
     def script(self, name: str, script: Script) -> None:

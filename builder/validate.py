@@ -33,7 +33,7 @@ def _rootless(stack: Stack, raw: RawStack) -> Iterator[Problem]:
     if stack.host.ssh_user == "root":
         yield raw.problem(
             ("host", "rootless"),
-            "needs ssh_user to be the user the units run as, not root (e.g. ssh_user = \"apps\")",
+            'needs ssh_user to be the user the units run as, not root (e.g. ssh_user = "apps")',
         )
     if stack.tunnel() is not None:
         yield raw.problem(
