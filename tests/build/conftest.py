@@ -71,10 +71,13 @@ def empty_project(tmp_path: Path) -> Project:
     return Project(root)
 
 
-def quadlet_dryrun(quadlet_bin: Path, units: Path) -> subprocess.CompletedProcess[str]:
-    """podman's own quadlet generator, in dry-run mode, over a folder of unit files."""
+def quadlet_dryrun(
+    quadlet_bin: Path, units: Path, user: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """podman's own quadlet generator, in dry-run mode, over a folder of unit files; `user`:
+    as the generator of a user's systemd (rootless units)."""
     return subprocess.run(
-        [str(quadlet_bin), "-dryrun"],
+        [str(quadlet_bin), *(["-user"] if user else []), "-dryrun"],
         env={**os.environ, "QUADLET_UNIT_DIRS": str(units)},
         capture_output=True,
         text=True,
