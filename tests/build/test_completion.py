@@ -39,7 +39,12 @@ def complete(p: Project, line: str, tmp_path: Path) -> list[str]:
 def test_bash_completion(project: Project, tmp_path: Path) -> None:
     assert "switch" in complete(project, "bundle sw", tmp_path)
     assert complete(project, "bundle sw", tmp_path) == ["switch"]
-    assert complete(project, "bundle build vps", tmp_path) == ["vps1", "vps1-staging", "vps2"]
+    assert complete(project, "bundle build vps", tmp_path) == [
+        "vps1",
+        "vps1-rootless",
+        "vps1-staging",
+        "vps2",
+    ]
     assert complete(project, "bundle switch @mon", tmp_path) == ["@monitoring"]
     assert "--generation" in complete(project, "bundle push vps1 --", tmp_path)
     assert project.run("build", "vps1").returncode == 0
