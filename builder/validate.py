@@ -41,11 +41,18 @@ def _rootless(stack: Stack, raw: RawStack) -> Iterator[Problem]:
             "a rootless host cannot bring up a WireGuard interface (that needs root); "
             "keep the tunnel in a rootful stack for the same machine",
         )
-    b = backup.active(stack)
-    if b is not None and b.method == "snapshot":
+    if stack.host.state_dir == "/var/lib/bundle":
         yield raw.problem(
-            ("backup", "method"),
-            'LVM and btrfs snapshots need root; a rootless host backs up with method = "stop"',
+            ("host", "state_dir"),
+            f"/var/lib/bundle is root's; a rootless host keeps its state where "
+            f"{stack.host.ssh_user} can write: leave state_dir out (default "
+            f"/home/{stack.host.ssh_user}/.local/state/bundle) or name a folder it owns",
+        )
+    if backup.active(stack) is not None:
+        yield raw.problem(
+            ("backup",),
+            "backups do not run on a rootless host yet (the backup script needs root); "
+            "set enabled = false here and back up from a rootful stack for the same machine",
         )
 
 
