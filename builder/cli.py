@@ -441,7 +441,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ("stop", "stop"),
         ("start", "start"),
         ("restart", "restart"),
-        ("leave", "leave running"),
+        ("leave", "leave alone"),
     ):
         for unit in plan.get(key, []):
             reason = plan.get("reasons", {}).get(unit, "")
@@ -533,7 +533,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not args.quiet:
         for path in written:
             print(f"wrote {path}")
-        print(f"next: cd {root} && bundle build web1 && bundle diff web1 (after a change)")
+        print(
+            f"next: set address in {root / 'stacks/web1.toml'}, then "
+            f"cd {root} && bundle check web1 && bundle build web1 (docs/getting-started.md)"
+        )
     return 0
 
 

@@ -18,7 +18,7 @@ def test_plan_shows_what_would_happen_without_doing_it(deploy_project: DeployPro
     text = p.ok("plan", "web1").stdout
     assert "activating 2 (now 1) would:" in text
     assert "restart       web.container" in text
-    assert "leave running other.container" in text
+    assert "leave alone   other.container" in text
     assert p.fetch(8080) == "first from web1\n"
     assert p.main_pid("web.service") == pid
 
