@@ -21,9 +21,9 @@ ROTATED = "rotated-db-9c1f4e-ONLY-IN-SECRETS"
 STATE = "/var/lib/bundle"
 
 
-def project_for(tmp_path: Path, target: Target) -> SecretsProject:
-    deploy = make_deploy_project(tmp_path, target, STACK.replace("web1.example.org", "web1-test"))
-    p = make_secrets_project(deploy.root, STACK.replace("web1.example.org", "web1-test"))
+def project_for(tmp_path: Path, target: Target, stack: str = STACK) -> SecretsProject:
+    deploy = make_deploy_project(tmp_path, target, stack.replace("web1.example.org", "web1-test"))
+    p = make_secrets_project(deploy.root, stack.replace("web1.example.org", "web1-test"))
     p.env["HOME"] = str(deploy.home)  # its ~/.ssh/config reaches the test server
     return p
 
