@@ -16,11 +16,19 @@ things, before it writes its journal (activate/journal.py):
   a generation) is ordered after basic.target, so none of them starts before the repair
   ended; sshd neither. Without a journal systemd skips the unit without starting a process.
 
+A rootless host's switcher (activate/scope.py) puts the same unit in the user's own manager:
+~/.config/systemd/user/bundle-recover.service, enabled in default.target.wants/. The user
+manager (started at boot because lingering is on) orders every service with default
+dependencies after its own basic.target too, quadlet's user services included, so the same
+`DefaultDependencies=no` + `Before=basic.target` holds them back; local-fs.target and
+sysinit.target are the system's (the user manager starts long after them) and are left out.
+
 At boot (`python3 -B -m activate.boot --state STATE`) it runs recover (activate/recover.py)
 with systemctl jobs queued (`--no-block`), not waited for: the units it starts are ordered
 after it, so waiting for them would wait for itself. Their start jobs run when the boot goes
 on past basic.target. It never fails the boot: TimeoutStartSec bounds it, and a state folder
-that is missing or unreadable is a line in the journal (`journalctl -u bundle-recover`).
+that is missing or unreadable is a line in the journal (`journalctl -u bundle-recover`, or
+`journalctl --user -u bundle-recover` as a rootless host's user).
 
 A switch undone to nothing (a first activation) removes the unit and the copy again.
 """
@@ -36,36 +44,40 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import lock
+from . import lock, scope
 from .errors import Failed, SwitcherError
-from .install import SYSTEMD_DIR
 from .recover import recover
 from .store import Store, fsync_dir
 from .systemd import BROKEN_LOAD_STATES, Services, Systemd, _last_line
 
 UNIT = "bundle-recover.service"
-WANTS = Path("multi-user.target.wants")
 COPY = "boot"  # STATE/boot/activate/: the switcher the unit runs
 TIMEOUT = 60  # seconds; the repair only queues jobs and takes well under one
+# A user manager is itself a unit being started (user@UID.service, 90 s by default) until its
+# default.target is reached: the repair gets a third of that, leaving the rest to the units.
+USER_TIMEOUT = 30
 BY = f"{UNIT} at boot"
 PACKAGE = Path(__file__).resolve().parent
 
 
 def applies(root: Path, services: Services) -> bool:
-    """Only a real server boots: a folder standing in for one never runs the unit. A rootless
-    host's switcher cannot write the system's units (its user manager starts after boot)."""
-    return services.managed and root.resolve() == Path("/") and os.geteuid() == 0
+    """Only a real server boots: a folder standing in for one never runs the unit. The unit
+    goes to the manager the switcher drives: the system's as root, the user's when rootless."""
+    return services.managed and root.resolve() == Path("/")
 
 
-def unit_text(state: Path, python: str) -> str:
+def unit_text(state: Path, python: str, rootless: bool = False) -> str:
+    journal = f"journalctl --user -u {UNIT}" if rootless else f"journalctl -u {UNIT}"
+    # the user manager has no local-fs.target or sysinit.target: it starts after both
+    after = "" if rootless else "After=local-fs.target sysinit.target\n"
+    timeout = USER_TIMEOUT if rootless else TIMEOUT
     return f"""\
 # Written by the bundle switcher (activate/boot.py) at every activation; edits are replaced.
-# It finishes or undoes a switch that a crash or power loss cut short: journalctl -u {UNIT}
+# It finishes or undoes a switch that a crash or power loss cut short: {journal}
 [Unit]
 Description=bundle: finish or undo a switch cut short by a crash
 DefaultDependencies=no
-After=local-fs.target sysinit.target
-Before=basic.target shutdown.target
+{after}Before=basic.target shutdown.target
 Conflicts=shutdown.target
 ConditionPathExists={state}/pending.json
 
@@ -73,10 +85,10 @@ ConditionPathExists={state}/pending.json
 Type=oneshot
 WorkingDirectory={state}/{COPY}
 ExecStart={python} -B -m activate.boot --state {state}
-TimeoutStartSec={TIMEOUT}
+TimeoutStartSec={timeout}
 
 [Install]
-WantedBy=multi-user.target
+WantedBy={"default.target" if rootless else "multi-user.target"}
 """
 
 
@@ -118,8 +130,10 @@ def _copy_switcher(store: Store) -> bool:
 
 
 def unit_paths(root: Path) -> tuple[Path, Path]:
-    folder = root / SYSTEMD_DIR
-    return folder / UNIT, folder / WANTS / UNIT
+    """The unit and its enabling link: the system's, or a rootless user's (activate/scope.py)."""
+    where = scope.for_root(root)
+    folder = root / where.systemd_dir
+    return folder / UNIT, folder / f"{where.boot_target}.wants" / UNIT
 
 
 def install(store: Store, root: Path, services: Services) -> list[str]:
@@ -128,14 +142,15 @@ def install(store: Store, root: Path, services: Services) -> list[str]:
     unit, link = unit_paths(root)
     if unit.is_symlink() and os.readlink(unit) == "/dev/null":
         return changed  # masked by a person (`systemctl mask`): it stays off
-    text = unit_text(store.root, _python()).encode()
+    where = scope.for_root(root)
+    text = unit_text(store.root, _python(), rootless=where.rootless).encode()
     if not unit.is_file() or unit.read_bytes() != text:
         unit.parent.mkdir(parents=True, exist_ok=True)
         _write(unit, text)
         fsync_dir(unit.parent)
         changed.append(str(unit))
     # what `systemctl enable` makes, without depending on systemd knowing the file yet
-    target = Path("/") / SYSTEMD_DIR / UNIT
+    target = Path("/") / where.systemd_dir / UNIT
     if not link.is_symlink() or os.readlink(link) != str(target):
         link.parent.mkdir(parents=True, exist_ok=True)
         tmp = link.with_name(f".{UNIT}.bundle-{os.getpid()}.tmp")
@@ -167,7 +182,8 @@ def remove(store: Store, root: Path, services: Services) -> list[str]:
 
 class Queued(Systemd):
     """systemctl at boot: jobs are queued (--no-block) and not waited for, because the units
-    are ordered after this one and would wait for it."""
+    are ordered after this one and would wait for it. A rootless host's unit runs as its user,
+    so these go to the user's manager (`systemctl --user`), as every other call does."""
 
     def start(self, service: str) -> None:
         self._queue("start", service)
@@ -179,7 +195,7 @@ class Queued(Systemd):
         self._queue("stop", service)
 
     def _queue(self, verb: str, service: str) -> None:
-        done = self._run(["systemctl", verb, "--no-block", "--", service])
+        done = self._run(scope.CURRENT.systemctl(verb, "--no-block", "--", service))
         if done.returncode == 0:
             return
         known = self.states([service]).get(service)
@@ -187,7 +203,7 @@ class Queued(Systemd):
             return  # a unit that does not exist is stopped
         raise Failed(
             f"{verb} {service} failed ({_last_line(done.stderr or done.stdout)}); "
-            f"see `journalctl -u {service}`"
+            f"see `{scope.CURRENT.journal(service)}`"
         )
 
 

@@ -7,10 +7,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from activate import boot
+from activate import boot, scope
 from activate.store import Store
 from activate.systemd import FilesOnly
 
@@ -35,6 +36,71 @@ def test_the_unit_runs_before_every_default_service_and_only_with_a_journal() ->
         f"TimeoutStartSec={boot.TIMEOUT}",
         "WantedBy=multi-user.target",
     } <= lines
+
+
+def test_a_rootless_unit_runs_in_the_users_manager_before_its_basic_target() -> None:
+    text = boot.unit_text(Path("/home/apps/.local/state/bundle"), "/usr/bin/python3", True)
+    lines = set(text.splitlines())
+    assert {
+        "DefaultDependencies=no",
+        "Before=basic.target shutdown.target",
+        "ConditionPathExists=/home/apps/.local/state/bundle/pending.json",
+        "WorkingDirectory=/home/apps/.local/state/bundle/boot",
+        "ExecStart=/usr/bin/python3 -B -m activate.boot --state /home/apps/.local/state/bundle",
+        f"TimeoutStartSec={boot.USER_TIMEOUT}",
+        "WantedBy=default.target",
+    } <= lines
+    # the user manager has neither; it starts long after the system reached both
+    assert not any(line.startswith("After=") for line in lines), text
+    assert f"journalctl --user -u {boot.UNIT}" in text
+
+
+APPS = scope.Scope(True, "apps", 1000, Path("/home/apps"))
+
+
+def test_a_rootless_install_goes_to_the_users_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scope, "for_root", lambda root: APPS)
+    store, root = Store(tmp_path / "state"), tmp_path / "root"
+    store.ensure()
+    unit, link = boot.unit_paths(root)
+    user_units = root / "home/apps/.config/systemd/user"
+    assert (unit, link) == (
+        user_units / boot.UNIT,
+        user_units / "default.target.wants" / boot.UNIT,
+    )
+
+    assert boot.install(store, root, FilesOnly()) == [
+        str(store.root / "boot"),
+        str(unit),
+        str(link),
+    ]
+    assert link.readlink() == Path("/home/apps/.config/systemd/user", boot.UNIT)
+    assert "WantedBy=default.target" in unit.read_text()
+    assert not (root / "etc").exists()
+    assert boot.install(store, root, FilesOnly()) == []
+    assert boot.remove(store, root, FilesOnly()) == [str(unit), str(link), str(store.root / "boot")]
+
+
+def test_queued_jobs_go_to_the_users_manager_when_rootless(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scope, "CURRENT", APPS)
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], *args: object, **kwargs: object) -> Any:
+        seen.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    queued = boot.Queued()
+    monkeypatch.setattr(queued, "_run", fake_run)
+    queued.start("web.service")
+    queued.stop("other.service")
+    assert seen == [
+        ["systemctl", "--user", "start", "--no-block", "--", "web.service"],
+        ["systemctl", "--user", "stop", "--no-block", "--", "other.service"],
+    ]
 
 
 def test_install_is_idempotent_and_puts_back_what_changed(tmp_path: Path) -> None:
