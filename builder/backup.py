@@ -44,6 +44,10 @@ METHODS = ("stop", "snapshot")
 # restic's other backends are passed through as they are; kopia's are built from these two
 RESTIC_PREFIXES = ("s3:", "sftp:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:", "/")
 S3_URL = re.compile(r"^s3:(https?://)?[^/\s]+/[^/\s]+(/\S*)?$")
+# the user of a rootless host cannot write /var/lib/node-exporter: its default is in its home
+# (the script expands ~ on the server); docs/rootless.md
+ROOTFUL_METRICS = "/var/lib/node-exporter/backup.prom"
+ROOTLESS_METRICS = "~/.local/state/node-exporter/backup.prom"
 RETENTION = re.compile(r"^[1-9][0-9]*[dh]$")
 SECRET_KEYS = {
     "password": "password_secret",
@@ -51,6 +55,13 @@ SECRET_KEYS = {
     "s3_secret_key": "s3_secret_key_secret",
     "healthcheck_url": "healthcheck_url_secret",
 }
+
+
+def metrics_file(stack: Stack, b: Backup) -> str | None:
+    """Where the script writes its metric on the server (None: nowhere)."""
+    if stack.host.rootless and b.metrics_file == ROOTFUL_METRICS:
+        return ROOTLESS_METRICS
+    return b.metrics_file or None
 
 
 def active(stack: Stack) -> Backup | None:
@@ -219,6 +230,8 @@ def render(r: Any) -> None:
     config = {
         "format": 1,
         "host": stack.host.name,
+        "rootless": stack.host.rootless,
+        "user": stack.host.ssh_user,
         "state_dir": stack.host.state_dir,
         "tool": b.tool,
         "repository": b.repository,
@@ -229,7 +242,7 @@ def render(r: Any) -> None:
         "keep": {k: v for k, v in _keep(b).items() if v},
         "object_lock": b.object_lock,
         "snapshot_size": b.snapshot_size,
-        "metrics_file": b.metrics_file or None,
+        "metrics_file": metrics_file(stack, b),
         **p,
     }
     r.files[CONFIG_PATH] = _file((json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
@@ -241,20 +254,11 @@ def render(r: Any) -> None:
         ("Nice", "10"),
     ]
     description = f"Backup of {stack.host.name}'s {len(p['volumes'])} volume(s) with {b.tool}"
-    text = unitfile.render(
-        r.host,
-        [
-            (
-                "Unit",
-                [
-                    ("Description", unitfile.escape(description)),
-                    ("Wants", "network-online.target"),
-                    ("After", "network-online.target"),
-                ],
-            ),
-            ("Service", service),
-        ],
-    )
+    head = [("Description", unitfile.escape(description))]
+    if not stack.host.rootless:  # a user's manager has no network-online.target (the system's
+        # is checked by the switcher before a rootless switch)
+        head += [("Wants", "network-online.target"), ("After", "network-online.target")]
+    text = unitfile.render(r.host, [("Unit", head), ("Service", service)])
     r.add_unit(UNIT, "service", text, tuple(files), (), None, False)
     timer = [("OnCalendar", b.on_calendar), ("Persistent", "true")]
     if b.randomized_delay:
@@ -359,17 +363,27 @@ def _run_and_report(
     return report
 
 
-def do_backup_now(server: Any) -> dict[str, Any]:
+def _user(rootless: bool) -> str:
+    """`--user` for a rootless host's commands: its units are in the user's manager."""
+    return " --user" if rootless else ""
+
+
+# what a rootless host's commands need over a non-interactive SSH session
+USER_ENV = 'export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}"; '
+
+
+def do_backup_now(server: Any, rootless: bool = False) -> dict[str, Any]:
     """Start backup.service, wait for it, and report with the run's journal lines."""
     _ready(server, "backup")
     unit = unit_file(UNIT, "service")
+    user, env = _user(rootless), USER_ENV if rootless else ""
     return _run_and_report(
         server,
-        f"systemctl start {unit}",
-        f"id=$(systemctl show -p InvocationID --value {unit}); "
+        f"{env}systemctl{user} start {unit}",
+        f"{env}id=$(systemctl{user} show -p InvocationID --value {unit}); "
         'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id"',
         {"action": "backup", "host": server.host},
-        f" (journalctl -u {unit} on the server)",
+        f" (journalctl{user} -u {unit} on the server)",
     )
 
 
@@ -379,6 +393,7 @@ def do_restore(
     snapshot: str | None,
     from_host: str | None,
     repository: str | None,
+    rootless: bool = False,
 ) -> dict[str, Any]:
     """The script's restore in a transient unit: a dropped connection does not cut it."""
     _ready(server, "restore")
@@ -389,16 +404,17 @@ def do_restore(
     name = f"bundle-restore-{time.strftime('%Y%m%dT%H%M%S')}"
     command = shlex.join(
         [
-            "systemd-run", "--quiet", "--wait", "--collect", f"--unit={name}",
+            "systemd-run", *(["--user"] if rootless else []), "--quiet", "--wait", "--collect", f"--unit={name}",
             f"--description=bundle restore {service or '--all'}",
             "-p", "TimeoutStartSec=infinity",
             "/usr/bin/python3", "-B", _script(server), *args,
         ]
     )  # fmt: skip
+    env = USER_ENV if rootless else ""
     return _run_and_report(
         server,
-        command,
-        f"journalctl --no-pager -o cat -u {name}.service | grep -v '^{name}'",
+        env + command,
+        f"journalctl --no-pager -o cat{_user(rootless)} -u {name}.service | grep -v '^{name}'",
         {"action": "restore", "host": server.host, "service": service or "--all"},
     )
 
@@ -427,11 +443,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from builder.deploy import connect
 
     paths = paths_from(args)
-    _config(paths, args.host)
+    rootless = _config(paths, args.host)["stack"].host.rootless
     if not args.now:
         raise BundleError("say when: bundle backup HOST --now (the timer runs it otherwise)", 2)
     with connect(paths, args.host, args.target, args.accept_new) as server:
-        report = do_backup_now(server)
+        report = do_backup_now(server, rootless)
     if args.json:
         emit_json(report)
     else:
@@ -468,7 +484,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if args.list:
             report = do_list(server, args.service, args.from_host, repository)
         else:
-            report = do_restore(server, args.service, args.snapshot, args.from_host, repository)
+            report = do_restore(
+                server,
+                args.service,
+                args.snapshot,
+                args.from_host,
+                repository,
+                cfg["stack"].host.rootless,
+            )
     if args.json:
         emit_json(report)
     elif args.list:

@@ -24,6 +24,14 @@ With method "snapshot", the containers of every group are stopped together only 
 or btrfs snapshot of their filesystems is taken (seconds), and the backup reads the snapshot.
 A volume on any other filesystem falls back to "stop", and the journal says so.
 
+On a rootless host (`rootless = true`, docs/rootless.md) it runs as the host's user, from
+that user's systemd (backup.service is a user unit): units are stopped and started with
+`systemctl --user`, and each volume is read or written from inside the user namespace
+(`podman unshare`, where the container's owners are the same numbers as inside the
+containers, so a restore gives the files back to the same users), in a private mount
+namespace whose /run is a copy holding /run/bundle-backup: the path is the same as on a
+rootful host, so snapshots move between the two. The cache is ~/.cache/bundle-backup.
+
 On success: ping HEALTHCHECK_URL, write the node-exporter textfile metric
 `bundle_backup_last_success_timestamp_seconds{host="HOST"}`, record STATE/backup/last.json.
 On any failure: ping HEALTHCHECK_URL/fail (with the reason as the body), exit 1.
@@ -37,14 +45,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -57,6 +68,7 @@ STABLE_ROOT = Path("/run/bundle-backup")
 CACHE_ROOT = Path("/var/cache/bundle-backup")
 LOCK_WAIT = 1800  # seconds to wait for a deploy that holds the lock
 STAGE_NAME = ".bundle-restore"
+INNER = "_volume"  # the hidden command a rootless run starts inside the user namespace
 COMMAND_TIMEOUT = None  # backups of big volumes take what they take; the unit has a timeout
 
 
@@ -91,6 +103,24 @@ def load_config(path: Path) -> dict[str, Any]:
     if cfg.get("format") != 1:
         raise Failure(f"{path}: unknown format {cfg.get('format')!r}; use this bundle's own script")
     return cfg
+
+
+ROOTLESS = False  # set by main() from the plan: this host's units are the user's
+INSIDE = False  # set by main() in the process that runs inside the user namespace
+CONFIG_FILE: Path | None = None  # the plan main() read, for the process inside the namespace
+
+
+def systemctl(*args: str) -> list[str]:
+    return ["systemctl", "--user", *args] if ROOTLESS else ["systemctl", *args]
+
+
+def home() -> Path:
+    """The running user's home (inside the user namespace the uid is 0: HOME says who)."""
+    return Path(os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir)
+
+
+def cache_root() -> Path:
+    return home() / ".cache/bundle-backup" if ROOTLESS else CACHE_ROOT
 
 
 def read_secret(cfg: dict[str, Any], key: str) -> str | None:
@@ -178,7 +208,7 @@ def locked(state_dir: str, command: str) -> Iterator[None]:
                     told = True
                 time.sleep(2)
         info = {
-            "user": "root",
+            "user": user_name(),
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": command,
@@ -195,13 +225,20 @@ def locked(state_dir: str, command: str) -> Iterator[None]:
         os.close(fd)
 
 
+def user_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 # --- containers and volumes ------------------------------------------------------------------
 
 
 def active_units(units: list[str]) -> list[str]:
     if not units:
         return []
-    done = run(["systemctl", "is-active", *units], what="systemctl is-active", check=False)
+    done = run(systemctl("is-active", *units), what="systemctl is-active", check=False)
     states = done.stdout.split()
     return [u for u, s in zip(units, states, strict=False) if s in ("active", "activating")]
 
@@ -209,7 +246,7 @@ def active_units(units: list[str]) -> list[str]:
 def stop_units(units: list[str]) -> None:
     if units:
         say(f"stopping {' '.join(units)}")
-        run(["systemctl", "stop", *units], what=f"stopping {' '.join(units)}")
+        run(systemctl("stop", *units), what=f"stopping {' '.join(units)}")
 
 
 def start_units(units: list[str]) -> list[str]:
@@ -217,7 +254,7 @@ def start_units(units: list[str]) -> list[str]:
     if not units:
         return []
     say(f"starting {' '.join(units)}")
-    done = run(["systemctl", "start", *units], what="systemctl start", check=False)
+    done = run(systemctl("start", *units), what="systemctl start", check=False)
     if done.returncode == 0:
         return []
     return [f"starting {' '.join(units)} failed: {last_line(done.stderr, done.returncode)}"]
@@ -245,7 +282,7 @@ def ensure_volume(volume: str) -> None:
         return
     say(f"volume {volume} does not exist: creating it with {volume}-volume.service")
     run(
-        ["systemctl", "restart", f"{volume}-volume.service"],
+        systemctl("restart", f"{volume}-volume.service"),
         what=f"creating volume {volume}",
     )
 
@@ -279,6 +316,94 @@ def bound(source: Path, volume: str) -> Iterator[Path]:
         yield dest
     finally:
         run(["umount", str(dest)], what=f"unmounting {dest}", check=False)
+
+
+# --- a rootless host: volumes are read and written inside the user namespace --------------
+
+
+def in_user_namespace(tool: Tool, job: dict[str, Any]) -> str:
+    """Run one volume's backup or restore (`job`) in this script started again under
+    `podman unshare` (the user namespace, where the containers' owners are the numbers the
+    containers see) and `unshare --mount` (a private mount namespace for the bind mounts);
+    the line it ends with on success."""
+    argv = [
+        "podman", "unshare", "unshare", "--mount", "--propagation", "private",
+        sys.executable, "-B", str(Path(__file__).resolve()),
+        *(["--config", str(CONFIG_FILE)] if CONFIG_FILE else []),
+        INNER, json.dumps({**job, "repository": tool.repository}),
+    ]  # fmt: skip
+    done = run(argv, what=f"{job['op']} of {job['volume']}", check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    if done.returncode != 0:
+        errors = [ln.removeprefix("error: ") for ln in lines if ln.startswith("error: ")]
+        raise Failure(errors[-1] if errors else last_line(done.stderr, done.returncode))
+    for line in lines[:-1]:
+        say(line)
+    return lines[-1].removeprefix("ok: ") if lines else ""
+
+
+def private_run() -> None:
+    """In the private mount namespace: /run becomes a tmpfs holding the same entries as the
+    real /run (bound back one by one) and /run/bundle-backup, which the user cannot create
+    on the host, so the backed-up path is the one a rootful host records."""
+    keep = Path(tempfile.mkdtemp(prefix="bundle-backup-run-"))
+    try:
+        run(["mount", "--rbind", "/run", str(keep)], what="keeping /run")
+        run(["mount", "-t", "tmpfs", "-o", "mode=755", "bundle-backup", "/run"], what="/run")
+        for name in sorted(os.listdir(keep)):
+            source, dest = keep / name, Path("/run") / name
+            if os.path.lexists(dest):  # /run/mount: mount(8) made its own
+                continue
+            if source.is_symlink():
+                os.symlink(os.readlink(source), dest)
+                continue
+            if source.is_dir():
+                dest.mkdir()
+            else:
+                dest.touch()
+            run(["mount", "--rbind", str(source), str(dest)], what=f"/run/{name}", check=False)
+    finally:
+        run(["umount", "--lazy", str(keep)], what="unmounting", check=False)
+        with contextlib.suppress(OSError):
+            keep.rmdir()
+
+
+def backup_volume(tool: Tool, volume: str, run_id: str) -> str:
+    if ROOTLESS and not INSIDE:
+        return in_user_namespace(tool, {"op": "backup", "volume": volume, "run": run_id})
+    with volume_path(volume) as path, bound(path, volume) as stable:
+        return tool.backup(volume, stable, run_id)
+
+
+def restore_volume(tool: Tool, volume: str, snap: Snapshot) -> None:
+    if ROOTLESS and not INSIDE:
+        job = {"op": "restore", "volume": volume, "snapshot": dataclasses.asdict(snap)}
+        in_user_namespace(tool, job)
+        return
+    with volume_path(volume) as path:
+        stage = path / STAGE_NAME
+        if stage.exists():
+            shutil.rmtree(stage)
+        try:
+            root = tool.restore(snap, stage)
+            replace_contents(path, root, stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def cmd_inner(cfg: dict[str, Any], job: dict[str, Any]) -> int:
+    """The process inside the user namespace: one volume, then "ok: WHAT HAPPENED"."""
+    try:
+        private_run()
+    except OSError as exc:
+        raise Failure(f"preparing /run/bundle-backup in a private mount namespace: {exc}") from None
+    tool = make_tool(cfg, job.get("repository"))
+    if job["op"] == "backup":
+        say(f"ok: {backup_volume(tool, job['volume'], job['run'])}")
+    else:
+        restore_volume(tool, job["volume"], Snapshot(**job["snapshot"]))
+        say("ok: restored")
+    return 0
 
 
 # --- the tools -------------------------------------------------------------------------------
@@ -319,7 +444,7 @@ class Tool:
 
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "KOPIA_"))}
-        env.setdefault("HOME", "/root")
+        env.setdefault("HOME", str(home()))
         env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         key, secret = read_secret(self.cfg, "s3_access_key"), read_secret(self.cfg, "s3_secret_key")
         if key is not None and secret is not None:
@@ -397,7 +522,7 @@ class Restic(Tool):
         password = (self.cfg.get("secrets") or {}).get("password")
         read_secret(self.cfg, "password")  # a clear error when the file is missing
         env["RESTIC_PASSWORD_FILE"] = password or ""
-        env["RESTIC_CACHE_DIR"] = str(CACHE_ROOT / "restic")
+        env["RESTIC_CACHE_DIR"] = str(cache_root() / "restic")
         return env
 
     def open(self, create: bool) -> None:
@@ -483,8 +608,8 @@ class Kopia(Tool):
         env["KOPIA_CONFIG_PATH"] = str(
             Path(self.cfg["state_dir"]) / "backup/kopia/repository.config"
         )
-        env["KOPIA_CACHE_DIRECTORY"] = str(CACHE_ROOT / "kopia")
-        env["KOPIA_LOG_DIR"] = str(CACHE_ROOT / "kopia-logs")
+        env["KOPIA_CACHE_DIRECTORY"] = str(cache_root() / "kopia")
+        env["KOPIA_LOG_DIR"] = str(cache_root() / "kopia-logs")
         env["KOPIA_CHECK_FOR_UPDATES"] = "false"
         return env
 
@@ -710,8 +835,7 @@ def backup_group(cfg: dict[str, Any], tool: Tool, group: dict[str, Any], run_id:
         stopped(cfg["units"], group["units"]),
     ):
         for volume in group["volumes"]:
-            with volume_path(volume) as path, bound(path, volume) as stable:
-                say(f"{volume}: {tool.backup(volume, stable, run_id)}")
+            say(f"{volume}: {backup_volume(tool, volume, run_id)}")
 
 
 def backup_snapshotted(
@@ -778,7 +902,7 @@ def write_metric(cfg: dict[str, Any], when: float) -> None:
     path = cfg.get("metrics_file")
     if not path:
         return
-    dest = Path(path)
+    dest = Path(path).expanduser()  # a rootless host's default is under ~
     try:
         dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")  # not *.prom: node-exporter skips it
@@ -962,15 +1086,7 @@ def restore_service(
     ):
         for volume, snap in sorted(chosen.items()):
             ensure_volume(volume)
-            with volume_path(volume) as path:
-                stage = path / STAGE_NAME
-                if stage.exists():
-                    shutil.rmtree(stage)
-                try:
-                    root = tool.restore(snap, stage)
-                    replace_contents(path, root, stage)
-                finally:
-                    shutil.rmtree(stage, ignore_errors=True)
+            restore_volume(tool, volume, snap)
             say(f"{volume}: restored")
             done.append(volume)
     return done
@@ -1013,6 +1129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snapshot", help="a run (20261125T030000Z) or a snapshot id; default: latest")
     p.add_argument("--from-host", help="snapshots another host made (moving a service)")
     p.add_argument("--repository", help="another repository (the other host's)")
+    p = sub.add_parser(INNER)  # started by in_user_namespace(), not by a person
+    p.add_argument("job")
     args = parser.parse_args(argv)
 
     def interrupted(signum: int, _frame: Any) -> None:
@@ -1021,11 +1139,25 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not cut a restore
-    if os.geteuid() != 0:
-        say("error: run me as root (I stop containers and mount volumes)")
-        return 2
+    global ROOTLESS, INSIDE, CONFIG_FILE
     try:
-        cfg = load_config(args.config or default_config())
+        CONFIG_FILE = args.config or default_config()
+        cfg = load_config(CONFIG_FILE)
+        ROOTLESS = bool(cfg.get("rootless"))
+        if args.command == INNER:
+            INSIDE = True
+            return cmd_inner(cfg, json.loads(args.job))
+        if ROOTLESS and os.geteuid() == 0:
+            say(
+                f"error: {cfg['host']} is rootless: run me as its user "
+                f"({cfg.get('user') or 'the ssh_user'}), whose systemd runs the containers"
+            )
+            return 2
+        if not ROOTLESS and os.geteuid() != 0:
+            say("error: run me as root (I stop containers and mount volumes)")
+            return 2
+        if ROOTLESS:  # started from an SSH command rather than the user's manager
+            os.environ.setdefault("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
         if args.command in (None, "run"):
             return cmd_backup(cfg)
         if args.command == "list":

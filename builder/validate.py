@@ -48,11 +48,11 @@ def _rootless(stack: Stack, raw: RawStack) -> Iterator[Problem]:
             f"{stack.host.ssh_user} can write: leave state_dir out (default "
             f"/home/{stack.host.ssh_user}/.local/state/bundle) or name a folder it owns",
         )
-    if backup.active(stack) is not None:
+    b = backup.active(stack)
+    if b is not None and b.method == "snapshot":
         yield raw.problem(
-            ("backup",),
-            "backups do not run on a rootless host yet (the backup script needs root); "
-            "set enabled = false here and back up from a rootful stack for the same machine",
+            ("backup", "method"),
+            'LVM and btrfs snapshots need root: use method = "stop" on a rootless host',
         )
 
 

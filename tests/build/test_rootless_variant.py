@@ -45,7 +45,6 @@ def test_turns_off_what_cannot_run_rootless(project: Project) -> None:
     quadlet = gen / "units/quadlet"
     assert (quadlet / "caddy.container").is_file()
     assert not (quadlet / "traefik.container").exists()
-    assert not list(gen.glob("units/systemd/backup.*"))
     assert not list(gen.rglob("*wireguard*")) and not list(gen.rglob("*wg0*"))
     # what the server runs and mounts (the switcher's own code, in activate/, is not the stack's)
     made = [p for d in ("units", "files") for p in (gen / d).rglob("*") if p.is_file()]
@@ -57,6 +56,27 @@ def test_turns_off_what_cannot_run_rootless(project: Project) -> None:
     assert "Image=docker.io/library/caddy:2.8.4" in caddy
     assert "Network=host" in caddy
     assert "Volume=/home/apps/.local/state/bundle/current/files/caddy/Caddyfile:" in caddy
+
+
+def test_backs_up_as_the_user(project: Project) -> None:
+    """vps1's nightly backup, as user units run by apps (docs/rootless.md)."""
+    gen = built(project)
+    service = (gen / "units/systemd/backup.service").read_text()
+    assert "ExecStart=/usr/bin/python3 -B /home/apps/.local/state/bundle/current/scripts/" in (
+        service
+    )
+    assert "network-online.target" not in service  # the user's manager has none
+    assert "WantedBy=timers.target" in (gen / "units/systemd/backup.timer").read_text()
+    plan = json.loads((gen / "scripts/backup.json").read_text())
+    assert plan["rootless"] is True and plan["user"] == "apps"
+    assert plan["method"] == "stop"
+    assert plan["state_dir"] == "/home/apps/.local/state/bundle"
+    # the user cannot write /var/lib/node-exporter; node-exporter reads the default instead
+    assert plan["metrics_file"] == "~/.local/state/node-exporter/backup.prom"
+    exporter = (gen / "units/quadlet/node-exporter.container").read_text()
+    assert "--collector.textfile.directory=/host/home/apps/.local/state/node-exporter" in exporter
+    for path in plan["secrets"].values():
+        assert path.startswith("/home/apps/.local/state/bundle/rendered/"), path
 
 
 def test_quadlet_user_generator_accepts_every_unit(
