@@ -53,8 +53,9 @@ from .systemd import BROKEN_LOAD_STATES, Services, Systemd, _last_line
 UNIT = "bundle-recover.service"
 COPY = "boot"  # STATE/boot/activate/: the switcher the unit runs
 TIMEOUT = 60  # seconds; the repair only queues jobs and takes well under one
-# A user manager is itself a unit being started (user@UID.service, 90 s by default) until its
-# default.target is reached: the repair gets a third of that, leaving the rest to the units.
+# A user manager is itself a unit being started (user@UID.service, 90 s by default) until it
+# reached its basic.target, and the user's logins wait for that: the repair, ordered before
+# basic.target, gets a third of it.
 USER_TIMEOUT = 30
 BY = f"{UNIT} at boot"
 PACKAGE = Path(__file__).resolve().parent
