@@ -21,7 +21,17 @@ from tests.harness import Target
 from tests.secrets.conftest import SecretsProject, make_secrets_project
 from tests.server.test_rootless import USER, prepare_user, rootless_project
 
-from .conftest import PASSWORD, STACK, Pings, fetch, install_restic
+from .conftest import (
+    BUCKET,
+    PASSWORD,
+    S3_KEY,
+    S3_SECRET,
+    STACK,
+    Pings,
+    S3Server,
+    fetch,
+    install_restic,
+)
 
 HOME = f"/home/{USER}"
 REPOSITORY = f"{HOME}/backup-repo"
@@ -145,3 +155,35 @@ def test_backup_and_restore_on_a_rootless_host(
     r = t.ssh(f"python3 -B {HOME}/.local/state/bundle/current/scripts/backup.py", check=False)
     assert r.returncode == 2
     assert "web1 is rootless: run me as its user (apps)" in r.stdout, r.stdout
+
+
+def test_backup_and_restore_to_s3_on_a_rootless_host(
+    project: SecretsProject, target: Target, pings: Pings, s3: S3Server
+) -> None:
+    t, p = target, project
+    s3.create_bucket(BUCKET)
+    stack = ROOTLESS_STACK.format(ping=pings.url).replace(
+        f'repository = "{REPOSITORY}"\n',
+        f'repository = "s3:{s3.endpoint}/{BUCKET}/web1-rootless"\n'
+        's3_access_key_secret = "s3_key"\ns3_secret_key_secret = "s3_secret"\n',
+    )
+    p.write("web1.toml", stack)
+    p.set("web1", "s3_key", S3_KEY)
+    p.set("web1", "s3_secret", S3_SECRET)
+    p.ok("switch", "web1")
+    write_data(t, "s3-data")
+    pings.clear()
+    out = p.ok("backup", "web1", "--now").stdout
+    assert "created the restic repository s3:" in out, out
+    assert pings.paths() == ["/ping/web1/start", "/ping/web1"]
+    assert "<Key>web1-rootless/config</Key>" in s3.keys(BUCKET)
+
+    write_data(t, "after-backup")
+    as_user(t, "systemctl --user stop site.service && podman volume rm site-data")
+    p.ok("restore", "web1", "site")
+    assert fetch(t, 8080) == "s3-data\n"
+    assert owner(t) == "1000:1000"
+    assert user_out(t, "systemctl --user is-active site.service other.service").split() == [
+        "active",
+        "active",
+    ]
