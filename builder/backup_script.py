@@ -3,7 +3,8 @@
 
 `bundle build` ships this file as STATE/current/scripts/backup.py, with its plan beside it in
 scripts/backup.json (made from the stack's [backup] table by builder/backup.py); backup.service
-runs it from backup.timer. By hand, as root (docs/operations.md):
+runs it from backup.timer. By hand, as root (as the host's user on a rootless host, with its
+~/.local/state/bundle instead of /var/lib/bundle; docs/operations.md):
 
     /var/lib/bundle/current/scripts/backup.py                       back up every volume now
     /var/lib/bundle/current/scripts/backup.py list [SERVICE]        the snapshots, by run
