@@ -127,6 +127,8 @@ def test_backup_and_restore_on_a_rootless_host(
         )
     )
     assert [s["paths"] for s in snapshots] == [["/run/bundle-backup/volumes/site-data"]]
+    listing = p.json("restore", "web1", "site", "--list")  # the script, run by the user
+    assert [(s["volume"], s["run"]) for s in listing["snapshots"]] == [("site-data", last["run"])]
     assert user_out(t, "systemctl --user is-active site.service") == "active"
     assert main_pid(t, "other.service") == other_pid  # left alone
     # its mounts were private to the run: nothing is left on the host
