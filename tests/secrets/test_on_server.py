@@ -50,14 +50,10 @@ def fetch(t: Target, port: int) -> str:
     raise AssertionError(f"port {port} did not answer: {last}")
 
 
-def server_files(t: Target) -> list[tuple[str, bytes]]:
-    """Every file of the state folder and the unit folders, as bytes, and the journal."""
+def files_of(t: Target, *folders: str) -> list[tuple[str, bytes]]:
+    """Every regular file below the server's folders (relative to /), as bytes."""
     tar = subprocess.run(
-        [
-            *t.ssh_argv(),
-            "--",
-            "tar -C / -cf - var/lib/bundle etc/containers/systemd etc/systemd/system 2>/dev/null",
-        ],
+        [*t.ssh_argv(), "--", f"tar -C / -cf - {' '.join(folders)} 2>/dev/null"],
         capture_output=True,
         timeout=120,
         check=False,
@@ -68,6 +64,12 @@ def server_files(t: Target) -> list[tuple[str, bytes]]:
             f = archive.extractfile(member) if member.isfile() else None
             if f is not None:
                 out.append(("/" + member.name, f.read()))
+    return out
+
+
+def server_files(t: Target) -> list[tuple[str, bytes]]:
+    """Every file of the state folder and the unit folders, as bytes, and the journal."""
+    out = files_of(t, "var/lib/bundle", "etc/containers/systemd", "etc/systemd/system")
     journal = t.ssh("journalctl -b --no-pager -o cat", timeout=120).stdout.encode()
     out.append(("journalctl -b", journal))
     return out

@@ -3,10 +3,8 @@ given to its rootless containers, and nowhere else on the server."""
 
 from __future__ import annotations
 
-import io
 import shlex
 import subprocess
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ from tests.harness import Target
 from tests.server.test_rootless import USER, as_user, prepare_user
 
 from .conftest import STACK, VALUES, SecretsProject, leaks
-from .test_on_server import ROTATED, fetch, project_for
+from .test_on_server import ROTATED, fetch, files_of, project_for
 
 STATE = f"/home/{USER}/.local/state/bundle"
 ROOTLESS = STACK.replace(
@@ -38,19 +36,8 @@ def in_container(t: Target, container: str, command: str) -> str:
 
 
 def user_files(t: Target) -> list[tuple[str, bytes]]:
-    """The user's state and unit folders, its container storage's configs, and both journals."""
-    tar = subprocess.run(
-        [*t.ssh_argv(), "--", f"tar -C / -cf - home/{USER}/.local/state home/{USER}/.config"],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    ).stdout
-    out = []
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        for member in archive.getmembers():
-            f = archive.extractfile(member) if member.isfile() else None
-            if f is not None:
-                out.append(("/" + member.name, f.read()))
+    """The user's state and configuration folders, and the journal."""
+    out = files_of(t, f"home/{USER}/.local/state", f"home/{USER}/.config")
     out.append(("journalctl -b", t.ssh("journalctl -b --no-pager -o cat").stdout.encode()))
     return out
 
