@@ -13,6 +13,10 @@ from tests.harness import Target
 
 from .sshkit import host_key_lines, pinned_options
 
+# connections through ProxyCommand and jump hosts all come from 127.0.0.1 or the gateway; one
+# dropped on purpose must not get the next test's connection shut out by PerSourcePenalties
+pytestmark = pytest.mark.usefixtures("forgiving_sshd")
+
 
 def write_config(tmp_path: Path, text: str) -> Path:
     config = tmp_path / "ssh_config"
