@@ -566,17 +566,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from builder.compose import import_compose
+    from builder.compose import import_compose, report
 
     root = find_project(Path.cwd())
     stacks = Path(args.stacks or os.environ.get("BUNDLE_STACKS") or root / "stacks")
-    dest, result = import_compose(Path(args.compose), args.host, stacks, args.force)
-    print(f"wrote {dest}")
-    if result.untranslated:
-        print(f"not translated ({len(result.untranslated)}):")
-        for note in result.untranslated:
-            print(f"  {note}")
-    print(f"next: bundle check {args.host}")
+    written, result = import_compose(Path(args.compose), args.host, stacks, args.force)
+    print(report(written, result, args.host))
     return 0
 
 

@@ -5,22 +5,27 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.build.conftest import REPO, Project, quadlet_dryrun
 
-COMPOSE = REPO / "tests/build/data/compose-nextcloud.yml"
+DATA = REPO / "tests/build/data"
+COMPOSE = DATA / "compose-nextcloud.yml"
+SECRETS_ENV = {"BUNDLE_PASSPHRASE": "import test passphrase", "BUNDLE_SECRETS_KDF_LOG2N": "10"}
 
 
 def test_import_compose_file(empty_project: Project, tmp_path: Path, quadlet_bin: Path) -> None:
     p = empty_project
-    result = p.run("import", str(COMPOSE), "--host", "cloud1")
+    result = p.run("import", str(COMPOSE), "--host", "cloud1", env=SECRETS_ENV)
     assert result.returncode == 0, result.stderr
     report = result.stdout
     assert "wrote " in report and "stacks/cloud1.toml" in report
     for expected in (
-        "services.db.env_file: not translated",
-        "services.app.volumes: relative bind mount './config:/var/www/html/config' not translated",
+        "stored 2 secrets in stacks/secrets/cloud1.enc (db_mysql_password, db_mysql_root_password)",
+        "services.app.volumes[1]: relative bind mount './config:/var/www/html/config' not translated",
         "services.cron.image: 'nextcloud:latest' is not pinned; set version to a real tag",
         "services.cron.build: not translated",
+        "services.cron.depends_on.db.condition: service_healthy: cron starts once db has started",
     ):
         assert expected in report, report
     text = (p.stacks / "cloud1.toml").read_text()
@@ -29,16 +34,24 @@ def test_import_compose_file(empty_project: Project, tmp_path: Path, quadlet_bin
     assert 'depends_on = ["db", "redis"]' in text
     assert "[volumes.nextcloud]" in text and "[networks.front]" in text
     assert 'entrypoint = "/cron.sh"' in text
+    # every service joins the project's network, which has DNS: db and redis resolve by name
+    assert 'networks = ["front", "data_default"]' in text and "[networks.data_default]" in text
+    # the env_file's passwords are in the encrypted file, not in the stack or the report
+    assert '{ name = "db_mysql_password", env = "MYSQL_PASSWORD" }' in text
+    for value in ("nc-db-pass-7f3a", "root pass 9e1c"):
+        assert value not in text and value not in report
+    listed = p.run("secrets", "list", "cloud1", env=SECRETS_ENV)
+    assert listed.stdout.split()[::2] == ["db_mysql_password", "db_mysql_root_password"]
 
     # the unpinned image is refused until a version is set; then it builds and podman accepts it
-    check = p.run("check", "cloud1")
+    check = p.run("check", "cloud1", env=SECRETS_ENV)
     assert check.returncode == 2 and "containers.cron.version" in check.stderr
     fixed = text.replace(
         '[containers.cron]\nimage = "docker.io/library/nextcloud"',
         '[containers.cron]\nimage = "docker.io/library/nextcloud"\nversion = "29.0.1-apache"',
     )
     (p.stacks / "cloud1.toml").write_text(fixed)
-    built = p.run("build", "cloud1")
+    built = p.run("build", "cloud1", env=SECRETS_ENV)
     assert built.returncode == 0, built.stderr
     gen = next((p.bundles / "cloud1").glob("1-*[0-9a-f]"))
     units = tmp_path / "units"
@@ -63,3 +76,190 @@ def test_import_refuses_what_is_not_compose(empty_project: Project, tmp_path: Pa
     bad.write_text("just: text\n")
     result = empty_project.run("import", str(bad), "--host", "x1")
     assert result.returncode == 2 and "no `services:` table" in result.stderr
+
+
+def test_interpolation_as_docker_compose_does_it(empty_project: Project, tmp_path: Path) -> None:
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / ".env").write_text(
+        "# read next to the compose file\nFROM_DOTENV=dotenv\nOVERRIDDEN=from .env\n"
+        "QUOTED='single $NOT_EXPANDED'\nDOUBLE=\"a ${FROM_DOTENV} b\" # a comment\nEMPTY=\n"
+    )
+    (folder / "app.env").write_text("export FROM_FILE=file ${FROM_DOTENV}\nPLAIN=plain # note\n")
+    (folder / "compose.yml").write_text(
+        """\
+services:
+  app:
+    image: registry.example.org/app:1.0
+    env_file: app.env
+    environment:
+      PLAIN_VAR: $FROM_DOTENV
+      BRACED: ${FROM_DOTENV}
+      COLON_DEFAULT: ${EMPTY:-was empty}
+      DASH_DEFAULT: ${EMPTY-kept empty}
+      UNSET_DEFAULT: ${NOWHERE:-fallback:with:colons}
+      NESTED: ${NOWHERE:-${FROM_DOTENV}-nested}
+      ALT_SET: ${FROM_DOTENV:+alternative}
+      ALT_EMPTY: "${EMPTY:+not used}"
+      PLUS_EMPTY: ${EMPTY+set but empty}
+      REQUIRED: ${FROM_DOTENV:?never shown}
+      REQUIRED_DASH: ${EMPTY?never shown}
+      ENV_WINS: ${OVERRIDDEN}
+      DOLLARS: "cost $$5, $${NOT_A_VAR}"
+      QUOTED: $QUOTED
+      DOUBLE: $DOUBLE
+      MISSING: "[${NOT_SET_ANYWHERE}]"
+      FROM_SHELL:
+"""
+    )
+    result = empty_project.run(
+        "import", str(folder / "compose.yml"), "--host", "app1",
+        env={"OVERRIDDEN": "from the environment", "FROM_SHELL": "shell"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    import tomllib
+
+    env = tomllib.loads((empty_project.stacks / "app1.toml").read_text())["containers"]["app"]
+    assert env["environment"] == {
+        "FROM_FILE": "file dotenv",
+        "PLAIN": "plain",
+        "PLAIN_VAR": "dotenv",
+        "BRACED": "dotenv",
+        "COLON_DEFAULT": "was empty",
+        "DASH_DEFAULT": "",
+        "UNSET_DEFAULT": "fallback:with:colons",
+        "NESTED": "dotenv-nested",
+        "ALT_SET": "alternative",
+        "ALT_EMPTY": "",
+        "PLUS_EMPTY": "set but empty",
+        "REQUIRED": "dotenv",
+        "REQUIRED_DASH": "",
+        "ENV_WINS": "from the environment",
+        "DOLLARS": "cost $5, ${NOT_A_VAR}",
+        "QUOTED": "single $NOT_EXPANDED",
+        "DOUBLE": "a dotenv b",
+        "MISSING": "[]",
+        "FROM_SHELL": "shell",
+    }
+    assert (
+        "services.app.environment.MISSING: variable NOT_SET_ANYWHERE is not set; an empty string "
+        "was used; set it in the environment or in the .env file" in result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("${DB_PASSWORD:?set it in .env}", "services.db.environment.PW: required variable "
+         "DB_PASSWORD is missing a value: set it in .env"),
+        ("${DB_PASSWORD?}", "required variable DB_PASSWORD is missing a value: is not set"),
+        ("pa$1word", "a '$' must start a variable ($VAR or ${VAR}); write $$ for a literal $"),
+        ("${DB_PASSWORD", "a '${' has no closing '}'"),
+        ("${DB_PASSWORD/x/y}", "has an unknown operator"),
+    ],
+)  # fmt: skip
+def test_interpolation_errors_write_nothing(
+    empty_project: Project, tmp_path: Path, value: str, message: str
+) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text(
+        f"services:\n  db:\n    image: postgres:16\n    environment:\n      PW: '{value}'\n"
+    )
+    result = empty_project.run("import", str(compose), "--host", "db1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert not (empty_project.stacks / "db1.toml").exists()
+
+
+def selfhosted(tmp_path: Path) -> Path:
+    folder = tmp_path / "selfhosted"
+    folder.mkdir()
+    shutil.copy(DATA / "compose-selfhosted.yml", folder / "compose.yml")
+    (folder / ".env").write_text("DB_PASSWORD=pg-pass-4d2b\nAPP_SECRET=app-secret-8a1e # cookies\n")
+    (folder / "smtp_password.txt").write_text("smtp-pass-33c1")
+    return folder / "compose.yml"
+
+
+def test_what_self_hosted_compose_files_use(
+    empty_project: Project, tmp_path: Path, quadlet_bin: Path
+) -> None:
+    p = empty_project
+    result = p.run("import", str(selfhosted(tmp_path)), "--host", "apps1", env=SECRETS_ENV)
+    assert result.returncode == 0, result.stderr
+    report = result.stdout
+    assert (
+        "stored 3 secrets in stacks/secrets/apps1.enc (app_secret_key, db_postgres_password, smtp_password)"
+        in report
+    )
+    for expected in (
+        "networks.web.external: the external network is created by this stack as 'proxy'",
+        "services.proxy.ports[1]: '8000-8010:8000-8010' not translated",
+        "services.proxy.volumes[0]: the docker socket /var/run/docker.sock is not mounted; the "
+        "server runs podman",
+        "mount /run/podman/podman.sock:/var/run/docker.sock",
+        "services.proxy.container_name: the container is named 'proxy', not 'traefik'",
+        "services.proxy.logging: not translated",
+        "services.db.deploy.resources: not translated",
+        "services.db.healthcheck.start_interval: not translated",
+        "services.db.ulimits: not translated",
+        "services.app.depends_on.migrate.condition: service_completed_successfully not translated",
+        "services.app.depends_on.db.condition: service_healthy: app starts once db has started, "
+        "not once it is healthy; app must retry its connection; the switch waits for db's health",
+        "services.app.configs: not translated",
+        "configs.app_config: not translated",
+        "services.adminer.profiles: only started with profile tools; imported with enabled = false",
+        "services.migrate.build: no image; build the image, push it to a registry",
+    ):
+        assert expected in report, report
+    assert "x-common" not in report and "x-db-env" not in report  # extension fields are for anchors
+    text = (p.stacks / "apps1.toml").read_text()
+    for value in ("pg-pass-4d2b", "app-secret-8a1e", "smtp-pass-33c1"):
+        assert value not in text and value not in report
+    import tomllib
+
+    stack = tomllib.loads(text)
+    db, app = stack["containers"]["db"], stack["containers"]["app"]
+    assert db["health"] == {
+        "cmd": "pg_isready -U app", "interval": "10s", "timeout": "5s", "start_period": "20s",
+        "retries": 5,
+    }  # fmt: skip
+    assert db["checks"] == [{"command": "podman healthcheck run db"}]
+    assert db["labels"] == {"org.example.stack": "selfhosted"} and db["restart"] == "always"
+    # one password shared by two services stays one secret to rotate
+    assert {"name": "db_postgres_password", "env": "DB_PASS"} in app["secrets"]
+    assert {"name": "smtp_password", "file": "/run/secrets/smtp_password"} in app["secrets"]
+    assert app["image"] == "ghcr.io/example/app" and app["version"] == "2.3.1"
+    assert app["environment"]["TZ"] == "Europe/Berlin"  # from the service it extends
+    assert app["environment"]["PRICE"] == "$5 a month"
+    assert app["networks"] == ["selfhosted_default", "proxy"]
+    assert "volumes" not in stack["containers"]["proxy"]
+    assert stack["containers"]["adminer"]["enabled"] is False
+
+    # once the one service without an image has one, it builds, and podman accepts the units
+    p.edit(
+        "apps1.toml",
+        'image = "REPLACE-ME"',
+        'image = "registry.example.org/migrate"\nversion = "1"',
+    )
+    built = p.run("build", "apps1", env=SECRETS_ENV)
+    assert built.returncode == 0, built.stderr
+    gen = next((p.bundles / "apps1").glob("1-*[0-9a-f]"))
+    units = tmp_path / "units"
+    shutil.copytree(gen / "units/quadlet", units)
+    dry = quadlet_dryrun(quadlet_bin, units)
+    assert dry.returncode == 0, dry.stderr
+    assert "--health-timeout 5s" in dry.stdout and "--health-retries 5" in dry.stdout
+    assert "--health-start-period 20s" in dry.stdout
+    assert "--network selfhosted_default" in dry.stdout
+
+
+def test_credentials_need_a_passphrase_first(empty_project: Project, tmp_path: Path) -> None:
+    result = empty_project.run("import", str(selfhosted(tmp_path)), "--host", "apps1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (
+        "3 values in" in result.stderr
+        and "look like credentials and go to bundle secrets" in result.stderr
+    )
+    assert "$BUNDLE_PASSPHRASE" in result.stderr and "nothing was written" in result.stderr
+    assert not (empty_project.stacks / "apps1.toml").exists()
+    assert not (empty_project.stacks / "secrets").exists()

@@ -1,0 +1,429 @@
+"""One compose service becomes one `[containers.NAME]` table, and notes for what did not fit."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from builder.compose_interpolate import Unset, parse_env_file
+from builder.compose_report import Note, no_equivalent
+from builder.compose_secrets import FoundSecrets, looks_secret
+from builder.errors import InputError
+from builder.ports import parse_port
+
+RESTART = {"always": "always", "unless-stopped": "always", "on-failure": "on-failure", "no": "no"}
+DEPLOY_RESTART = {"any": "always", "on-failure": "on-failure", "none": "no"}
+HANDLED = {
+    "image", "build", "ports", "volumes", "environment", "env_file", "depends_on", "command",
+    "entrypoint", "user", "labels", "networks", "network_mode", "restart", "healthcheck",
+    "container_name", "profiles", "extends", "secrets", "deploy", "expose",
+}  # fmt: skip
+NAME = re.compile(r"[^a-z0-9_-]+")
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+PODMAN_SOCKET = (
+    "the server runs podman, whose API socket gives root on the host: if this service must "
+    "manage containers, mount /run/podman/podman.sock:/var/run/docker.sock by hand "
+    "(after `systemctl enable --now podman.socket` on the server; rootless: "
+    "/run/user/UID/podman/podman.sock)"
+)
+
+
+@attrs.define
+class Draft:
+    """What the whole import collects while it translates the services."""
+
+    host: str
+    base_dir: Path
+    variables: Mapping[str, str]
+    names: dict[str, str]  # compose service -> container name
+    networks: dict[str, str]  # compose network -> stack network
+    default_network: str
+    top_volumes: dict[str, str]  # compose volume -> stack volume
+    top_secrets: dict[str, Any]
+    notes: list[Note] = attrs.field(factory=list)
+    unset: list[Unset] = attrs.field(factory=list)
+    secrets: FoundSecrets = attrs.field(factory=FoundSecrets)
+    volumes: set[str] = attrs.field(factory=set)
+    used_networks: set[str] = attrs.field(factory=set)
+    healthy_waits: dict[str, list[str]] = attrs.field(factory=dict)  # dependency -> waiters
+
+    def note(self, where: str, what: str, todo: str = "") -> None:
+        self.notes.append(Note(where, what, todo))
+
+
+def unit_name(name: str) -> str:
+    return NAME.sub("-", name.lower()).strip("-_")[:63] or "service"
+
+
+def split_image(ref: str) -> tuple[str, str | None, str | None]:
+    """docker.io/x/y:1.2@sha256:… → (image, version, digest)."""
+    digest = None
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+    repo, _, tag = ref.rpartition(":")
+    if not repo or "/" in tag:
+        return ref, None, digest
+    return repo, tag, digest
+
+
+def full_image(image: str) -> str:
+    first = image.split("/")[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if "/" in image else f"docker.io/library/{image}"
+
+
+def words(value: Any) -> list[str]:
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value or []]
+
+
+def mapping(value: Any) -> dict[str, str | None]:
+    """environment/labels in either form: {K: V} or ["K=V", "K"] (None: no value given)."""
+    if isinstance(value, dict):
+        return {str(k): None if v is None else _scalar(v) for k, v in value.items()}
+    out: dict[str, str | None] = {}
+    for item in value or []:
+        key, eq, val = str(item).partition("=")
+        out[key] = val if eq else None
+    return out
+
+
+def _scalar(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def translate(svc: str, spec: dict[str, Any], d: Draft) -> dict[str, Any]:
+    name, where = d.names[svc], f"services.{svc}"
+    c: dict[str, Any] = {}
+    _image(spec, where, c, d)
+    if "profiles" in spec:
+        c["enabled"] = False
+        d.note(
+            f"{where}.profiles",
+            f"only started with profile {', '.join(map(str, spec['profiles'] or []))}",
+            "imported with enabled = false; set enabled = true to run it",
+        )
+    if "command" in spec:
+        c["command"] = words(spec["command"])
+    if "entrypoint" in spec:
+        ep = words(spec["entrypoint"])
+        if ep:
+            c["entrypoint"] = ep[0]
+            if ep[1:]:
+                c["command"] = ep[1:] + c.get("command", [])
+        else:
+            d.note(f"{where}.entrypoint", "an empty entrypoint is not translated",
+                   "the image's entrypoint runs; give the program as entrypoint")  # fmt: skip
+    if "user" in spec:
+        c["user"] = str(spec["user"])
+    _environment(svc, spec, where, c, d)
+    _ports(spec, where, c, d)
+    _volumes(spec, where, c, d)
+    _networks(svc, spec, where, c, d)
+    _depends(svc, spec, where, c, d)
+    labels = {k: v or "" for k, v in mapping(spec.get("labels")).items()}
+    if labels:
+        c["labels"] = labels
+    _restart(spec, where, c, d)
+    _health(spec, where, c, d)
+    _secrets(svc, spec, where, c, d)
+    if spec.get("container_name") not in (None, name):
+        d.note(
+            f"{where}.container_name",
+            f"the container is named {name!r}, not {spec['container_name']!r}",
+            f"other containers reach it as {name!r}; change what connects to "
+            f"{spec['container_name']!r}",
+        )
+    for key in sorted(set(spec) - HANDLED):
+        if not str(key).startswith("x-"):
+            note = no_equivalent(where, str(key))
+            if note:
+                d.notes.append(note)
+    return c
+
+
+def _image(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    if "image" not in spec:
+        d.note(f"{where}.build" if "build" in spec else where, "no image",
+               "build the image, push it to a registry and set image and version")  # fmt: skip
+        c["image"] = "REPLACE-ME"
+        return
+    if "build" in spec:
+        d.note(
+            f"{where}.build", "not translated", f"the server pulls {spec['image']}; push it there"
+        )
+    image, version, digest = split_image(str(spec["image"]))
+    c["image"] = full_image(image)
+    if version and version != "latest":
+        c["version"] = version
+    if digest:
+        c["digest"] = digest
+    if not version or version == "latest":
+        d.note(f"{where}.image", f"{spec['image']!r} is not pinned", "set version to a real tag")
+
+
+def _environment(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    env: dict[str, str] = {}
+    for i, item in enumerate(_env_files(spec.get("env_file"))):
+        path, required = item
+        file = d.base_dir / path
+        try:
+            text = file.read_text()
+        except FileNotFoundError:
+            if required:
+                raise InputError(
+                    f"{where}.env_file[{i}]: {file} does not exist; create it or mark it "
+                    "required: false"
+                ) from None
+            d.note(f"{where}.env_file[{i}]", f"{path} does not exist (required: false)")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{where}.env_file[{i}]: cannot read {file}: {exc}") from None
+        values, unset = parse_env_file(text, d.variables, str(path))
+        d.unset.extend(unset)
+        env.update(values)
+    for key, value in mapping(spec.get("environment")).items():
+        if value is None:
+            value = d.variables.get(key)
+            if value is None:
+                d.note(f"{where}.environment.{key}", "has no value and is not set here",
+                       "the container does not get it; give it a value")  # fmt: skip
+                env.pop(key, None)
+                continue
+        env[key] = value
+    secrets = c.setdefault("secrets", [])
+    for key, value in env.items():
+        if value and looks_secret(key):
+            problem = d.secrets.check(value, f"{where}.environment.{key}")
+            if problem is None:
+                name = d.secrets.name_for(value, f"{svc}_{key}")
+                secrets.append({"name": name, "env": key})
+                continue
+            d.notes.append(problem)
+        c.setdefault("environment", {})[key] = value
+    if not secrets:
+        del c["secrets"]
+
+
+def _env_files(value: Any) -> list[tuple[str, bool]]:
+    items = [value] if isinstance(value, str | dict) else list(value or [])
+    return [
+        (str(i["path"]), bool(i.get("required", True))) if isinstance(i, dict) else (str(i), True)
+        for i in items
+    ]
+
+
+def _ports(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    ports = []
+    for i, p in enumerate(spec.get("ports") or []):
+        at = f"{where}.ports[{i}]"
+        if isinstance(p, dict):
+            ip = f"{p['host_ip']}:" if p.get("host_ip") else ""
+            pub = f"{p['published']}:" if p.get("published") else ""
+            proto = "/udp" if p.get("protocol") == "udp" else ""
+            text = f"{ip}{pub}{p.get('target', '')}{proto}"
+        else:
+            text = str(p)
+        try:
+            parse_port(text)
+        except ValueError:
+            d.note(at, f"{text!r} not translated",
+                   "write one [IP:]HOST_PORT:CONTAINER_PORT per port (no ranges, no random port)")  # fmt: skip
+            continue
+        if text.split("/")[0].isdigit():
+            d.note(at, f"{text!r} publishes a random host port in compose",
+                   f"the stack publishes it on the same port ({text}:{text}); set HOST:CONTAINER")  # fmt: skip
+        ports.append(text)
+    if ports:
+        c["ports"] = ports
+
+
+def _volumes(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    vols = []
+    for i, v in enumerate(spec.get("volumes") or []):
+        at = f"{where}.volumes[{i}]"
+        if isinstance(v, dict):
+            if v.get("type") not in (None, "volume", "bind"):
+                d.note(at, f"a {v.get('type')} mount is not translated", "use a named volume")
+                continue
+            v = f"{v.get('source', '')}:{v.get('target', '')}" + (
+                ":ro" if v.get("read_only") else ""
+            )
+        source, _, rest = str(v).partition(":")
+        if not source or not rest:
+            d.note(
+                at, f"anonymous volume {v!r} not translated", "name it: NAME:" + (rest or source)
+            )
+        elif source in DOCKER_SOCKETS or source.endswith("/docker.sock"):
+            d.note(at, f"the docker socket {source} is not mounted", PODMAN_SOCKET)
+        elif source.startswith((".", "~")):
+            d.note(at, f"relative bind mount {v!r} not translated",
+                   "copy the folder to the server and use its absolute path, or a named volume")  # fmt: skip
+        elif source.startswith("/"):
+            vols.append(f"{source}:{rest}")
+        else:
+            volume = d.top_volumes.get(source)
+            if volume is None:
+                d.note(at, f"volume {source!r} is not declared under the top-level volumes")
+                volume = unit_name(source)
+            d.volumes.add(volume)
+            vols.append(f"{volume}:{rest}")
+    if vols:
+        c["volumes"] = vols
+
+
+def _networks(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    mode = spec.get("network_mode")
+    if mode in ("host", "none"):
+        c["networks"] = [mode]
+        return
+    if mode is not None:
+        d.note(f"{where}.network_mode", f"{mode!r} not translated",
+               f"it joins {d.default_network}; use a pod to share one network namespace")  # fmt: skip
+    given = spec.get("networks")
+    keys = list(given) if isinstance(given, dict | list) and given else ["default"]
+    nets = []
+    for key in keys:
+        net = d.default_network if key == "default" else d.networks.get(str(key))
+        if net is None:
+            d.note(f"{where}.networks.{key}", "is not declared under the top-level networks")
+            continue
+        options = given.get(key) if isinstance(given, dict) else None
+        for opt in sorted(options or {}):
+            d.note(f"{where}.networks.{key}.{opt}", "not translated",
+                   f"other containers reach it by its container name {d.names[svc]!r}")  # fmt: skip
+        nets.append(net)
+        d.used_networks.add(net)
+    if nets:
+        c["networks"] = nets
+    if d.names[svc] != svc:
+        d.note(where, f"the container name is {d.names[svc]!r} (service names become unit names)",
+               f"other containers reach it as {d.names[svc]!r}, not {svc!r}; change what connects to {svc!r}")  # fmt: skip
+
+
+def _depends(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    deps = spec.get("depends_on") or []
+    entries = deps.items() if isinstance(deps, dict) else ((x, {}) for x in deps)
+    out = []
+    for dep, opts in entries:
+        at = f"{where}.depends_on.{dep}"
+        if dep not in d.names:
+            d.note(at, "is not a service of this file")
+            continue
+        out.append(d.names[dep])
+        cond = (opts or {}).get("condition", "service_started")
+        if cond == "service_healthy":
+            d.healthy_waits.setdefault(dep, []).append(svc)
+        elif cond != "service_started":
+            d.note(f"{at}.condition", f"{cond} not translated",
+                   f"{d.names[svc]} starts once {d.names[dep]} has started; run a one-off task as a script")  # fmt: skip
+        for opt in sorted(set(opts or {}) - {"condition"}):
+            d.note(f"{at}.{opt}", "not translated",
+                   f"{d.names[svc]} is stopped and started with {d.names[dep]} (Requires=)")  # fmt: skip
+    if out:
+        c["depends_on"] = out
+
+
+def _restart(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    policy = ((spec.get("deploy") or {}).get("restart_policy") or {}) if "deploy" in spec else {}
+    if "restart" in spec:
+        text = str(spec["restart"])
+        base, _, tries = text.partition(":")
+        if base not in RESTART:
+            d.note(
+                f"{where}.restart",
+                f"{text!r} is not a compose restart policy",
+                "it restarts always",
+            )
+        c["restart"] = RESTART.get(base, "always")
+        if tries:
+            d.note(f"{where}.restart", f"the retry limit {tries} is not translated",
+                   "systemd restarts it until its start limit")  # fmt: skip
+    elif policy.get("condition") in DEPLOY_RESTART:
+        c["restart"] = DEPLOY_RESTART[policy["condition"]]
+    for key in sorted(set(spec.get("deploy") or {}) - {"restart_policy"}):
+        d.note(f"{where}.deploy.{key}", "not translated", "a stack sets no resource limits or "
+               "replicas: the container runs unlimited, once")  # fmt: skip
+    for key in sorted(set(policy) - {"condition"}):
+        d.note(f"{where}.deploy.restart_policy.{key}", "not translated",
+               "systemd restarts it until its start limit")  # fmt: skip
+
+
+def _health(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    hc = spec.get("healthcheck")
+    if not isinstance(hc, dict) or hc.get("disable") or not hc.get("test"):
+        return
+    test = hc["test"]
+    if isinstance(test, list):
+        if test[:1] == ["NONE"]:
+            return
+        if test[:1] == ["CMD-SHELL"]:
+            cmd = " ".join(str(t) for t in test[1:])
+        else:
+            cmd = shlex.join(str(t) for t in (test[1:] if test[:1] == ["CMD"] else test))
+    else:
+        cmd = str(test)
+    health: dict[str, Any] = {"cmd": cmd}
+    for key in ("interval", "timeout", "start_period"):
+        if key in hc:
+            health[key] = str(hc[key])
+    if "retries" in hc:
+        health["retries"] = int(hc["retries"])
+    for key in sorted(
+        set(hc) - {"test", "interval", "timeout", "start_period", "retries", "disable"}
+    ):
+        d.note(f"{where}.healthcheck.{key}", "not translated", "podman checks at the interval")
+    c["health"] = health
+
+
+def _secrets(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
+    refs = []
+    for i, item in enumerate(spec.get("secrets") or []):
+        at = f"{where}.secrets[{i}]"
+        opts = item if isinstance(item, dict) else {"source": item}
+        source = str(opts.get("source", ""))
+        target = str(opts.get("target") or source)
+        target = target if target.startswith("/") else f"/run/secrets/{target}"
+        for key in sorted(set(opts) - {"source", "target"}):
+            d.note(f"{at}.{key}", "not translated", "the file is readable by the container's user")
+        top = d.top_secrets.get(source)
+        if not isinstance(top, dict):
+            d.note(at, f"secret {source!r} is not declared under the top-level secrets")
+            continue
+        value = _secret_value(source, top, f"secrets.{source}", d)
+        if value is None:
+            continue
+        name = d.secrets.name_for(value, source)
+        refs.append({"name": name, "file": target})
+    if refs:
+        c["secrets"] = c.get("secrets", []) + refs
+
+
+def _secret_value(source: str, top: dict[str, Any], at: str, d: Draft) -> str | None:
+    if "file" in top:
+        path = d.base_dir / str(top["file"])
+        try:
+            value = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            d.note(f"{at}.file", f"cannot read {path}: {exc}",
+                   f"store it: bundle secrets set {d.host} NAME < FILE, and add it to the container")  # fmt: skip
+            return None
+    elif "environment" in top:
+        value = d.variables.get(str(top["environment"]), "")
+    else:
+        d.note(at, "an external secret is not translated",
+               f"store it: bundle secrets set {d.host} {source}, and add it to the container")  # fmt: skip
+        return None
+    if not value:
+        d.note(at, "is empty", f"store a value: bundle secrets set {d.host} {source}")
+        return None
+    problem = d.secrets.check(value, at)
+    if problem:
+        d.notes.append(problem)
+        return None
+    return value
