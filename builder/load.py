@@ -7,6 +7,7 @@ says. Tables merge key by key; any other value (string, number, array) is replac
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from builder import stackfiles
 from builder.errors import InputError, Problem, StackError
 
 KeyPath = tuple[str | int, ...]
@@ -45,6 +47,8 @@ class RawStack:
 def format_key(path: KeyPath) -> str:
     out = ""
     for part in path:
+        if isinstance(part, str) and not (part.isprintable() and part.strip() == part and part):
+            part = repr(part)  # never print a control character of a key to the terminal
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -62,8 +66,9 @@ _TEXT_CACHE: dict[Path, str] = {}
 
 
 def read_text(path: Path) -> str:
+    """The text `_parse` read from a stack file (the same text, for line numbers)."""
     if path not in _TEXT_CACHE:
-        _TEXT_CACHE[path] = path.read_text(encoding="utf-8")
+        _TEXT_CACHE[path] = path.read_text(encoding="utf-8", errors="replace")
     return _TEXT_CACHE[path]
 
 
@@ -82,7 +87,7 @@ def load_stack(stacks_dir: Path, host: str) -> RawStack:
     """Load `stacks_dir/HOST.toml` with everything it includes or extends."""
     stacks_dir = stacks_dir.resolve()
     path = stack_path(stacks_dir, host)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         known = ", ".join(sorted(p.stem for p in stacks_dir.glob("*.toml"))) or "none"
         raise InputError(
             f"{display_path(path, stacks_dir)}: no stack for host {host!r} (known: {known})"
@@ -105,7 +110,12 @@ _TOML_HINTS = (
 
 def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(read_text(path))
+        # read afresh each time: a long-lived process may load a stack that has changed
+        _TEXT_CACHE[path] = stackfiles.read_text(path, stacks_dir)
+    except stackfiles.UnreadableFile as exc:
+        raise StackError([exc.problem]) from None
+    try:
+        return tomllib.loads(_TEXT_CACHE[path])
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts the position only in the message: "... (at line 3, column 11)"
         m = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
@@ -113,10 +123,6 @@ def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
         hint = next((h for start, h in _TOML_HINTS if msg.startswith(start)), "")
         raise StackError(
             [Problem(f"not valid TOML: {msg}{hint}", display_path(path, stacks_dir), None, line)]
-        ) from exc
-    except OSError as exc:
-        raise StackError(
-            [Problem(f"cannot read: {exc.strerror}", display_path(path, stacks_dir))]
         ) from exc
 
 
@@ -154,7 +160,7 @@ def _load_into(
             except InputError as exc:
                 problem("extends", str(exc))
             else:
-                if not base.is_file():
+                if not base.exists() and not base.is_symlink():
                     problem("extends", f"no stack {base.name} to extend")
                 else:
                     load("extends", base)
@@ -162,10 +168,10 @@ def _load_into(
         problem("include", 'must be a list of file names, like include = ["shared/x.toml"]')
         includes = []
     for name in includes:
-        inc = (path.parent / name).resolve()
+        inc = Path(os.path.normpath(path.parent / name))
         if not inc.is_relative_to(stacks_dir):
             problem("include", f"{name!r} is outside the stacks folder")
-        elif not inc.is_file():
+        elif not inc.exists() and not inc.is_symlink():
             problem("include", f"included file {name!r} does not exist")
         else:
             load("include", inc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, get_origin
 
 import cattrs
@@ -87,7 +89,17 @@ def structure(raw: RawStack) -> Stack:
         _collect(exc, (), raw, problems)
         if not problems:
             problems.append(Problem(f"cannot read stack: {exc}", None))
-        raise StackError(problems) from exc
+        raise StackError(_without_misspelt(problems)) from exc
+
+
+def _without_misspelt(problems: list[Problem]) -> list[Problem]:
+    """A misspelt required key is one problem: its "did you mean" line says it all."""
+    meant = set()
+    for p in problems:
+        m = re.search(r"did you mean `([^`]+)`\?", p.message)
+        if m and p.key:
+            meant.add(f"{p.key.rpartition('.')[0]}.{m.group(1)}")
+    return [p for p in problems if not (p.key in meant and "required key missing" in p.message)]
 
 
 def _note_step(exc: BaseException) -> KeyPath | None:
@@ -108,9 +120,13 @@ def _collect(exc: BaseException, at: KeyPath, raw: RawStack, out: list[Problem])
         for sub in exc.exceptions:
             _collect(sub, path, raw, out)
     elif isinstance(exc, ForbiddenExtraKeysError):
+        names = sorted(f.name for f in exc.cl.__attrs_attrs__)
         for key in sorted(exc.extra_fields):
-            allowed = ", ".join(sorted(f.name for f in exc.cl.__attrs_attrs__))
-            out.append(raw.problem((*path, key), f"unknown key (allowed here: {allowed})"))
+            near = difflib.get_close_matches(str(key), names, n=1)
+            guess = f": did you mean `{near[0]}`?" if near else ""
+            out.append(
+                raw.problem((*path, key), f"unknown key{guess} (allowed here: {', '.join(names)})")
+            )
     elif isinstance(exc, KeyError):
         out.append(raw.problem(path, _missing(path)))
     elif isinstance(exc, AttributeError) and not isinstance(_lookup(raw.data, path), dict):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import jinja2
 
+from builder import stackfiles
 from builder.errors import Problem, StackError
 
 
@@ -17,11 +20,27 @@ class TemplateFailure(Exception):
         self.problem = problem
 
 
+class _StackLoader(jinja2.BaseLoader):
+    """Jinja2 reads templates (and their includes) through the stack tree's one reader."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        path = self.root.joinpath(*jinja2.loaders.split_template_path(template))
+        if not path.exists() and not path.is_symlink():
+            raise jinja2.TemplateNotFound(template)
+        text = stackfiles.read_text(path, self.root)
+        return text, str(path), lambda: False
+
+
 class TemplateRenderer:
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            loader=_StackLoader(templates_dir),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
@@ -52,6 +71,8 @@ class TemplateRenderer:
         except jinja2.TemplateError as exc:
             file, line = self._template_frame(exc, name)
             raise TemplateFailure(Problem(f"template error: {exc}", file, None, line)) from exc
+        except stackfiles.UnreadableFile as exc:
+            raise TemplateFailure(self._located(exc.problem)) from None
         except StackError as exc:
             # `hosts.NAME` read a stack that does not load: its own problems, and who read it
             file, line = self._template_frame(exc, name)
@@ -61,7 +82,17 @@ class TemplateRenderer:
             raise StackError([*exc.problems, reader]) from exc
 
     def source(self, name: str) -> bytes:
-        return (self.templates_dir / name).read_bytes()
+        """A file copied as it is (any bytes), read only from inside the templates folder."""
+        try:
+            return stackfiles.read_bytes(self.templates_dir / name, self.templates_dir)
+        except stackfiles.UnreadableFile as exc:
+            raise TemplateFailure(self._located(exc.problem)) from None
+
+    def _located(self, problem: Problem) -> Problem:
+        # the reader names files under the templates folder's own name; add stacks/ in front
+        if problem.file is None or problem.file.startswith("/"):
+            return problem
+        return attrs.evolve(problem, file=f"{self.templates_dir.parent.name}/{problem.file}")
 
     def _template_frame(self, exc: BaseException, name: str) -> tuple[str, int | None]:
         # jinja2 rewrites tracebacks so template frames carry the template's file and line

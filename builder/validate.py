@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from builder import backup, monitoring, wireguard
+from builder import backup, depends, lines, monitoring, stackfiles, timespec, wireguard
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Check, ConfigFile, Container, Stack
@@ -20,7 +20,8 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MODE = re.compile(r"^0?[0-7]{3}$")
 SPECIAL_NETWORKS = ("host", "none")
-MOVING_TAGS = ("latest", "stable", "main", "master", "edge", "nightly")
+# a pinned version has a number in it (1.27.3, 16-alpine, v2); "alpine" or "stable" moves
+PINNED = re.compile(r"[0-9]")
 
 
 def validate(stack: Stack, raw: RawStack, templates_dir: Path) -> list[Problem]:
@@ -100,6 +101,57 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
             yield p((*at, "stop"), "stop undoes an on_activation script: set on_activation = true")
     yield from wireguard.problems(stack, raw)
     yield from monitoring.problems(stack, raw)
+    yield from _times(stack, raw)
+    yield from lines.problems(stack, raw)
+    yield from _depends_cycles(stack, raw)
+
+
+def _times(stack: Stack, raw: RawStack) -> Iterator[Problem]:
+    """Every time value, checked with the grammar of the program that will read it."""
+    spans: list[tuple[KeyPath, str | None]] = []
+    calendars: list[tuple[KeyPath, str | None]] = []
+    for name, script in stack.enabled_scripts().items():
+        at: KeyPath = ("scripts", name)
+        calendars.append(((*at, "on_calendar"), script.on_calendar))
+        spans += [((*at, "timeout"), script.timeout)]
+        spans += [((*at, "randomized_delay"), script.randomized_delay)]
+    b = backup.active(stack)
+    if b is not None:
+        calendars.append((("backup", "on_calendar"), b.on_calendar))
+        spans += [(("backup", "timeout"), b.timeout)]
+        spans += [(("backup", "randomized_delay"), b.randomized_delay)]
+    for at, value in calendars:
+        why = None if value is None else timespec.calendar_problem(value)
+        if why is not None:
+            yield raw.problem(at, why)
+    for at, value in spans:
+        why = None if value is None else timespec.timespan_problem(value)
+        if why is not None:
+            yield raw.problem(at, why)
+    for name, c in stack.enabled_containers().items():
+        if c.health is None:
+            continue
+        at = ("containers", name, "health")
+        for key, least, off in (("interval", 1, "disable"), ("timeout", 1, None)):
+            why = timespec.duration_problem(getattr(c.health, key), least, off)
+            if why is not None:
+                yield raw.problem((*at, key), why)
+        why = timespec.duration_problem(c.health.start_period)
+        if why is not None:
+            yield raw.problem((*at, "start_period"), why)
+
+
+def _depends_cycles(stack: Stack, raw: RawStack) -> Iterator[Problem]:
+    """Each dependency cycle between enabled containers, of any length, named once."""
+    graph = {n: [d for d in c.depends_on if d != n] for n, c in stack.enabled_containers().items()}
+    for cycle in depends.cycles(graph):
+        first = cycle[0]
+        shown = " -> ".join((*cycle, first))
+        index = stack.containers[first].depends_on.index(cycle[1])
+        yield raw.problem(
+            ("containers", first, "depends_on", index),
+            f"dependency cycle {shown}: systemd cannot start them; drop one depends_on",
+        )
 
 
 def _duplicate_units(stack: Stack, raw: RawStack) -> Iterator[Problem]:
@@ -138,9 +190,12 @@ def _ports(
             yield raw.problem(here, str(exc))
             continue
         for other, where in published:
-            if port.clashes_with(other) and where[:2] != at[:2]:
+            if port.clashes_with(other):
                 owner = ".".join(str(x) for x in where[:2])
+                if where[:2] == at[:2]:
+                    owner = f"{owner}.ports[{where[-1]}]"
                 yield raw.problem(here, f"host port {port} is already published by {owner}")
+                break
         published.append((port, here))
 
 
@@ -297,10 +352,14 @@ def _image(c: Container, at: KeyPath, raw: RawStack) -> Iterator[Problem]:
     if c.version is None and c.digest is None:
         yield p((*at, "version"), 'no version pinned: set version = "TAG" (or digest)')
     if c.version is not None:
-        if c.version.lower() in MOVING_TAGS:
-            yield p((*at, "version"), f"{c.version!r} moves under you: pin a real version")
-        elif not TAG.match(c.version):
+        if not TAG.match(c.version):
             yield p((*at, "version"), f"{c.version!r} is not a valid image tag")
+        elif not PINNED.search(c.version):
+            yield p(
+                (*at, "version"),
+                f"{c.version!r} moves under you: pin a version with a number in it "
+                '(like "1.27.3" or "1.27-alpine"), or a digest',
+            )
     if c.digest is not None and not DIGEST.match(c.digest):
         yield p((*at, "digest"), "must look like sha256:<64 hex digits>")
     if c.auto_update and c.version is None:
@@ -343,9 +402,11 @@ def _config(cfg: ConfigFile, at: KeyPath, raw: RawStack, templates_dir: Path) ->
 def _template_file(ref: str, at: KeyPath, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
     if not _clean_relative(ref):
         yield raw.problem(at, f"{ref!r} escapes the templates folder: use a path inside it")
-    elif not (templates_dir / ref).is_file():
-        shown = f"{templates_dir.parent.name}/{templates_dir.name}/{ref}"
-        yield raw.problem(at, f"template {shown} does not exist")
+    else:
+        why = stackfiles.escape_problem(templates_dir / ref, templates_dir)
+        if why is not None:
+            shown = f"{templates_dir.parent.name}/{templates_dir.name}/{ref}"
+            yield raw.problem(at, f"template {shown} {why}")
 
 
 def _env_names(env: dict[str, str], at: KeyPath, raw: RawStack) -> Iterator[Problem]:

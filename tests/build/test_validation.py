@@ -79,7 +79,8 @@ def test_good_stack_builds(empty_project: Project) -> None:
         (
             'version = "1.27.3"',
             'version = "latest"',
-            "containers.web.version: 'latest' moves under you: pin a real version",
+            "containers.web.version: 'latest' moves under you: pin a version with a number in it "
+            '(like "1.27.3" or "1.27-alpine"), or a digest',
         ),
         (
             'ports = ["127.0.0.1:6379:6379"]',
