@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activate import strict_json
 from builder.errors import InputError
 from builder.names import NAME, NAME_HINT
 
@@ -80,7 +81,7 @@ class WrongPassphrase(SecretsError):
 
 
 def check_name(name: str, where: str = "secret name") -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise SecretsError(f"{where}: invalid secret name {name!r}: {NAME_HINT}")
     return name
 
@@ -245,7 +246,7 @@ def decrypt(data: bytes, label: str, passphrase: str, where: str) -> Contents:
             f"restore it from git (git checkout -- {where})"
         ) from None
     try:
-        payload = json.loads(plain.decode())
+        payload = strict_json.loads(plain, where, "", limit=len(plain))
         values = payload["secrets"]
         fp_key = base64.b64decode(payload["fingerprint_key"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error):
@@ -484,7 +485,7 @@ def _remember(
 ) -> SecretsFile:
     contents = decrypt(data, label, passphrase, where)
     for name in contents.values:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise SecretsError(
                 f"{where}: holds an invalid secret name {name!r}; fix it with `bundle secrets edit {label}`"
             )
