@@ -86,7 +86,7 @@ def test_a_tampered_header_is_refused_before_key_derivation(
         assert "web1.enc" in lines[0] and fragment in lines[0], lines[0]
         assert "restore it from git" in lines[0]
         assert "MemoryError" not in done.stderr
-        assert seconds < 20, f"bundle {' '.join(args)} took {seconds:.1f} s"  # a hang guard
+        assert seconds < 60, f"bundle {' '.join(args)} took {seconds:.1f} s"  # a hang guard
     assert not (p.bundles / "web1").exists() or not any(
         d.name[0].isdigit() for d in (p.bundles / "web1").iterdir()
     )
