@@ -6,7 +6,6 @@ JSON on stdout; on failure one line on stderr and exit 1 (operation failed) or 2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import activation, gc, lock, receive, rollback, secrets, status
+from . import activation, gc, lock, receive, rollback, secrets, status, strict_json
 from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .recover import recover
@@ -23,6 +22,8 @@ from .store import Store
 from .systemd import services_for
 
 DEFAULT_STATE = Path("/var/lib/bundle")
+# A sha256 list for a bundle of a million objects; more is not a request a builder sends.
+HAVE_LIMIT = 80 * 1024 * 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,10 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_have_request() -> Any:
-    try:
-        return json.loads(sys.stdin.buffer.read().decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"have: stdin is not JSON ({exc}); send a JSON list of sha256") from None
+    data = sys.stdin.buffer.read(HAVE_LIMIT + 1) or b"null"
+    return strict_json.loads(
+        data, "have: stdin", "send a JSON list of sha256", expect=None, limit=HAVE_LIMIT
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -23,12 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import strict_json
 from .errors import BadInput
 
 DELTA_NAME = "manifest.delta.json"
+PUSH_AGAIN = "push again with the builder's own push"
 DELTA_FORMAT = 1
-BASE_RE = re.compile(r"^\d+-[0-9a-f]{12}$")
-HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+BASE_RE = re.compile(r"^[0-9]+-[0-9a-f]{12}\Z")
+HEX_RE = re.compile(r"^[0-9a-f]{64}\Z")
 KEYS = ("delta", "base", "manifest_sha256", "set", "unset", "entries", "removed")
 
 
@@ -45,7 +47,7 @@ class Delta:
 
 
 def _bad(problem: str) -> BadInput:
-    return BadInput(f"receive: {DELTA_NAME}: {problem}; push again with the builder's own push")
+    return BadInput(f"receive: {DELTA_NAME}: {problem}; {PUSH_AGAIN}")
 
 
 def manifest_bytes(raw: Mapping[str, Any]) -> bytes:
@@ -69,20 +71,16 @@ def _table(value: Any, where: str) -> dict[str, Any]:
 
 def parse_delta(data: bytes) -> Delta:
     """Check the delta's shape; BadInput with one line naming what is wrong."""
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(f"not valid JSON ({exc})") from None
-    raw = _table(raw, "the delta")
+    raw = strict_json.loads(data, f"receive: {DELTA_NAME}", PUSH_AGAIN)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise _bad(f"unknown key {unknown[0]!r}")
     if raw.get("delta") != DELTA_FORMAT or isinstance(raw.get("delta"), bool):
         raise _bad(f"this switcher reads delta format {DELTA_FORMAT}, got {raw.get('delta')!r}")
     base, digest = raw.get("base"), raw.get("manifest_sha256")
-    if not isinstance(base, str) or not BASE_RE.match(base):
+    if not isinstance(base, str) or not BASE_RE.fullmatch(base):
         raise _bad(f"base {base!r} is not a generation folder name like 7-1a2b3c4d5e6f")
-    if not isinstance(digest, str) or not HEX_RE.match(digest):
+    if not isinstance(digest, str) or not HEX_RE.fullmatch(digest):
         raise _bad("manifest_sha256 is not a lowercase sha256 hex digest")
     changed = _table(raw.get("set", {}), "set")
     unset = _keys(raw.get("unset", []), "unset")

@@ -37,11 +37,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import strict_json
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
 
-RUN_RE = re.compile(r"^\d+-\d+$")
+RUN_RE = re.compile(r"^[0-9]+-[0-9]+\Z")
 RUNS_KEPT = 20
 POLL = 0.1
 USER_ENV = "BUNDLE_USER"
@@ -57,7 +58,7 @@ class Run:
     """STATE/runs/RUN: how an activation and the processes waiting for it talk."""
 
     def __init__(self, store: Store, run_id: str) -> None:
-        if not RUN_RE.match(run_id):
+        if not RUN_RE.fullmatch(run_id):
             raise BadInput(f"--run {run_id!r}: expected GENERATION-NUMBER")
         self.id = run_id
         self.dir = store.root / "runs" / run_id
@@ -73,10 +74,9 @@ class Run:
 
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
-            data = json.loads((self.dir / name).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            return strict_json.loads((self.dir / name).read_bytes(), name, "")
+        except (FileNotFoundError, strict_json.JsonRefused):
             return None
-        return data if isinstance(data, dict) else None
 
     def status(self) -> dict[str, Any] | None:
         return self._read("status.json")
@@ -113,7 +113,7 @@ class Run:
 def _prune(store: Store) -> None:
     base = store.root / "runs"
     runs = sorted(
-        (p for p in base.iterdir() if RUN_RE.match(p.name)),
+        (p for p in base.iterdir() if RUN_RE.fullmatch(p.name)),
         key=lambda p: tuple(int(x) for x in p.name.split("-")),
     )
     for old in runs[:-RUNS_KEPT]:

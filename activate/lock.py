@@ -14,18 +14,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import strict_json
 from .errors import Failed
 from .store import invoking_user, now_utc
 
 
 def _describe_holder(text: str, path: Path) -> str:
     try:
-        info = json.loads(text)
+        info = strict_json.loads(text, str(path), "", limit=4096)
         return (
             f"{info.get('user', '?')} (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
             f"running {info.get('command', '?')}) since {info.get('since', '?')}"
         )
-    except (json.JSONDecodeError, AttributeError):
+    except strict_json.JsonRefused:
         return f"another process ({text.strip() or f'{path} gives no details'})"
 
 

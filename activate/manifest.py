@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import strict_json
 from .errors import BadInput
 
 FORMAT = 1
@@ -30,9 +31,9 @@ UNIT_FOLDER = {
     **{k: "units/systemd" for k in SYSTEMD_KINDS},
 }
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]*$")
-MODE_RE = re.compile(r"^0?[0-7]{3}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]*\Z")
+MODE_RE = re.compile(r"^0?[0-7]{3}\Z")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -193,7 +194,7 @@ def check_relative_path(path: str, where: str) -> str:
 
 def _parse_mode(value: Any, where: str) -> int:
     text = _typed(value, str, where)
-    if not MODE_RE.match(text):
+    if not MODE_RE.fullmatch(text):
         raise _fail(where, f"mode {text!r} is not an octal permission like '0644'")
     return int(text, 8)
 
@@ -207,7 +208,7 @@ def _parse_files(raw: Any) -> dict[str, FileEntry]:
             raise _fail(where, "the manifest cannot list itself")
         _typed(entry, dict, where)
         sha = _typed(entry.get("sha256"), str, f"{where}.sha256")
-        if not SHA256_RE.match(sha):
+        if not SHA256_RE.fullmatch(sha):
             raise _fail(f"{where}.sha256", "not a lowercase sha256 hex digest")
         size = _typed(entry.get("size"), int, f"{where}.size")
         if size < 0:
@@ -227,7 +228,7 @@ def _parse_unit(key: str, raw: Any, files: Mapping[str, FileEntry]) -> Unit:
     kind = _typed(raw.get("kind"), str, f"{where}.kind")
     if kind not in KINDS:
         raise _fail(f"{where}.kind", f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
-    if not UNIT_NAME_RE.match(key) or not key.endswith(f".{kind}") or key == f".{kind}":
+    if not UNIT_NAME_RE.fullmatch(key) or not key.endswith(f".{kind}") or key == f".{kind}":
         raise _fail(where, f"unit name must be NAME.{kind} with letters, digits, '_.@:-'")
     path = _typed(raw.get("path"), str, f"{where}.path")
     if path != f"{UNIT_FOLDER[kind]}/{key}":
@@ -289,7 +290,7 @@ def _parse_state(raw: Any, where: str) -> State:
     container = _typed(raw.get("container"), str, f"{where}.container")
     volumes = tuple(_typed(raw.get("volumes", []), list, f"{where}.volumes"))
     for i, v in enumerate(volumes):
-        if not UNIT_NAME_RE.match(_typed(v, str, f"{where}.volumes[{i}]")):
+        if not UNIT_NAME_RE.fullmatch(_typed(v, str, f"{where}.volumes[{i}]")):
             raise _fail(f"{where}.volumes[{i}]", f"{v!r} is not a volume name")
     dump, restore = raw.get("dump"), raw.get("restore")
     for key, value in (("dump", dump), ("restore", restore)):
@@ -333,10 +334,7 @@ def _check_requires(units: Mapping[str, Unit]) -> None:
 
 def parse_manifest(data: bytes, where: str = MANIFEST_NAME) -> Manifest:
     """Parse manifest bytes; raise BadInput naming the key path of the first problem."""
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{where}: not valid JSON ({exc}); rebuild the bundle") from None
+    raw = strict_json.loads(data, where, "rebuild the bundle")
     try:
         return manifest_from_dict(raw)
     except BadInput as exc:

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
-import json
 import os
 import re
 import tarfile
@@ -31,13 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from . import faults
+from . import faults, strict_json
 from .delta import BASE_RE, DELTA_NAME, parse_delta, rebuild
 from .errors import BadInput, Failed, SwitcherError
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
 from .store import OBJECT_MODE, Store, fsync_dir, read_only_mode, remove_tree
 
-OBJECT_NAME_RE = re.compile(r"^objects/([0-9a-f]{64})$")
+OBJECT_NAME_RE = re.compile(r"^objects/([0-9a-f]{64})\Z")
 MANIFEST_LIMIT = 16 * 1024 * 1024
 # Tar overhead per entry: a 512-byte header, padding, and room for a pax or GNU long-name header.
 ENTRY_OVERHEAD = 4096
@@ -135,7 +134,7 @@ def _check_member(member: tarfile.TarInfo) -> None:
             f"receive: refusing tar entry {name!r}: only regular files are allowed "
             "(no links, folders or devices); push with the builder's own push"
         )
-    if name not in (MANIFEST_NAME, DELTA_NAME) and not OBJECT_NAME_RE.match(name):
+    if name not in (MANIFEST_NAME, DELTA_NAME) and not OBJECT_NAME_RE.fullmatch(name):
         raise BadInput(
             f"receive: refusing tar entry {name!r}: only manifest.json and objects/<sha256> "
             "are allowed (or manifest.delta.json in place of manifest.json); push with the "
@@ -172,7 +171,7 @@ def _rebuilt(store: Store, data: bytes) -> bytes:
         )
     try:
         store.load_manifest(base)  # the base is what its folder name says
-        raw = json.loads((base.path / MANIFEST_NAME).read_bytes())
+        raw = strict_json.loads((base.path / MANIFEST_NAME).read_bytes(), "manifest", "")
     except (SwitcherError, OSError, ValueError) as exc:
         detail = exc.message if isinstance(exc, SwitcherError) else str(exc)
         raise BadInput(
@@ -260,7 +259,7 @@ def _read_stream(stream: BinaryIO, store: Store, staging: Path, progress: _Progr
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 _check_member(member)
-                if not OBJECT_NAME_RE.match(member.name):
+                if not OBJECT_NAME_RE.fullmatch(member.name):
                     _read_manifest(member, tar, store, progress)
                     assert progress.manifest is not None
                     sizes = progress.manifest.object_sizes()
@@ -424,7 +423,7 @@ def usable_base(store: Store, name: Any) -> str | None:
     """`name` if it is a complete generation here whose objects are all stored, else None."""
     if name is None:
         return None
-    if not isinstance(name, str) or not BASE_RE.match(name):
+    if not isinstance(name, str) or not BASE_RE.fullmatch(name):
         raise BadInput(f"have: base {name!r} is not a generation folder name like 7-1a2b3c4d5e6f")
     gen = store.named(name)
     if gen is None:

@@ -6,14 +6,13 @@ active (from history) and is still on disk, so running rollback again walks furt
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from . import snapshot
+from . import snapshot, strict_json
 from .errors import BadInput, Failed
 from .manifest import Manifest
 from .report import emit
@@ -175,8 +174,10 @@ def rollback(
     if has_own_switcher(target):
         rc, out = run_own_switcher(target, store.root, root, extra, capture=True)
         try:
-            report = json.loads(out) if out.strip() else None
-        except json.JSONDecodeError:
+            report = (
+                strict_json.loads(out, "the old switcher's report", "") if out.strip() else None
+            )
+        except strict_json.JsonRefused:
             report = None
         if not isinstance(report, dict):
             sys.stdout.write(out)

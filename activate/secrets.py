@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import subprocess
@@ -31,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from . import strict_json
 from .errors import BadInput, Failed, SwitcherError
 from .manifest import MANIFEST_NAME, SHA256_RE, check_relative_path
 from .store import Generation, Store, fsync_dir, remove_tree
 from .systemd import Services
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-ID_RE = re.compile(r"^[0-9a-f]{16}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
 REQUEST_LIMIT = 16 * 1024 * 1024
 VALUE_LIMIT = 512000  # podman's own limit for a secret
@@ -77,18 +77,18 @@ def _bad(where: str, problem: str) -> BadInput:
 def needs_of(store: Store, gen: Generation) -> Needs:
     """What a generation needs; its manifest is checked (hash and folder) by load_manifest."""
     manifest = store.load_manifest(gen)
-    raw = json.loads((gen.path / MANIFEST_NAME).read_bytes())
     where = str(gen.path / MANIFEST_NAME)
+    raw = strict_json.loads((gen.path / MANIFEST_NAME).read_bytes(), where, "push it again")
     found: dict[str, SecretUse] = {}
     entries = raw.get("secrets", {})
     if not isinstance(entries, dict):
         raise _bad(f"{where}: secrets", "expected an object")
     for name, e in entries.items():
         at = f"{where}: secrets.{name}"
-        if not isinstance(name, str) or not NAME_RE.match(name) or not isinstance(e, dict):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name) or not isinstance(e, dict):
             raise _bad(at, "invalid secret entry")
         fp, podman, used_by = e.get("fingerprint"), e.get("podman_secret"), e.get("used_by", [])
-        if fp is not None and (not isinstance(fp, str) or not SHA256_RE.match(fp)):
+        if fp is not None and (not isinstance(fp, str) or not SHA256_RE.fullmatch(fp)):
             raise _bad(f"{at}.fingerprint", "not a lowercase sha256 hex digest")
         if podman is not None and podman not in (name, f"{name}-{(fp or '')[:12]}"):
             raise _bad(f"{at}.podman_secret", f"expected {name}-FINGERPRINT12")
@@ -105,7 +105,7 @@ def needs_of(store: Store, gen: Generation) -> Needs:
         if path not in manifest.files or not isinstance(e, dict):
             raise _bad(at, "not a file of this generation")
         ident, names = e.get("id"), e.get("secrets")
-        if not isinstance(ident, str) or not ID_RE.match(ident):
+        if not isinstance(ident, str) or not ID_RE.fullmatch(ident):
             raise _bad(f"{at}.id", "expected 16 hex digits")
         if not isinstance(names, list) or not all(n in found for n in names):
             raise _bad(f"{at}.secrets", "names a secret the manifest does not list")
@@ -151,23 +151,18 @@ def _write_private(dest: Path, data: bytes, mode: int) -> None:
 
 
 def _read_request(stream: IO[bytes], command: str) -> Any:
-    data = stream.read(REQUEST_LIMIT + 1)
-    if len(data) > REQUEST_LIMIT:
-        raise BadInput(f"{command}: the request on stdin is over {REQUEST_LIMIT} bytes")
-    try:
-        return json.loads(data.decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        # the message must not quote the input: it may hold values
-        raise BadInput(f"{command}: stdin is not valid JSON; use the builder's push") from None
+    data = stream.read(REQUEST_LIMIT + 1) or b"null"
+    hint = "use the builder's push"
+    return strict_json.loads(data, f"{command}: stdin", hint, expect=None, limit=REQUEST_LIMIT)
 
 
 def _pair(item: Any, command: str) -> tuple[str, str]:
     if not isinstance(item, dict):
         raise BadInput(f"{command}: each entry must be an object with name and fingerprint")
     name, fp = item.get("name"), item.get("fingerprint")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise BadInput(f"{command}: invalid secret name {name!r}")
-    if not isinstance(fp, str) or not SHA256_RE.match(fp):
+    if not isinstance(fp, str) or not SHA256_RE.fullmatch(fp):
         raise BadInput(f"{command}: {name}: the fingerprint is not a lowercase sha256 hex digest")
     return name, fp
 
@@ -384,7 +379,7 @@ def gc(store: Store, services: Services) -> dict[str, Any]:
     }
 
 
-PODMAN_NAME_RE = re.compile(r"^([a-z0-9][a-z0-9_-]{0,62})-([0-9a-f]{12})$")
+PODMAN_NAME_RE = re.compile(r"^([a-z0-9][a-z0-9_-]{0,62})-([0-9a-f]{12})\Z")
 
 
 def _podman_gc(known: set[str], keep: set[tuple[str, str]]) -> list[str]:
@@ -395,7 +390,7 @@ def _podman_gc(known: set[str], keep: set[tuple[str, str]]) -> list[str]:
     kept = {(name, fp[:12]) for name, fp in keep}
     removed = []
     for line in listed.stdout.split():
-        m = PODMAN_NAME_RE.match(line)
+        m = PODMAN_NAME_RE.fullmatch(line)
         ours = m is not None and m.group(1) in known and (m.group(1), m.group(2)) not in kept
         if ours and _podman(["podman", "secret", "rm", "--", line]).returncode == 0:
             removed.append(line)

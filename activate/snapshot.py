@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from . import strict_json
 from .errors import BadInput, Failed
 from .manifest import Manifest, State, Unit
 from .store import Generation, Store, fsync_dir, now_utc, remove_tree
@@ -201,12 +202,14 @@ def _keep(
 def load(store: Store, generation: int) -> dict[str, Any] | None:
     path = folder(store, generation) / SNAPSHOT_FILE
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = strict_json.loads(path.read_bytes(), str(path), "look at it by hand")
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         raise Failed(f"{path}: cannot read ({exc}); look at it by hand") from None
-    return {**record, "path": str(path.parent)} if isinstance(record, dict) else None
+    except strict_json.JsonRefused as exc:
+        raise Failed(exc.message) from None
+    return {**record, "path": str(path.parent)}
 
 
 def between(store: Store, low: int, high: int) -> list[dict[str, Any]]:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import strict_json
 from .errors import BadInput, Failed
 from .manifest import MANIFEST_NAME, SHA256_RE, Manifest, parse_manifest
 
 OBJECT_MODE = 0o444
-GENERATION_RE = re.compile(r"^(\d+)-([0-9a-f]{12})$")
+GENERATION_RE = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
 
 
 def fsync_dir(path: Path) -> None:
@@ -142,7 +143,7 @@ class Store:
     def missing(self, shas: Iterable[str]) -> list[str]:
         wanted: list[str] = []
         for sha in shas:
-            if not isinstance(sha, str) or not SHA256_RE.match(sha):
+            if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
                 raise BadInput(f"have: {sha!r} is not a lowercase sha256 hex digest")
             if sha not in wanted:
                 wanted.append(sha)
@@ -181,7 +182,7 @@ class Store:
             return []
         found = []
         for entry in self.generations_dir.iterdir():
-            m = GENERATION_RE.match(entry.name)
+            m = GENERATION_RE.fullmatch(entry.name)
             if m and entry.is_dir() and not entry.is_symlink():
                 found.append(Generation(int(m.group(1)), m.group(2), entry))
         return sorted(found, key=lambda g: (g.number, g.hash12))
@@ -228,7 +229,7 @@ class Store:
                 raise Failed(f"{link} is not a symlink; fix it by hand (see docs/switcher.md)")
             return None
         target = os.readlink(link)
-        m = GENERATION_RE.match(Path(target).name)
+        m = GENERATION_RE.fullmatch(Path(target).name)
         resolved = (link.parent / target).resolve()
         if not m or resolved.parent != self.generations_dir.resolve() or not resolved.is_dir():
             raise Failed(
@@ -265,10 +266,9 @@ class Store:
 
     def pending(self) -> dict[str, Any] | None:
         try:
-            record = json.loads(self.pending_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            return strict_json.loads(self.pending_path.read_bytes(), "pending.json", "")
+        except (FileNotFoundError, strict_json.JsonRefused):
             return None
-        return record if isinstance(record, dict) else None
 
     def clear_pending(self) -> None:
         self.pending_path.unlink(missing_ok=True)
@@ -292,11 +292,9 @@ class Store:
         entries = []
         for line in text.splitlines():
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
+                entries.append(strict_json.loads(line, "history.jsonl", ""))
+            except strict_json.JsonRefused:
                 continue  # a torn last line after a crash is not worth failing over
-            if isinstance(entry, dict):
-                entries.append(entry)
         return entries
 
 

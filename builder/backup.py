@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from activate import strict_json
 from builder import unitfile
 from builder.errors import BundleError, Problem
 from builder.load import KeyPath, RawStack
@@ -43,12 +44,12 @@ TOOLS = ("restic", "kopia")
 METHODS = ("stop", "snapshot")
 # restic's other backends are passed through as they are; kopia's are built from these two
 RESTIC_PREFIXES = ("s3:", "sftp:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:", "/")
-S3_URL = re.compile(r"^s3:(https?://)?[^/\s]+/[^/\s]+(/\S*)?$")
+S3_URL = re.compile(r"^s3:(https?://)?[^/\s]+/[^/\s]+(/\S*)?\Z")
 # the user of a rootless host cannot write /var/lib/node-exporter: its default is in its home
 # (the script expands ~ on the server); docs/rootless.md
 ROOTFUL_METRICS = "/var/lib/node-exporter/backup.prom"
 ROOTLESS_METRICS = "~/.local/state/node-exporter/backup.prom"
-RETENTION = re.compile(r"^[1-9][0-9]*[dh]$")
+RETENTION = re.compile(r"^[1-9][0-9]*[dh]\Z")
 SECRET_KEYS = {
     "password": "password_secret",
     "s3_access_key": "s3_access_key_secret",
@@ -140,7 +141,7 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
     if b.method not in METHODS:
         yield p((*at, "method"), f"{b.method!r}: use one of {', '.join(METHODS)}")
     repo = b.repository
-    if b.tool == "kopia" and not (repo.startswith("/") or S3_URL.match(repo)):
+    if b.tool == "kopia" and not (repo.startswith("/") or S3_URL.fullmatch(repo)):
         yield p(
             (*at, "repository"),
             f"{repo!r}: kopia repositories here are s3:https://ENDPOINT/BUCKET[/PREFIX] or an absolute path",
@@ -150,11 +151,11 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
             (*at, "repository"),
             f"{repo!r}: write s3:https://ENDPOINT/BUCKET[/PREFIX], an absolute path, or another restic repository (sftp:, rest:, b2:, …)",
         )
-    elif repo.startswith("s3:") and not S3_URL.match(repo):
+    elif repo.startswith("s3:") and not S3_URL.fullmatch(repo):
         yield p((*at, "repository"), f"{repo!r}: write s3:https://ENDPOINT/BUCKET[/PREFIX]")
     for key in SECRET_KEYS.values():
         name = getattr(b, key)
-        if name is not None and not NAME.match(name):
+        if name is not None and not NAME.fullmatch(name):
             yield p((*at, key), f"invalid secret name {name!r}: {NAME_HINT}")
     keys = (b.s3_access_key_secret, b.s3_secret_key_secret)
     if repo.startswith("s3:") and None in keys:
@@ -175,7 +176,7 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
                 (*at, "object_lock"),
                 "object lock is kopia's, on an s3: repository (restic has no support for it)",
             )
-        if not RETENTION.match(b.object_lock):
+        if not RETENTION.fullmatch(b.object_lock):
             yield p((*at, "object_lock"), f'{b.object_lock!r}: a retention period like "30d"')
     if b.keep is not None:
         for rule in ("last", "daily", "weekly", "monthly", "yearly"):
@@ -429,7 +430,12 @@ def do_list(
     if rc != 0 or not lines:
         reason = lines[-1].removeprefix("error: ") if lines else f"exit code {rc}"
         raise BundleError(f"{server.host}: listing the snapshots failed: {reason}", 1)
-    listing: dict[str, Any] = json.loads(lines[-1])
+    try:
+        listing: dict[str, Any] = strict_json.loads(lines[-1], "the snapshot list", "")
+    except strict_json.JsonRefused as exc:
+        raise BundleError(
+            f"{server.host}: listing the snapshots failed: {exc.message}", 1
+        ) from None
     return {"action": "list", "host": server.host, **listing}
 
 

@@ -66,9 +66,9 @@ def hosts(stacks: Path) -> list[str]:
 
 def generations(bundles: Path, host: str) -> list[str]:
     folder = bundles / host
-    if not re.match(r"^[a-z0-9][a-z0-9_.-]*$", host) or not folder.is_dir():
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", host) or not folder.is_dir():
         return []
-    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := GENERATION_DIR.match(p.name))]
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := GENERATION_DIR.fullmatch(p.name))]
     return [str(n) for n in sorted(numbers, reverse=True)]
 
 

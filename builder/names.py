@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# \Z, not $: `$` lets a trailing newline through `.match`, which other modules call
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 NAME_HINT = "use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
 
 # quadlet's own naming (podman 5): x.container -> x.service, x.pod -> x-pod.service, ...

@@ -8,8 +8,8 @@ import re
 import attrs
 
 _PORT = re.compile(
-    r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?"
-    r"(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$"
+    r"^(?:(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9a-fA-F:]+\]):)?"
+    r"(?:(?P<host>[0-9]{1,5}):)?(?P<container>[0-9]{1,5})(?:/(?P<proto>tcp|udp))?$"
 )
 
 
@@ -34,7 +34,7 @@ class PublishedPort:
 
 def parse_port(text: str) -> PublishedPort:
     """Parse one port mapping; raise ValueError with a message for a person."""
-    m = _PORT.match(text)
+    m = _PORT.fullmatch(text)
     if not m:
         raise ValueError(
             f"{text!r} is not a port mapping: write [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"

@@ -11,7 +11,6 @@ lets a push name one of them as the base of its manifest.
 from __future__ import annotations
 
 import io
-import json
 import posixpath
 import tarfile
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from activate import strict_json
 from builder.errors import BundleError
 from builder.transport.base import CommandResult, Stdin, Transport
 
@@ -103,7 +103,7 @@ class Server:
         if check.rc != 0:
             raise RemoteError(f"{self.host}: cannot look for the switcher: {check.stderr_line()}")
         try:
-            seen = json.loads(check.stdout)
+            seen = strict_json.loads(check.stdout, "check", "")
             present, names = bool(seen["switcher"]), frozenset(map(str, seen["generations"]))
         except (ValueError, KeyError, TypeError):
             raise RemoteError(
@@ -149,8 +149,8 @@ class Server:
         report = None
         if result.stdout.strip():
             try:
-                report = json.loads(result.stdout)
-            except json.JSONDecodeError:
+                report = strict_json.loads(result.stdout, command, "", expect=None)
+            except strict_json.JsonRefused:
                 report = None
         if result.rc != 0:
             line = result.stderr_line().removeprefix("activate: ")

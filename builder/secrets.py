@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activate import strict_json
 from builder.errors import InputError
 from builder.names import NAME, NAME_HINT
 
@@ -55,13 +56,21 @@ SECRETS_DIR = "secrets"
 SHARED = "shared"
 CONFIG_FILE = "config.toml"
 LOG2N_DEFAULT = 17  # 128 MiB, about 0.3 s
-LOG2N_RANGE = range(10, 21)
+LOG2N_RANGE = range(10, 19)  # at most 256 MiB: a file may only ask for what bundle would write
+SCRYPT_R, SCRYPT_P = 8, 1
 LOG2N_ENV = "BUNDLE_SECRETS_KDF_LOG2N"  # encryption only; the tests use a cheap work factor
 PAD = 512
 CHECK_LABEL = b"bundle-secrets passphrase check"
 PROMPT_TRIES = 3
 COMMAND_TIMEOUT = 120
 
+# The header lines exactly as `encrypt` writes them: nothing else reaches the key derivation.
+B64_16, B64_12 = r"[A-Za-z0-9+/]{22}==", r"[A-Za-z0-9+/]{16}"
+KDF_LINE = re.compile(
+    rf"kdf: scrypt log2n=([0-9]{{1,2}}) r=([0-9]{{1,2}}) p=([0-9]{{1,2}}) salt=({B64_16})"
+)
+CHECK_LINE = re.compile(rf"check: ({B64_16})")
+CIPHER_LINE = re.compile(rf"cipher: aes-256-gcm nonce=({B64_12})")
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
 ALTERED_RE = re.compile(rb"(?i)bundle-secret")  # a marker a template filter changed
 
@@ -80,7 +89,7 @@ class WrongPassphrase(SecretsError):
 
 
 def check_name(name: str, where: str = "secret name") -> str:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise SecretsError(f"{where}: invalid secret name {name!r}: {NAME_HINT}")
     return name
 
@@ -155,7 +164,7 @@ def _work_factor() -> int:
 def encrypt(contents: Contents, label: str, passphrase: str) -> bytes:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    log2n, r, p = _work_factor(), 8, 1
+    log2n, r, p = _work_factor(), SCRYPT_R, SCRYPT_P
     salt, nonce = os.urandom(16), os.urandom(12)
     key, check_key = _derive(passphrase, salt, log2n, r, p)
     header = [
@@ -177,16 +186,28 @@ def encrypt(contents: Contents, label: str, passphrase: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _fields(line: str, prefix: str, where: str) -> dict[str, str]:
-    if not line.startswith(prefix):
-        raise SecretsError(f"{where}: expected a line starting with {prefix.strip()!r}")
-    out = {}
-    for word in line[len(prefix) :].split():
-        key, eq, value = word.partition("=")
-        if not eq:
-            raise SecretsError(f"{where}: {word!r} is not KEY=VALUE")
-        out[key] = value
-    return out
+def _header_line(pattern: re.Pattern[str], line: str, what: str, where: str) -> re.Match[str]:
+    found = pattern.fullmatch(line)
+    if found is None:
+        shown = line if len(line) <= 80 else line[:80] + "..."
+        raise SecretsError(
+            f"{where}: damaged header ({what} line {shown!r} is not what bundle writes); "
+            "restore it from git"
+        )
+    return found
+
+
+def _scrypt_params(kdf: re.Match[str], where: str) -> tuple[int, int, int]:
+    """The work factors of a kdf line, refused before any key derivation when they ask for
+    more memory or time than bundle itself writes (a tampered file must not allocate GiBs)."""
+    log2n, r, p = int(kdf[1]), int(kdf[2]), int(kdf[3])
+    if log2n not in LOG2N_RANGE or not 1 <= r <= SCRYPT_R or not 1 <= p <= SCRYPT_P:
+        raise SecretsError(
+            f"{where}: the kdf line asks for scrypt log2n={log2n} r={r} p={p}; bundle writes "
+            f"log2n {LOG2N_RANGE[0]}-{LOG2N_RANGE[-1]}, r={SCRYPT_R}, p={SCRYPT_P} (at most "
+            f"{128 * SCRYPT_R * 2 ** LOG2N_RANGE[-1] >> 20} MiB): restore it from git"
+        )
+    return log2n, r, p
 
 
 def decrypt(data: bytes, label: str, passphrase: str, where: str) -> Contents:
@@ -218,21 +239,11 @@ def decrypt(data: bytes, label: str, passphrase: str, where: str) -> Contents:
             f"{where} holds the secrets of {owner!r}, not of {label!r}; a file was copied or "
             "renamed: restore it from git"
         )
-    kdf = _fields(header[2], "kdf: scrypt ", f"{where}: header")
-    try:
-        log2n, r, p = int(kdf["log2n"]), int(kdf["r"]), int(kdf["p"])
-    except (KeyError, ValueError):
-        raise SecretsError(f"{where}: damaged kdf line; restore it from git") from None
-    if log2n not in LOG2N_RANGE or not 1 <= r <= 32 or not 1 <= p <= 16:
-        raise SecretsError(f"{where}: kdf parameters out of range; restore it from git")
-    salt = _unb64(kdf.get("salt", ""), f"{where}: salt")
-    if not header[3].startswith("check: "):
-        raise SecretsError(f"{where}: damaged header (no 'check:' line); restore it from git")
-    check = _unb64(header[3][len("check: ") :], f"{where}: check")
-    cipher = _fields(header[4], "cipher: aes-256-gcm ", f"{where}: header")
-    nonce = _unb64(cipher.get("nonce", ""), f"{where}: nonce")
-    if len(nonce) != 12 or len(salt) < 16:
-        raise SecretsError(f"{where}: damaged header (salt or nonce size); restore it from git")
+    kdf = _header_line(KDF_LINE, header[2], "the kdf", where)
+    log2n, r, p = _scrypt_params(kdf, where)
+    salt = _unb64(kdf[4], f"{where}: salt")
+    check = _unb64(_header_line(CHECK_LINE, header[3], "the check", where)[1], f"{where}: check")
+    nonce = _unb64(_header_line(CIPHER_LINE, header[4], "the cipher", where)[1], f"{where}: nonce")
     sealed = _unb64("".join(ln.strip() for ln in lines[6:]), f"{where}: body")
     key, check_key = _derive(passphrase, salt, log2n, r, p)
     if not hmac.compare_digest(_check_value(check_key), check):
@@ -245,7 +256,7 @@ def decrypt(data: bytes, label: str, passphrase: str, where: str) -> Contents:
             f"restore it from git (git checkout -- {where})"
         ) from None
     try:
-        payload = json.loads(plain.decode())
+        payload = strict_json.loads(plain, where, "", limit=len(plain))
         values = payload["secrets"]
         fp_key = base64.b64decode(payload["fingerprint_key"], validate=True)
     except (ValueError, KeyError, TypeError, binascii.Error):
@@ -484,7 +495,7 @@ def _remember(
 ) -> SecretsFile:
     contents = decrypt(data, label, passphrase, where)
     for name in contents.values:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise SecretsError(
                 f"{where}: holds an invalid secret name {name!r}; fix it with `bundle secrets edit {label}`"
             )

@@ -94,7 +94,7 @@ class SecretBinding:
 
             from builder.names import NAME, NAME_HINT
 
-            if not isinstance(name, str) or not NAME.match(name):
+            if not isinstance(name, str) or not NAME.fullmatch(name):
                 raise jinja2.TemplateRuntimeError(f"secret({name!r}): invalid name: {NAME_HINT}")
             found = self.secrets()
             if found is not None and found.fingerprint(name) is None:

@@ -66,7 +66,7 @@ def from_toml(text: str) -> dict[str, str]:
         raise SecretsError(f"not valid TOML: {exc}") from None
     out = {}
     for name, value in data.items():
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise SecretsError(f"invalid secret name {name!r}: {NAME_HINT}")
         if not isinstance(value, str):
             raise SecretsError(f"{name}: the value must be a string in quotes")

@@ -16,9 +16,10 @@ from typing import Any
 
 import attrs
 
+from activate import strict_json
 from builder.errors import InputError
 
-GENERATION_DIR = re.compile(r"^(\d+)-([0-9a-f]{12})$")
+GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
 BUILD_LOG = "builds.jsonl"
 
 
@@ -38,7 +39,11 @@ class Generation:
         return self.path.with_name(self.name + ".tar.zst")
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / "manifest.json").read_text())
+        path = self.path / "manifest.json"
+        try:
+            return strict_json.loads(path.read_bytes(), str(path), "build it again")
+        except strict_json.JsonRefused as exc:
+            raise InputError(exc.message) from None
 
     def read(self, rel: str) -> bytes:
         return (self.path / rel).read_bytes()
@@ -54,7 +59,7 @@ class Store:
             return []
         found = []
         for entry in self.dir.iterdir():
-            m = GENERATION_DIR.match(entry.name)
+            m = GENERATION_DIR.fullmatch(entry.name)
             if m and (entry / "manifest.json").is_file():
                 found.append(Generation(self.host, int(m.group(1)), m.group(2), entry))
         return sorted(found, key=lambda g: g.number)
@@ -77,8 +82,8 @@ class Store:
         times: dict[str, str] = {}
         if log.is_file():
             for line in log.read_text().splitlines():
-                with contextlib.suppress(ValueError, KeyError):
-                    entry = json.loads(line)
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = strict_json.loads(line, BUILD_LOG, "")
                     times[entry["generation"]] = entry["built_at"]
         return times
 

@@ -33,7 +33,7 @@ from builder.model import Stack, WireGuard
 from builder.names import NAME, NAME_HINT, service_name
 from builder.ports import parse_port
 
-INTERFACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,14}$")
+INTERFACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,14}\Z")
 WG_QUICK = "/usr/bin/wg-quick"
 LOOPBACK = ("127.0.0.1", "[::1]")
 
@@ -123,11 +123,11 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
             (*at, "public_key"),
             "is not a WireGuard public key (44 characters of base64, as `wg pubkey` prints)",
         )
-    if not NAME.match(wg.private_key):
+    if not NAME.fullmatch(wg.private_key):
         yield p((*at, "private_key"), f"invalid secret name {wg.private_key!r}: {NAME_HINT}")
     if not 1 <= wg.listen_port <= 65535:
         yield p((*at, "listen_port"), "must be between 1 and 65535")
-    if not INTERFACE.match(wg.interface):
+    if not INTERFACE.fullmatch(wg.interface):
         yield p(
             (*at, "interface"),
             f"{wg.interface!r}: use 1-15 lower-case letters, digits, '-' or '_' (like wg0)",
@@ -149,7 +149,7 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
                 'give host (another stack: { host = "vps2" }) or public_key and allowed_ips',
             )
         if peer.host is not None:
-            if not HOST_NAME.match(peer.host):
+            if not HOST_NAME.fullmatch(peer.host):
                 yield p((*here, "host"), f"{peer.host!r} is not a host name")
             elif peer.host == stack.host.name:
                 yield p((*here, "host"), "a host is not its own peer")

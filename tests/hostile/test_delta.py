@@ -168,7 +168,7 @@ def tweak(change: Callable[[dict[str, Any]], object]) -> Callable[[dict[str, Any
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "not-json": (lambda d: b"{not json", "not valid JSON"),
     "not-utf8": (lambda d: b"\xff\xfe{}", "not valid JSON"),
-    "a-list": (lambda d: [d], "the delta must be a JSON object"),
+    "a-list": (lambda d: [d], "expected a JSON object, got a JSON list"),
     "format-2": (tweak(lambda d: d.update(delta=2)), "delta format 1, got 2"),
     "format-true": (tweak(lambda d: d.update(delta=True)), "delta format 1, got True"),
     "no-format": (tweak(lambda d: d.pop("delta")), "delta format 1, got None"),

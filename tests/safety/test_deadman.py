@@ -109,7 +109,7 @@ def test_deploy_that_cuts_off_ssh_is_rolled_back_and_the_server_answers_again(
     assert first.startswith("error: web1: rolled back: generation "), first
     assert "could not be confirmed over a new SSH connection" in first
     assert f"rolls back to generation {before} by itself" in first
-    assert took < 60, took
+    assert took < 300, took  # a hang guard: the order of events is asserted above
 
     back_after = wait_reachable(p.target, 60)
     assert current(p.target) == before

@@ -74,7 +74,7 @@ def test_failing_check_rolls_back_by_itself_and_says_so_first(p: DeployProject) 
     assert first.startswith(f"error: web1: rolled back to generation {before}: "), first
     assert "GET http://127.0.0.1:8080/ answers 200 containing 'from web1'" in first
     assert "down for maintenance" in first  # what the check saw
-    assert 8 <= took < 40, took  # the health timeout (8 s), then the way back
+    assert 8 <= took < 300, took  # at least the health timeout (8 s); the bound is a hang guard
     assert current(p.target) == before
     assert p.fetch(8080) == "second from web1\n"
     last = history(p.target)[-1]

@@ -23,7 +23,7 @@ class Session:
     fd: int
     screen: bytes = b""
 
-    def read_until(self, text: str, timeout: float = 15) -> None:
+    def read_until(self, text: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while text.encode() not in self.screen:
             left = deadline - time.monotonic()
@@ -39,7 +39,7 @@ class Session:
     def type(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
 
-    def finish(self, timeout: float = 60) -> int:
+    def finish(self, timeout: float = 300) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if select.select([self.fd], [], [], 0.1)[0]:
