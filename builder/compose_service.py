@@ -11,10 +11,15 @@ from typing import Any
 import attrs
 
 from builder.compose_interpolate import Unset, parse_env_file
+from builder.compose_ports import stack_port
 from builder.compose_report import Note, no_equivalent
-from builder.compose_secrets import FoundSecrets, looks_secret
+from builder.compose_secrets import (
+    FoundSecrets,
+    argument_credentials,
+    has_url_password,
+    looks_secret,
+)
 from builder.errors import InputError
-from builder.ports import parse_port
 
 RESTART = {"always": "always", "unless-stopped": "always", "on-failure": "on-failure", "no": "no"}
 DEPLOY_RESTART = {"any": "always", "on-failure": "on-failure", "none": "no"}
@@ -132,6 +137,7 @@ def translate(svc: str, spec: dict[str, Any], d: Draft) -> dict[str, Any]:
     _restart(spec, where, c, d)
     _health(spec, where, c, d)
     _secrets(svc, spec, where, c, d)
+    _argument_secrets(svc, where, c, d)
     if spec.get("container_name") not in (None, name):
         d.note(
             f"{where}.container_name",
@@ -198,7 +204,7 @@ def _environment(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], 
         env[key] = value
     secrets = c.setdefault("secrets", [])
     for key, value in env.items():
-        if value and looks_secret(key):
+        if value and (looks_secret(key) or has_url_password(value)):
             problem = d.secrets.check(value, f"{where}.environment.{key}")
             if problem is None:
                 name = d.secrets.name_for(value, f"{svc}_{key}")
@@ -220,25 +226,11 @@ def _env_files(value: Any) -> list[tuple[str, bool]]:
 
 def _ports(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
     ports = []
-    for i, p in enumerate(spec.get("ports") or []):
-        at = f"{where}.ports[{i}]"
-        if isinstance(p, dict):
-            ip = f"{p['host_ip']}:" if p.get("host_ip") else ""
-            pub = f"{p['published']}:" if p.get("published") else ""
-            proto = "/udp" if p.get("protocol") == "udp" else ""
-            text = f"{ip}{pub}{p.get('target', '')}{proto}"
-        else:
-            text = str(p)
-        try:
-            parse_port(text)
-        except ValueError:
-            d.note(at, f"{text!r} not translated",
-                   "write one [IP:]HOST_PORT:CONTAINER_PORT per port (no ranges, no random port)")  # fmt: skip
-            continue
-        if text.split("/")[0].isdigit():
-            d.note(at, f"{text!r} publishes a random host port in compose",
-                   f"the stack publishes it on the same port ({text}:{text}); set HOST:CONTAINER")  # fmt: skip
-        ports.append(text)
+    for i, entry in enumerate(spec.get("ports") or []):
+        port = stack_port(entry, f"{where}.ports[{i}]")
+        d.notes.extend(port.notes)
+        if port.text is not None:
+            ports.append(port.text)
     if ports:
         c["ports"] = ports
 
@@ -402,6 +394,36 @@ def _secrets(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: D
         refs.append({"name": name, "file": target})
     if refs:
         c["secrets"] = c.get("secrets", []) + refs
+
+
+def _argument_secrets(svc: str, where: str, c: dict[str, Any], d: Draft) -> None:
+    """Credentials on a command line go to bundle secrets; the stack can give a secret only as
+    an environment variable or a file, so the container waits, disabled, until it reads one."""
+    name = d.names[svc]
+    places = {"command": list(c.get("command", [])),
+              "entrypoint": [c["entrypoint"]] if "entrypoint" in c else [],
+              "healthcheck.test": [c["health"]["cmd"]] if "health" in c else []}  # fmt: skip
+    for key, words in places.items():
+        for arg in argument_credentials(words):
+            problem = d.secrets.check(arg.value, f"{where}.{key}")
+            if problem:
+                d.notes.append(problem)
+                continue
+            secret = d.secrets.name_for(arg.value, f"{svc}_{arg.flag.lstrip('-')}")
+            words[arg.word] = words[arg.word].replace(arg.value, f"<secret {secret}>")
+            c["enabled"] = False
+            d.note(f"{where}.{key}", f"the credential after {arg.flag} is stored as bundle secret "
+                   f"{secret} and is not in the stack, which passes secrets only as environment "
+                   f"variables or files; {name} is imported with enabled = false",
+                   f"give {name} the secret in a way it reads it (an environment variable, a file, "
+                   f'or a config template with {{{{ secret("{secret}") }}}}) in place of '
+                   f"<secret {secret}>, then set enabled = true")  # fmt: skip
+    if places["command"]:
+        c["command"] = places["command"]
+    if places["entrypoint"]:
+        c["entrypoint"] = places["entrypoint"][0]
+    if places["healthcheck.test"]:
+        c["health"]["cmd"] = places["healthcheck.test"][0]
 
 
 def _secret_value(source: str, top: dict[str, Any], at: str, d: Draft) -> str | None:
