@@ -19,9 +19,10 @@ from typing import Any
 
 import attrs
 
+from builder.compose_draft import Draft, unit_name
 from builder.compose_interpolate import Unset, interpolate_tree, parse_env_file
 from builder.compose_report import Note
-from builder.compose_service import Draft, mapping, translate, unit_name
+from builder.compose_service import mapping, translate
 from builder.compose_yaml import read_yaml
 from builder.errors import InputError
 

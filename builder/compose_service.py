@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import attrs
-
-from builder.compose_interpolate import Unset, parse_env_file
+from builder.compose_draft import Draft
+from builder.compose_interpolate import parse_env_file
 from builder.compose_ports import stack_port
-from builder.compose_report import Note, no_equivalent
+from builder.compose_report import no_equivalent
 from builder.compose_secrets import (
-    FoundSecrets,
     argument_credentials,
     has_url_password,
     looks_secret,
 )
+from builder.compose_volumes import volumes
 from builder.errors import InputError
 
 RESTART = {"always": "always", "unless-stopped": "always", "on-failure": "on-failure", "no": "no"}
@@ -28,41 +24,6 @@ HANDLED = {
     "entrypoint", "user", "labels", "networks", "network_mode", "restart", "healthcheck",
     "container_name", "profiles", "extends", "secrets", "deploy", "expose",
 }  # fmt: skip
-NAME = re.compile(r"[^a-z0-9_-]+")
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-PODMAN_SOCKET = (
-    "the server runs podman, whose API socket gives root on the host: if this service must "
-    "manage containers, mount /run/podman/podman.sock:/var/run/docker.sock by hand "
-    "(after `systemctl enable --now podman.socket` on the server; rootless: "
-    "/run/user/UID/podman/podman.sock)"
-)
-
-
-@attrs.define
-class Draft:
-    """What the whole import collects while it translates the services."""
-
-    host: str
-    base_dir: Path
-    variables: Mapping[str, str]
-    names: dict[str, str]  # compose service -> container name
-    networks: dict[str, str]  # compose network -> stack network
-    default_network: str
-    top_volumes: dict[str, str]  # compose volume -> stack volume
-    top_secrets: dict[str, Any]
-    notes: list[Note] = attrs.field(factory=list)
-    unset: list[Unset] = attrs.field(factory=list)
-    secrets: FoundSecrets = attrs.field(factory=FoundSecrets)
-    volumes: set[str] = attrs.field(factory=set)
-    used_networks: set[str] = attrs.field(factory=set)
-    healthy_waits: dict[str, list[str]] = attrs.field(factory=dict)  # dependency -> waiters
-
-    def note(self, where: str, what: str, todo: str = "") -> None:
-        self.notes.append(Note(where, what, todo))
-
-
-def unit_name(name: str) -> str:
-    return NAME.sub("-", name.lower()).strip("-_")[:63] or "service"
 
 
 def split_image(ref: str) -> tuple[str, str | None, str | None]:
@@ -128,7 +89,7 @@ def translate(svc: str, spec: dict[str, Any], d: Draft) -> dict[str, Any]:
         c["user"] = str(spec["user"])
     _environment(svc, spec, where, c, d)
     _ports(spec, where, c, d)
-    _volumes(spec, where, c, d)
+    volumes(spec, where, c, d)
     _networks(svc, spec, where, c, d)
     _depends(svc, spec, where, c, d)
     labels = {k: v or "" for k, v in mapping(spec.get("labels")).items()}
@@ -233,40 +194,6 @@ def _ports(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> Non
             ports.append(port.text)
     if ports:
         c["ports"] = ports
-
-
-def _volumes(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
-    vols = []
-    for i, v in enumerate(spec.get("volumes") or []):
-        at = f"{where}.volumes[{i}]"
-        if isinstance(v, dict):
-            if v.get("type") not in (None, "volume", "bind"):
-                d.note(at, f"a {v.get('type')} mount is not translated", "use a named volume")
-                continue
-            v = f"{v.get('source', '')}:{v.get('target', '')}" + (
-                ":ro" if v.get("read_only") else ""
-            )
-        source, _, rest = str(v).partition(":")
-        if not source or not rest:
-            d.note(
-                at, f"anonymous volume {v!r} not translated", "name it: NAME:" + (rest or source)
-            )
-        elif source in DOCKER_SOCKETS or source.endswith("/docker.sock"):
-            d.note(at, f"the docker socket {source} is not mounted", PODMAN_SOCKET)
-        elif source.startswith((".", "~")):
-            d.note(at, f"relative bind mount {v!r} not translated",
-                   "copy the folder to the server and use its absolute path, or a named volume")  # fmt: skip
-        elif source.startswith("/"):
-            vols.append(f"{source}:{rest}")
-        else:
-            volume = d.top_volumes.get(source)
-            if volume is None:
-                d.note(at, f"volume {source!r} is not declared under the top-level volumes")
-                volume = unit_name(source)
-            d.volumes.add(volume)
-            vols.append(f"{volume}:{rest}")
-    if vols:
-        c["volumes"] = vols
 
 
 def _networks(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:

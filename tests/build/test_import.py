@@ -286,6 +286,18 @@ services:
         mode: host
       - 127.0.0.1::9090
       - 3868:3868/sctp
+    volumes:
+      - type: bind
+        source: /srv/photos
+        target: /photos
+        read_only: true
+        bind:
+          selinux: z
+      - type: volume
+        source: data
+        target: /data
+        volume:
+          nocopy: true
     restart: no
     environment:
       ENABLE_SIGNUP: yes
@@ -303,6 +315,8 @@ services:
   cache:
     image: redis:7.4
     command: ["sh", "-c", "exec redis-server --requirepass \\"$$CACHE_PASSWORD\\""]
+volumes:
+  data:
 """
     )
     p = empty_project
@@ -317,6 +331,7 @@ services:
         "services.app.ports[3]: '127.0.0.1::9090' publishes a random host port in compose; the "
         "stack publishes it on the same port (9090)",
         "services.app.ports[4]: '3868:3868/sctp': the protocol sctp is not translated",
+        "services.app.volumes[1].volume: not translated; the mount has podman's defaults",
         "services.redis.command: the credential after --requirepass is stored as bundle secret "
         "redis_requirepass and is not in the stack",
         "redis is imported with enabled = false; give redis the secret in a way it reads it",
@@ -332,6 +347,7 @@ services:
     app, redis, cache = containers["app"], containers["redis"], containers["cache"]
     # YAML 1.2, as compose reads it: 22:22 is a port, not 1342; no and yes are words
     assert app["ports"] == ["2283:2283", "22:22", "5353:53/udp", "127.0.0.1:9090:9090"]
+    assert app["volumes"] == ["/srv/photos:/photos:ro,z", "data:/data"]
     assert app["restart"] == "no" and app["environment"]["ENABLE_SIGNUP"] == "yes"
     # a URL's password makes the whole URL a secret; a URL without one stays
     assert {"name": "app_database_url", "env": "DATABASE_URL"} in app["secrets"]
