@@ -19,9 +19,11 @@ from typing import Any
 
 import attrs
 
+from builder.compose_draft import Draft, unit_name
 from builder.compose_interpolate import Unset, interpolate_tree, parse_env_file
 from builder.compose_report import Note
-from builder.compose_service import Draft, mapping, translate, unit_name
+from builder.compose_service import mapping, translate
+from builder.compose_yaml import read_yaml
 from builder.errors import InputError
 
 TOP_LEVEL = {"services", "volumes", "networks", "secrets", "configs", "version", "name"}
@@ -56,17 +58,6 @@ def toml_value(value: Any) -> str:
 
 def toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
-
-
-def read_yaml(text: str, source: str) -> Any:
-    import yaml  # only `bundle import` needs YAML
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise InputError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
 
 
 def variables(base_dir: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], list[Unset]]:
@@ -165,7 +156,8 @@ def convert(
         return other["services"], str(path)
 
     services = resolve_extends(doc["services"], load, source)
-    project = unit_name(str(doc.get("name") or base_dir.name))
+    # docker compose's order: COMPOSE_PROJECT_NAME (environment or .env), `name:`, the folder
+    project = unit_name(env.get("COMPOSE_PROJECT_NAME") or str(doc.get("name") or base_dir.name))
     d = Draft(
         host=host,
         base_dir=base_dir,

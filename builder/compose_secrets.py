@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 import attrs
 
@@ -52,3 +53,55 @@ class FoundSecrets:
         if len(value.encode()) > VALUE_LIMIT:
             return Note(where, f"the value is over {VALUE_LIMIT} bytes (podman's limit)")
         return None
+
+
+# Flags that run a word into PASS or AUTH: redis-server's --requirepass and --masterauth.
+JOINED_FLAGS = {"REQUIREPASS", "MASTERAUTH"}
+URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@")
+
+
+def has_url_password(value: str) -> bool:
+    """postgres://app:pa55@db/app: a credential in a value whose name does not say so."""
+    return URL_PASSWORD.search(value) is not None
+
+
+def _secret_flag(flag: str) -> bool:
+    name = flag.lstrip("-")
+    return flag.startswith("-") and (looks_secret(name) or name.upper() in JOINED_FLAGS)
+
+
+def _literal(value: str) -> bool:
+    return bool(value) and not value.startswith(("$", "/"))  # a variable or a path is no value
+
+
+@attrs.frozen
+class Argument:
+    """A credential given on a command line: in which word, after which flag, and its value."""
+
+    word: int
+    flag: str
+    value: str
+
+
+def argument_credentials(words: list[str]) -> list[Argument]:
+    """`--requirepass xyz`, `--server-password=xyz`, a URL with a password; also inside an
+    `sh -c "..."` word. Variables (`$PASS`) and paths (`--key /etc/key.pem`) are not values."""
+    tokens: list[tuple[int, str]] = []
+    for i, word in enumerate(words):
+        try:
+            parts = shlex.split(word) if any(ch.isspace() for ch in word) else [word]
+        except ValueError:
+            parts = word.split()
+        tokens += [(i, part) for part in parts]
+    found: list[Argument] = []
+    for n, (i, token) in enumerate(tokens):
+        flag, eq, value = token.partition("=")
+        if eq and _secret_flag(flag) and _literal(value):
+            found.append(Argument(i, flag, value))
+        elif not eq and _secret_flag(token) and n + 1 < len(tokens):
+            value = tokens[n + 1][1]
+            if _literal(value) and not value.startswith("-"):
+                found.append(Argument(tokens[n + 1][0], token, value))
+        elif has_url_password(token):
+            found.append(Argument(i, flag if eq else "a URL", value if eq else token))
+    return found

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import attrs
-
-from builder.compose_interpolate import Unset, parse_env_file
-from builder.compose_report import Note, no_equivalent
-from builder.compose_secrets import FoundSecrets, looks_secret
+from builder.compose_draft import Draft
+from builder.compose_interpolate import parse_env_file
+from builder.compose_ports import stack_port
+from builder.compose_report import no_equivalent
+from builder.compose_secrets import (
+    argument_credentials,
+    has_url_password,
+    looks_secret,
+)
+from builder.compose_volumes import volumes
 from builder.errors import InputError
-from builder.ports import parse_port
 
 RESTART = {"always": "always", "unless-stopped": "always", "on-failure": "on-failure", "no": "no"}
 DEPLOY_RESTART = {"any": "always", "on-failure": "on-failure", "none": "no"}
@@ -23,41 +24,6 @@ HANDLED = {
     "entrypoint", "user", "labels", "networks", "network_mode", "restart", "healthcheck",
     "container_name", "profiles", "extends", "secrets", "deploy", "expose",
 }  # fmt: skip
-NAME = re.compile(r"[^a-z0-9_-]+")
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-PODMAN_SOCKET = (
-    "the server runs podman, whose API socket gives root on the host: if this service must "
-    "manage containers, mount /run/podman/podman.sock:/var/run/docker.sock by hand "
-    "(after `systemctl enable --now podman.socket` on the server; rootless: "
-    "/run/user/UID/podman/podman.sock)"
-)
-
-
-@attrs.define
-class Draft:
-    """What the whole import collects while it translates the services."""
-
-    host: str
-    base_dir: Path
-    variables: Mapping[str, str]
-    names: dict[str, str]  # compose service -> container name
-    networks: dict[str, str]  # compose network -> stack network
-    default_network: str
-    top_volumes: dict[str, str]  # compose volume -> stack volume
-    top_secrets: dict[str, Any]
-    notes: list[Note] = attrs.field(factory=list)
-    unset: list[Unset] = attrs.field(factory=list)
-    secrets: FoundSecrets = attrs.field(factory=FoundSecrets)
-    volumes: set[str] = attrs.field(factory=set)
-    used_networks: set[str] = attrs.field(factory=set)
-    healthy_waits: dict[str, list[str]] = attrs.field(factory=dict)  # dependency -> waiters
-
-    def note(self, where: str, what: str, todo: str = "") -> None:
-        self.notes.append(Note(where, what, todo))
-
-
-def unit_name(name: str) -> str:
-    return NAME.sub("-", name.lower()).strip("-_")[:63] or "service"
 
 
 def split_image(ref: str) -> tuple[str, str | None, str | None]:
@@ -123,7 +89,7 @@ def translate(svc: str, spec: dict[str, Any], d: Draft) -> dict[str, Any]:
         c["user"] = str(spec["user"])
     _environment(svc, spec, where, c, d)
     _ports(spec, where, c, d)
-    _volumes(spec, where, c, d)
+    volumes(spec, where, c, d)
     _networks(svc, spec, where, c, d)
     _depends(svc, spec, where, c, d)
     labels = {k: v or "" for k, v in mapping(spec.get("labels")).items()}
@@ -132,6 +98,7 @@ def translate(svc: str, spec: dict[str, Any], d: Draft) -> dict[str, Any]:
     _restart(spec, where, c, d)
     _health(spec, where, c, d)
     _secrets(svc, spec, where, c, d)
+    _argument_secrets(svc, where, c, d)
     if spec.get("container_name") not in (None, name):
         d.note(
             f"{where}.container_name",
@@ -198,7 +165,7 @@ def _environment(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], 
         env[key] = value
     secrets = c.setdefault("secrets", [])
     for key, value in env.items():
-        if value and looks_secret(key):
+        if value and (looks_secret(key) or has_url_password(value)):
             problem = d.secrets.check(value, f"{where}.environment.{key}")
             if problem is None:
                 name = d.secrets.name_for(value, f"{svc}_{key}")
@@ -220,61 +187,13 @@ def _env_files(value: Any) -> list[tuple[str, bool]]:
 
 def _ports(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
     ports = []
-    for i, p in enumerate(spec.get("ports") or []):
-        at = f"{where}.ports[{i}]"
-        if isinstance(p, dict):
-            ip = f"{p['host_ip']}:" if p.get("host_ip") else ""
-            pub = f"{p['published']}:" if p.get("published") else ""
-            proto = "/udp" if p.get("protocol") == "udp" else ""
-            text = f"{ip}{pub}{p.get('target', '')}{proto}"
-        else:
-            text = str(p)
-        try:
-            parse_port(text)
-        except ValueError:
-            d.note(at, f"{text!r} not translated",
-                   "write one [IP:]HOST_PORT:CONTAINER_PORT per port (no ranges, no random port)")  # fmt: skip
-            continue
-        if text.split("/")[0].isdigit():
-            d.note(at, f"{text!r} publishes a random host port in compose",
-                   f"the stack publishes it on the same port ({text}:{text}); set HOST:CONTAINER")  # fmt: skip
-        ports.append(text)
+    for i, entry in enumerate(spec.get("ports") or []):
+        port = stack_port(entry, f"{where}.ports[{i}]")
+        d.notes.extend(port.notes)
+        if port.text is not None:
+            ports.append(port.text)
     if ports:
         c["ports"] = ports
-
-
-def _volumes(spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
-    vols = []
-    for i, v in enumerate(spec.get("volumes") or []):
-        at = f"{where}.volumes[{i}]"
-        if isinstance(v, dict):
-            if v.get("type") not in (None, "volume", "bind"):
-                d.note(at, f"a {v.get('type')} mount is not translated", "use a named volume")
-                continue
-            v = f"{v.get('source', '')}:{v.get('target', '')}" + (
-                ":ro" if v.get("read_only") else ""
-            )
-        source, _, rest = str(v).partition(":")
-        if not source or not rest:
-            d.note(
-                at, f"anonymous volume {v!r} not translated", "name it: NAME:" + (rest or source)
-            )
-        elif source in DOCKER_SOCKETS or source.endswith("/docker.sock"):
-            d.note(at, f"the docker socket {source} is not mounted", PODMAN_SOCKET)
-        elif source.startswith((".", "~")):
-            d.note(at, f"relative bind mount {v!r} not translated",
-                   "copy the folder to the server and use its absolute path, or a named volume")  # fmt: skip
-        elif source.startswith("/"):
-            vols.append(f"{source}:{rest}")
-        else:
-            volume = d.top_volumes.get(source)
-            if volume is None:
-                d.note(at, f"volume {source!r} is not declared under the top-level volumes")
-                volume = unit_name(source)
-            d.volumes.add(volume)
-            vols.append(f"{volume}:{rest}")
-    if vols:
-        c["volumes"] = vols
 
 
 def _networks(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: Draft) -> None:
@@ -402,6 +321,36 @@ def _secrets(svc: str, spec: dict[str, Any], where: str, c: dict[str, Any], d: D
         refs.append({"name": name, "file": target})
     if refs:
         c["secrets"] = c.get("secrets", []) + refs
+
+
+def _argument_secrets(svc: str, where: str, c: dict[str, Any], d: Draft) -> None:
+    """Credentials on a command line go to bundle secrets; the stack can give a secret only as
+    an environment variable or a file, so the container waits, disabled, until it reads one."""
+    name = d.names[svc]
+    places = {"command": list(c.get("command", [])),
+              "entrypoint": [c["entrypoint"]] if "entrypoint" in c else [],
+              "healthcheck.test": [c["health"]["cmd"]] if "health" in c else []}  # fmt: skip
+    for key, words in places.items():
+        for arg in argument_credentials(words):
+            problem = d.secrets.check(arg.value, f"{where}.{key}")
+            if problem:
+                d.notes.append(problem)
+                continue
+            secret = d.secrets.name_for(arg.value, f"{svc}_{arg.flag.lstrip('-')}")
+            words[arg.word] = words[arg.word].replace(arg.value, f"<secret {secret}>")
+            c["enabled"] = False
+            d.note(f"{where}.{key}", f"the credential after {arg.flag} is stored as bundle secret "
+                   f"{secret} and is not in the stack, which passes secrets only as environment "
+                   f"variables or files; {name} is imported with enabled = false",
+                   f"give {name} the secret in a way it reads it (an environment variable, a file, "
+                   f'or a config template with {{{{ secret("{secret}") }}}}) in place of '
+                   f"<secret {secret}>, then set enabled = true")  # fmt: skip
+    if places["command"]:
+        c["command"] = places["command"]
+    if places["entrypoint"]:
+        c["entrypoint"] = places["entrypoint"][0]
+    if places["healthcheck.test"]:
+        c["health"]["cmd"] = places["healthcheck.test"][0]
 
 
 def _secret_value(source: str, top: dict[str, Any], at: str, d: Draft) -> str | None:

@@ -263,3 +263,113 @@ def test_credentials_need_a_passphrase_first(empty_project: Project, tmp_path: P
     assert "$BUNDLE_PASSPHRASE" in result.stderr and "nothing was written" in result.stderr
     assert not (empty_project.stacks / "apps1.toml").exists()
     assert not (empty_project.stacks / "secrets").exists()
+
+
+def test_what_published_compose_files_write(
+    empty_project: Project, tmp_path: Path, quadlet_bin: Path
+) -> None:
+    """Forms the self-hosted projects' own compose files use, read as docker compose reads them."""
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / ".env").write_text("COMPOSE_PROJECT_NAME=photos\nDB_PASSWORD=db-pass-5e0c\n")
+    (folder / "compose.yml").write_text(
+        """\
+services:
+  app:
+    image: registry.example.org/app:1.4.2
+    ports:
+      - ${EXPOSE_PORT-:2283:2283}
+      - 22:22
+      - target: 53
+        published: "5353"
+        protocol: udp
+        mode: host
+      - 127.0.0.1::9090
+      - 3868:3868/sctp
+    volumes:
+      - type: bind
+        source: /srv/photos
+        target: /photos
+        read_only: true
+        bind:
+          selinux: z
+      - type: volume
+        source: data
+        target: /data
+        volume:
+          nocopy: true
+    restart: no
+    environment:
+      ENABLE_SIGNUP: yes
+      DATABASE_URL: postgres://app:${DB_PASSWORD}@db:5432/app
+      REDIS_URL: redis://redis:6379
+  db:
+    image: postgres:16
+    environment:
+      POSTGRES_PASSWORD: ${DB_PASSWORD}
+  redis:
+    image: redis:7.4
+    command: redis-server --requirepass redis-pass-0b9d --appendonly yes
+    healthcheck:
+      test: ["CMD-SHELL", "redis-cli -a $$REDIS_PASSWORD ping"]
+  cache:
+    image: redis:7.4
+    command: ["sh", "-c", "exec redis-server --requirepass \\"$$CACHE_PASSWORD\\""]
+volumes:
+  data:
+"""
+    )
+    p = empty_project
+    result = p.run("import", str(folder / "compose.yml"), "--host", "photos1", env=SECRETS_ENV)
+    assert result.returncode == 0, result.stderr
+    report = result.stdout
+    assert (
+        "stored 3 secrets in stacks/secrets/photos1.enc (app_database_url, db_postgres_password, "
+        "redis_requirepass)" in report
+    ), report
+    for expected in (
+        "services.app.ports[3]: '127.0.0.1::9090' publishes a random host port in compose; the "
+        "stack publishes it on the same port (9090)",
+        "services.app.ports[4]: '3868:3868/sctp': the protocol sctp is not translated",
+        "services.app.volumes[1].volume: not translated; the mount has podman's defaults",
+        "services.redis.command: the credential after --requirepass is stored as bundle secret "
+        "redis_requirepass and is not in the stack",
+        "redis is imported with enabled = false; give redis the secret in a way it reads it",
+    ):
+        assert expected in report, report
+    assert "ports[0]" not in report and "ports[2]" not in report and "mode" not in report
+    text = (p.stacks / "photos1.toml").read_text()
+    for value in ("db-pass-5e0c", "redis-pass-0b9d"):
+        assert value not in text and value not in report
+    import tomllib
+
+    containers = tomllib.loads(text)["containers"]
+    app, redis, cache = containers["app"], containers["redis"], containers["cache"]
+    # YAML 1.2, as compose reads it: 22:22 is a port, not 1342; no and yes are words
+    assert app["ports"] == ["2283:2283", "22:22", "5353:53/udp", "127.0.0.1:9090:9090"]
+    assert app["volumes"] == ["/srv/photos:/photos:ro,z", "data:/data"]
+    assert app["restart"] == "no" and app["environment"]["ENABLE_SIGNUP"] == "yes"
+    # a URL's password makes the whole URL a secret; a URL without one stays
+    assert {"name": "app_database_url", "env": "DATABASE_URL"} in app["secrets"]
+    assert app["environment"]["REDIS_URL"] == "redis://redis:6379"
+    assert app["networks"] == ["photos_default"]  # COMPOSE_PROJECT_NAME from .env names it
+    assert redis["command"] == [
+        "redis-server", "--requirepass", "<secret redis_requirepass>", "--appendonly", "yes",
+    ]  # fmt: skip
+    assert redis["enabled"] is False
+    # a variable the container's shell expands is no literal credential
+    assert "enabled" not in cache and "$CACHE_PASSWORD" in cache["command"][2]
+    assert redis["health"]["cmd"] == "redis-cli -a $REDIS_PASSWORD ping"
+
+    built = p.run("build", "photos1", env=SECRETS_ENV)
+    assert built.returncode == 0, built.stderr
+    gen = next((p.bundles / "photos1").glob("1-*[0-9a-f]"))
+    for value in ("db-pass-5e0c", "redis-pass-0b9d"):
+        assert not any(value in f.read_text() for f in gen.rglob("*") if f.is_file())
+    units = tmp_path / "units"
+    shutil.copytree(gen / "units/quadlet", units)
+    dry = quadlet_dryrun(quadlet_bin, units)
+    assert dry.returncode == 0, dry.stderr
+    for line in ("PublishPort=2283:2283", "PublishPort=22:22", "PublishPort=5353:53/udp"):
+        assert line in (units / "app.container").read_text()
+    assert "--network photos_default" in dry.stdout
