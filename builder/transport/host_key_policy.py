@@ -125,8 +125,8 @@ def expand(value: str, tokens: Mapping[str, str], keyword: str) -> str:
             token = value[i + 1 : i + 2]
             if token != "%" and token not in tokens:
                 raise config_error(
-                    f"{keyword} {value!r} in your ssh config has an unknown token "
-                    f"%{token}; use one of %% {' '.join('%' + t for t in tokens)}"
+                    f"{keyword} {value!r} in your ssh config has an unknown token %{token} "
+                    f"(known: %% {' '.join('%' + t for t in tokens)}); fix that line"
                 )
             out.append("%" if token == "%" else tokens[token])
             i += 2
