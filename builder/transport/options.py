@@ -23,7 +23,8 @@ class SshOptions:
     """Where to find ssh settings and keys; every default is what OpenSSH would use.
 
     config: ssh config file; default $BUNDLE_SSH_CONFIG, else ~/.ssh/config.
-    known_hosts: the user's known_hosts, read and appended to (accept_new); ~/.ssh/known_hosts.
+    known_hosts: the user's known_hosts, read and appended to (accept_new); default: the ssh
+        config's UserKnownHostsFile, else ~/.ssh/known_hosts and ~/.ssh/known_hosts2.
     extra_known_hosts: more known_hosts files, only read (tests pin their servers' keys here).
     identity_files: keys tried after the ones the config names.
     use_agent: offer the keys of the ssh-agent at $SSH_AUTH_SOCK.
@@ -46,6 +47,3 @@ class SshOptions:
             return Path(env)
         default = Path("~/.ssh/config").expanduser()
         return default if default.is_file() else None
-
-    def known_hosts_path(self) -> Path:
-        return self.known_hosts or Path("~/.ssh/known_hosts").expanduser()

@@ -24,7 +24,9 @@ import paramiko
 from builder.errors import InputError
 from builder.transport.address import parse_jump
 from builder.transport.base import ClosingMixin, CommandResult, Stdin, TransportError
-from builder.transport.known_hosts import KnownHosts, fingerprint, host_key_name
+from builder.transport.host_key_policy import HostKeyPolicy, Tokens, policy_from_config, verdict
+from builder.transport.host_patterns import lookup_name
+from builder.transport.known_hosts import KnownHosts
 from builder.transport.options import CONFIG_ENV, SshOptions
 from builder.transport.streams import Worker, drain, feed
 
@@ -51,6 +53,7 @@ class Endpoint:
     proxy_command: str | None = None
     host_key_alias: str | None = None
     connect_timeout: float | None = None
+    host_keys: HostKeyPolicy = attrs.field(factory=HostKeyPolicy)
 
     def address(self) -> str:
         host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
@@ -61,7 +64,7 @@ class Endpoint:
 
     def key_name(self) -> str:
         # OpenSSH looks an alias up as it is written, without the port
-        return self.host_key_alias or host_key_name(self.hostname, self.port)
+        return lookup_name(self.hostname, self.port, self.host_key_alias)
 
 
 def load_config(options: SshOptions) -> paramiko.SSHConfig:
@@ -113,17 +116,24 @@ def resolve(
     found: dict[str, Any] = config.lookup(host)
     jumps = _none_or(found.get("proxyjump"))
     timeout = found.get("connecttimeout")
+    hostname = found.get("hostname", host)
+    port = port or int(found.get("port", default_port))
+    user = user or found.get("user") or default_user or getpass.getuser()
+    alias = found.get("hostkeyalias")
+    jump = jumps.split(",")[-1].strip() if jumps else ""
+    tokens = Tokens(host, lookup_name(hostname, 22), port, user, alias, jump)
     return Endpoint(
         name=host,
-        hostname=found.get("hostname", host),
-        port=port or int(found.get("port", default_port)),
-        user=user or found.get("user") or default_user or getpass.getuser(),
+        hostname=hostname,
+        port=port,
+        user=user,
         identity_files=tuple(Path(p).expanduser() for p in found.get("identityfile", [])),
         identities_only=found.get("identitiesonly", "no").lower() == "yes",
         proxy_jump=tuple(j.strip() for j in jumps.split(",")) if jumps else (),
         proxy_command=_none_or(found.get("proxycommand")),
-        host_key_alias=found.get("hostkeyalias"),
+        host_key_alias=alias,
         connect_timeout=float(timeout) if timeout else None,
+        host_keys=policy_from_config(found, tokens),
     )
 
 
@@ -256,7 +266,6 @@ class _Dialer:
         self.config = config
         self.options = options
         self.accept_new = accept_new
-        self.known = KnownHosts.load([options.known_hosts_path(), *options.extra_known_hosts])
         self.chain: list[paramiko.Transport] = []
         self._agent: paramiko.Agent | None = None
         self._agent_problem = ""
@@ -308,8 +317,7 @@ class _Dialer:
     # ---- host key -------------------------------------------------------------------------
 
     def _handshake(self, t: paramiko.Transport, ep: Endpoint, timeout: float) -> None:
-        known = self.known.lookup(ep.key_name())
-        _prefer_known_types(t, {k.key_type for k in known})
+        _prefer_known_types(t, self._known_types(ep))
         try:
             t.start_client(timeout=timeout)
         except paramiko.ProxyCommandFailure as e:
@@ -346,36 +354,32 @@ class _Dialer:
             )
         self._check_host_key(t, ep)
 
+    def _known_hosts(self, ep: Endpoint) -> KnownHosts:
+        """The files OpenSSH would read for ep: SshOptions.known_hosts replaces the config's
+        UserKnownHostsFile; extra_known_hosts are only read."""
+        policy = ep.host_keys
+        user = (self.options.known_hosts,) if self.options.known_hosts else policy.user_files
+        files = [*user, *policy.global_files, *self.options.extra_known_hosts]
+        return KnownHosts.load(files, user[0] if user else None)
+
+    def _known_types(self, ep: Endpoint) -> set[str]:
+        entries = self._known_hosts(ep).lookup(ep.key_name())
+        return {k.plain_type() for k in entries if k.marker is None}
+
     def _check_host_key(self, t: paramiko.Transport, ep: Endpoint) -> None:
         key = t.get_remote_server_key()
-        name = ep.key_name()
-        key_type, blob = key.get_name(), key.get_base64()
-        known = self.known.lookup(name)
-        if any(k.key_type == key_type and k.blob == blob for k in known):
+        name, key_type, blob = ep.key_name(), key.get_name(), key.get_base64()
+        known = self._known_hosts(ep)
+        strict = ep.host_keys.strict
+        if not verdict(known, name, key_type, blob, strict, self.accept_new, ep.describe()):
             return
-        fp = fingerprint(blob)
-        if known:
-            old = next((k for k in known if k.key_type == key_type), known[0])
-            file_arg = (
-                "" if old.file == self.known.files[0] else f" -f {shlex.quote(str(old.file))}"
-            )
-            raise TransportError(
-                f"the host key of {ep.describe()} HAS CHANGED: it is now {key_type} {fp}, "
-                f"{old.where()} says otherwise; someone may be intercepting the connection; "
-                f"if you rebuilt the server, remove the old line with "
-                f"`ssh-keygen -R {shlex.quote(name)}{file_arg}` and rerun with --accept-new"
-            )
-        if not self.accept_new:
-            raise TransportError(
-                f"the host key of {ep.describe()} is not in known_hosts "
-                f"({', '.join(map(str, self.known.files))}): check its fingerprint {fp} "
-                f"({key_type}) and rerun with --accept-new"
-            )
+        if known.user_file is None:  # UserKnownHostsFile none: accepted, as OpenSSH, unrecorded
+            return
         try:
-            self.known = self.known.add(name, key_type, blob)
+            known.add(name, key_type, blob)
         except OSError as e:
             raise TransportError(
-                f"cannot add the host key of {ep.describe()} to {self.known.files[0]}: "
+                f"cannot add the host key of {ep.describe()} to {known.user_file}: "
                 f"{e.strerror or e}; fix that file's permissions"
             ) from None
 

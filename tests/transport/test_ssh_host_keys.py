@@ -84,7 +84,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(target: Target, tmp_pa
     assert "\n" not in msg
     assert f"the host key of root@{target.host}:22 HAS CHANGED" in msg
     assert f"{known}:2 says otherwise" in msg
-    assert f"remove the old line with `ssh-keygen -R {target.host}`" in msg
+    assert f"remove the old line with `ssh-keygen -R {target.host} -f {known}`" in msg
     assert server_fingerprint(target, tmp_path) in msg
     assert known.read_text().count("\n") == 2  # nothing was added
 
