@@ -19,7 +19,7 @@ def pinned_options(target: Target, tmp: Path, **changes: object) -> SshOptions:
         "extra_known_hosts": (target.known_hosts_path,),
         "identity_files": (target.key_path,),
         "use_agent": False,
-        "connect_timeout": 5.0,
+        "connect_timeout": 60.0,  # a hang guard: a ProxyCommand on a loaded machine takes seconds
     }
     fields.update(changes)
     return SshOptions(**fields)  # type: ignore[arg-type]
