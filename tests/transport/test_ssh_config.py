@@ -256,4 +256,6 @@ def test_proxy_command_that_goes_away_is_a_lost_connection_at_once(
         started = time.monotonic()
         with pytest.raises(TransportError, match="lost the connection"):
             t.run(["sleep", "60"])
-        assert time.monotonic() - started < 25  # at once, not after a 30 s keepalive (generous: a loaded machine)
+        assert (
+            time.monotonic() - started < 25
+        )  # at once, not after a 30 s keepalive (generous: a loaded machine)
