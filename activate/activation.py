@@ -512,7 +512,7 @@ def _forget_boot_unit(sw: Switch) -> None:
 
 
 def _health_gate(sw: Switch, timeout: float, settle: float) -> Health:
-    return gate(sw.services, sw.new, timeout, settle)
+    return gate(sw.services, sw.new, timeout, settle, redact=secrets.redactor(sw.store, sw.target))
 
 
 def plan_summary(p: Plan) -> str:

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import lock, scope
+from . import durable, lock, scope
 from .errors import Failed, SwitcherError
 from .recover import recover
 from .store import Store, fsync_dir
@@ -104,15 +104,6 @@ def _package_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.py"))}
 
 
-def _write(dest: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = dest.with_name(f".{dest.name}.bundle-{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        os.fchmod(fh.fileno(), mode)
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest)
-
-
 def _copy_switcher(store: Store) -> bool:
     """STATE/boot/activate/ holds exactly this switcher's files; True if anything changed."""
     dest = store.root / COPY / "activate"
@@ -123,7 +114,7 @@ def _copy_switcher(store: Store) -> bool:
     dest.mkdir(parents=True, exist_ok=True)
     for name, data in wanted.items():
         if have.get(name) != data:
-            _write(dest / name, data)
+            durable.write_file(dest / name, data)
     for name in have.keys() - wanted.keys():
         (dest / name).unlink()
     fsync_dir(dest)
@@ -147,18 +138,13 @@ def install(store: Store, root: Path, services: Services) -> list[str]:
     text = unit_text(store.root, _python(), rootless=where.rootless).encode()
     if not unit.is_file() or unit.read_bytes() != text:
         unit.parent.mkdir(parents=True, exist_ok=True)
-        _write(unit, text)
-        fsync_dir(unit.parent)
+        durable.write_file(unit, text)
         changed.append(str(unit))
     # what `systemctl enable` makes, without depending on systemd knowing the file yet
     target = Path("/") / where.systemd_dir / UNIT
     if not link.is_symlink() or os.readlink(link) != str(target):
         link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.with_name(f".{UNIT}.bundle-{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
-        fsync_dir(link.parent)
+        durable.point_symlink(link, str(target))
         changed.append(str(link))
     if str(unit) in changed or str(link) in changed:
         services.daemon_reload()

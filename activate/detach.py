@@ -25,7 +25,6 @@ kept for reading afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import strict_json
+from . import durable, strict_json
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
@@ -68,9 +67,7 @@ class Run:
         return self.dir / "canary"
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
-        tmp = self.dir / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.dir / name)
+        durable.write_json(self.dir / name, data)
 
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
@@ -104,7 +101,7 @@ class Run:
                 return True
             time.sleep(POLL)
         try:
-            os.rename(self.canary, self.canary.with_name("canary.expired"))
+            durable.rename(self.canary, self.canary.with_name("canary.expired"))
         except FileNotFoundError:
             return True  # confirmed at the last moment
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import durable
 from .errors import BadInput, Failed, SwitcherError
 from .snapshot import prune as prune_snapshots
 from .store import (
@@ -58,7 +59,7 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
     for gen in doomed:
         # Unregister with one rename first, so a crash mid-delete leaves no half generation.
         trash = store.incoming / f"gc-{gen.name}-{os.getpid()}"
-        os.rename(gen.path, trash)
+        durable.rename(gen.path, trash)
         remove_tree(trash)
     for stale in store.incoming.iterdir():
         remove_tree(stale)  # leftovers of killed receives; we hold the lock

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import crashes
 from .manifest import Check, Manifest
 from .report import one_line
+from .scope import CURRENT as SCOPE
 from .systemd import Services, UnitState
 
 OUTPUT_LIMIT = 400  # characters of a check's output kept for the report
@@ -43,9 +45,12 @@ class Result:
     check: str
     ok: bool
     output: str
+    final: bool = False  # the unit can no longer become healthy: the gate stops (crashes.py)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        found = asdict(self)
+        del found["final"]
+        return found
 
     def line(self) -> str:
         return f"{self.unit}: {self.check}: {self.output}"
@@ -67,8 +72,13 @@ class Health:
         return tuple(r for r in self.results if not r.ok)
 
     def summary(self) -> str:
-        """One line naming the failed checks and what they said."""
+        """One line naming the failed checks and what they said; a crashing unit first."""
         failed = self.failures
+        gone = [r for r in failed if r.final]
+        if gone:
+            others = len(failed) - 1
+            more = f"; and {others} more failed check(s)" if others else ""
+            return f"{gone[0].output}{more}"
         shown = "; ".join(r.line() for r in failed[:3])
         more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
         return f"{len(failed)} health check(s) failed after {self.seconds:.0f} s: {shown}{more}"
@@ -181,11 +191,13 @@ def _unit_results(
     states: dict[str, UnitState],
     since_switch: dict[str, int],
     window: dict[str, int] | None,
+    crashed: Callable[[str, UnitState], str],
 ) -> list[Result]:
     """One result per unit that should run and does not; one line when they all do.
 
     `since_switch` and `window` are NRestarts per service at the switch and at the start of
-    the settle window; a restart inside the window (`window` given) fails the unit.
+    the settle window; a restart inside the window (`window` given) fails the unit. A unit
+    systemd gave up on gets `crashed`'s account of it, as a final result.
     """
     bad: list[Result] = []
     running = 0
@@ -197,7 +209,10 @@ def _unit_results(
         total = now - since_switch.get(unit.service, now) if now is not None else 0
         loops = f", restarted {total} time(s) since the switch" if total > 0 else ""
         journal = f"see `journalctl -u {unit.service}`"
-        if st is None or st.active != "active":
+        if st is not None and crashes.gave_up(st):
+            output = crashed(unit.service, st)
+            bad.append(Result(unit.key, "unit", f"{unit.service} is active", False, output, True))
+        elif st is None or st.active != "active":
             state = f"{st.active}/{st.sub}" if st else "unknown"
             output = f"{state}{loops}; {journal}"
             bad.append(Result(unit.key, "unit", f"{unit.service} is active", False, output))
@@ -232,11 +247,14 @@ def gate(
     baseline: dict[str, int] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    redact: Callable[[str], str] = str,
 ) -> Health:
     """Wait up to `timeout` s for every unit to run and every check to pass, then `settle` s.
 
     `baseline` is each service's NRestarts before the switch started it; restarts counted
     from there are reported, but only a restart inside the settle window fails a round.
+    A unit that systemd gave up on (crashes.py) ends the wait at once. `redact` hides secret
+    values in what the units printed.
     """
     if not services.managed:
         return skipped("services not managed: nothing runs here to check")
@@ -246,9 +264,13 @@ def gate(
     first = services.states(services_of)
     since_switch = dict(baseline) if baseline is not None else _restarts(first)
 
+    def crashed(service: str, st: UnitState) -> str:
+        told = crashes.describe(service, st, services.journal(service), SCOPE.journal(service))
+        return redact(told)
+
     def round_(window: dict[str, int] | None) -> tuple[list[Result], dict[str, int]]:
         states = services.states(services_of)
-        units = _unit_results(manifest, states, since_switch, window)
+        units = _unit_results(manifest, states, since_switch, window, crashed)
         return [*units, *_check_results(manifest)], _restarts(states)
 
     while True:
@@ -258,6 +280,6 @@ def gate(
             results, _ = round_(restarts)
         if all(r.ok for r in results):
             return Health(True, clock() - started, timeout, settle, tuple(results))
-        if clock() >= deadline:
+        if clock() >= deadline or any(r.final for r in results):
             return Health(False, clock() - started, timeout, settle, tuple(results))
         sleep(min(POLL_SECONDS, max(0.0, deadline - clock())))

@@ -9,11 +9,10 @@ rootless host's under its user's ~/.config: activate/scope.py).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import faults, scope
+from . import durable, faults, scope
 from .errors import Failed
 from .manifest import Manifest, Unit
 from .store import fsync_dir
@@ -93,20 +92,6 @@ def find_drift(
     return found
 
 
-def _write_atomically(dest: Path, data: bytes, mode: int) -> None:
-    """Write a temp file in the same folder and rename it, so readers never see half a unit."""
-    # A leading dot and a .tmp suffix: neither systemd nor quadlet loads such a name.
-    tmp = dest.with_name(f".{dest.name}.bundle-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, dest)
-
-
 def install_units(
     root: Path, folder: Path | None, new: Manifest | None, old: Manifest | None
 ) -> dict[str, list[str]]:
@@ -129,7 +114,7 @@ def install_units(
         if _sha256(dest) == entry.sha256 and (dest.stat().st_mode & 0o7777) == entry.mode:
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(dest, data, entry.mode)
+        durable.write_file(dest, data, entry.mode)
         touched_dirs.add(dest.parent)
         written.append(str(dest))
         faults.point("install-wrote-file")

@@ -24,16 +24,15 @@ import binascii
 import os
 import re
 import subprocess
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import strict_json
+from . import durable, strict_json
 from .errors import BadInput, Failed, SwitcherError
 from .manifest import MANIFEST_NAME, SHA256_RE, check_relative_path
-from .store import Generation, Store, fsync_dir, remove_tree
+from .store import Generation, Store, remove_tree
 from .systemd import Services
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
@@ -134,20 +133,8 @@ def _private_dir(path: Path) -> None:
 
 
 def _write_private(dest: Path, data: bytes, mode: int) -> None:
-    """Write a file that only root may read, atomically (temp file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(dest.parent)
+    """Write a file that only root may read, durably (the temp file is 0600 until renamed)."""
+    durable.write_file(dest, data, mode)
 
 
 def _read_request(stream: IO[bytes], command: str) -> Any:
@@ -321,6 +308,35 @@ def apply(store: Store, gen: Generation, services: Services) -> dict[str, Any]:
         "podman_created": sorted(created),
         "files_completed": sorted(written),
     }
+
+
+def redactor(store: Store, gen: Generation) -> Callable[[str], str]:
+    """Hides the generation's secret values (and each line of a multi-line one) in text that
+    its containers printed, before it goes into a report, history or the deployer's output."""
+    hidden: dict[str, str] = {}
+    try:
+        needs = needs_of(store, gen).secrets.values()
+    except SwitcherError:
+        needs = ()  # a generation this damaged never passed its checks; nothing to hide
+    for use in needs:
+        if use.fingerprint is None:
+            continue
+        try:
+            value = value_path(store, use.name, use.fingerprint).read_bytes()
+        except OSError:
+            continue
+        text = value.decode("utf-8", "replace")
+        for part in (text, text.strip(), *text.splitlines()):
+            if part.strip():
+                hidden.setdefault(part.strip(), f"[secret {use.name}]")
+    ordered = sorted(hidden, key=len, reverse=True)  # a value before its own parts
+
+    def redact(line: str) -> str:
+        for value in ordered:
+            line = line.replace(value, hidden[value])
+        return line
+
+    return redact
 
 
 def _prefixes(path: str) -> list[str]:

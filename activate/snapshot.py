@@ -18,7 +18,6 @@ so nothing is lost either way.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import strict_json
+from . import durable, strict_json
 from .errors import BadInput, Failed
 from .manifest import Manifest, State, Unit
 from .store import Generation, Store, fsync_dir, now_utc, remove_tree
@@ -95,11 +94,7 @@ def _podman(
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    durable.write_json(path, data, indent=2)
 
 
 def _fsynced(path: Path) -> int:
@@ -151,9 +146,8 @@ def take(
         remove_tree(staging)  # a half snapshot is no snapshot
         raise
     if final.exists():  # activated before and left again: keep that older snapshot too
-        os.rename(final, final.with_name(f"{final.name}.{record['time'].replace(':', '')}"))
-    os.rename(staging, final)
-    fsync_dir(final.parent)
+        durable.rename(final, final.with_name(f"{final.name}.{record['time'].replace(':', '')}"))
+    durable.publish_dir(staging, final)
     return {**record, "path": str(final)}
 
 

@@ -23,20 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import strict_json
+from . import durable, strict_json
+from .durable import fsync_dir
 from .errors import BadInput, Failed
 from .manifest import MANIFEST_NAME, SHA256_RE, Manifest, parse_manifest
 
 OBJECT_MODE = 0o444
 GENERATION_RE = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_only_mode(mode: int) -> int:
@@ -154,8 +147,7 @@ class Store:
         target = self.object_path(sha)
         target.parent.mkdir(mode=0o700, exist_ok=True)
         os.chmod(staged, OBJECT_MODE)
-        os.replace(staged, target)
-        fsync_dir(target.parent)
+        durable.publish_file(staged, target)
 
     def object_with_mode(self, sha: str, mode: int) -> Path:
         """The object as an inode with `mode`; a copy is made once per (sha, mode)."""
@@ -165,9 +157,7 @@ class Store:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         shutil.copyfile(self.object_path(sha), tmp)
         os.chmod(tmp, mode)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        durable.publish_file(tmp, target)
         return target
 
     def all_objects(self) -> list[Path]:
@@ -246,23 +236,13 @@ class Store:
                 link.unlink()
                 fsync_dir(self.root)
             return
-        tmp = self.root / f".current.{os.getpid()}.tmp"
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(f"generations/{gen.name}", tmp)
-        os.replace(tmp, link)
-        fsync_dir(self.root)
+        durable.point_symlink(link, f"generations/{gen.name}")
 
     # pending switch ----------------------------------------------------------
 
     def write_pending(self, record: dict[str, Any]) -> None:
         """Note a switch in progress; it outlives a kill -9 so the next run knows."""
-        tmp = self.root / f".pending.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.pending_path)
-        fsync_dir(self.root)
+        durable.write_json(self.pending_path, record)
 
     def pending(self) -> dict[str, Any] | None:
         try:
@@ -271,7 +251,7 @@ class Store:
             return None
 
     def clear_pending(self) -> None:
-        self.pending_path.unlink(missing_ok=True)
+        durable.remove(self.pending_path)
 
     # history ---------------------------------------------------------------
 

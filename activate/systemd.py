@@ -7,6 +7,8 @@ standing in for a server and services are not managed. The rest of the switcher 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -31,6 +33,7 @@ SYSTEMD_UP_STATES = frozenset({"running", "degraded", "starting", "initializing"
 BROKEN_LOAD_STATES = frozenset({"not-found", "bad-setting", "error"})
 
 TIMEOUT_QUICK = 120
+JOURNAL_SCAN = 200  # journal entries read to find a crashing unit's own last lines
 TIMEOUT_START = 900  # systemd's own start timeout applies first; this only catches a hang
 TIMEOUT_PULL = 3600
 
@@ -41,7 +44,12 @@ class UnitState:
     active: str | None
     sub: str | None
     main_pid: int | None
-    restarts: int | None = None  # NRestarts: automatic restarts since the unit was loaded
+    restarts: int | None = None  # NRestarts: automatic restarts since its last start by hand
+    result: str | None = None  # Result: "success", "exit-code", "signal", "start-limit-hit", …
+    exit_code: int | None = None  # ExecMainCode of the last run: 1 exited, 2 killed, 3 dumped
+    exit_status: int | None = None  # ExecMainStatus: the exit status, or the signal
+    started_us: int | None = None  # ConditionTimestampMonotonic: its last start by hand
+    changed_us: int | None = None  # StateChangeTimestampMonotonic
 
 
 class Services(Protocol):
@@ -61,6 +69,11 @@ class Services(Protocol):
     def daemon_reload(self) -> None: ...
     def remove_network(self, name: str) -> None: ...
     def reset_failed(self, services: Sequence[str]) -> None: ...
+    def journal(self, service: str) -> list[dict[str, object]]: ...
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -290,7 +303,10 @@ class Systemd:
     def states(self, services: Sequence[str]) -> dict[str, UnitState]:
         if not services:
             return {}
-        props = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts"
+        props = (
+            "Id,LoadState,ActiveState,SubState,MainPID,NRestarts,Result,ExecMainCode,"
+            "ExecMainStatus,ConditionTimestampMonotonic,StateChangeTimestampMonotonic"
+        )
         out = self._must(
             SCOPE.systemctl("show", f"--property={props}", "--", *services),
             "systemctl show",
@@ -300,14 +316,17 @@ class Systemd:
         found: dict[str, UnitState] = {}
         for service, block in zip(services, blocks, strict=False):
             values = dict(ln.split("=", 1) for ln in block.splitlines() if "=" in ln)
-            pid = values.get("MainPID", "")
-            restarts = values.get("NRestarts", "")
             found[service] = UnitState(
                 load=values.get("LoadState"),
                 active=values.get("ActiveState"),
                 sub=values.get("SubState"),
-                main_pid=int(pid) if pid.isdigit() and pid != "0" else None,
-                restarts=int(restarts) if restarts.isdigit() else None,
+                main_pid=_int(values.get("MainPID")) or None,
+                restarts=_int(values.get("NRestarts")),
+                result=values.get("Result") or None,
+                exit_code=_int(values.get("ExecMainCode")),
+                exit_status=_int(values.get("ExecMainStatus")),
+                started_us=_int(values.get("ConditionTimestampMonotonic")) or None,
+                changed_us=_int(values.get("StateChangeTimestampMonotonic")) or None,
             )
         return found
 
@@ -375,6 +394,22 @@ class Systemd:
         if services:
             self._run(SCOPE.systemctl("reset-failed", "--", *services))
 
+    def journal(self, service: str) -> list[dict[str, object]]:
+        """The unit's last journal entries, as JSON objects (best effort: [] if unreadable)."""
+        user = ["--user"] if SCOPE.rootless else []
+        argv = ["journalctl", *user, "-u", service, "-o", "json", "-n", str(JOURNAL_SCAN)]
+        try:
+            done = self._run([*argv, "--no-pager"])
+        except Failed:
+            return []
+        entries = []
+        for line in done.stdout.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        return entries
+
 
 class FilesOnly:
     """ROOT is not '/': unit files are written, no service is touched."""
@@ -416,6 +451,9 @@ class FilesOnly:
 
     def reset_failed(self, services: Sequence[str]) -> None:
         return None
+
+    def journal(self, service: str) -> list[dict[str, object]]:
+        return []
 
 
 def services_for(root: Path, choice: str) -> Services:

@@ -899,6 +899,27 @@ def metric_text(host: str, when: float) -> str:
     )
 
 
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(dest: Path, text: str, mode: int = 0o644) -> None:
+    """Replace `dest` so that a power cut leaves the old text or the new, never an empty file:
+    a hidden temp name beside it, fsync, rename, fsync the folder."""
+    tmp = dest.with_name(f".{dest.name}.tmp")  # not *.prom: node-exporter skips it
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fchmod(fh.fileno(), mode)
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+    fsync_path(dest.parent)
+
+
 def write_metric(cfg: dict[str, Any], when: float) -> None:
     path = cfg.get("metrics_file")
     if not path:
@@ -906,10 +927,7 @@ def write_metric(cfg: dict[str, Any], when: float) -> None:
     dest = Path(path).expanduser()  # a rootless host's default is under ~
     try:
         dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")  # not *.prom: node-exporter skips it
-        tmp.write_text(metric_text(cfg["host"], when))
-        tmp.chmod(0o644)
-        os.replace(tmp, dest)
+        publish(dest, metric_text(cfg["host"], when))
     except OSError as exc:
         say(f"warning: cannot write {dest}: {exc.strerror}")
 
@@ -937,9 +955,7 @@ def record(cfg: dict[str, Any], entry: dict[str, Any]) -> None:
     folder = Path(cfg["state_dir"]) / "backup"
     with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".last.json.tmp"
-        tmp.write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / "last.json")
+        publish(folder / "last.json", json.dumps(entry, indent=2, sort_keys=True) + "\n")
 
 
 def cmd_backup(cfg: dict[str, Any]) -> int:
@@ -1060,11 +1076,19 @@ def replace_contents(path: Path, root: Path, stage: Path) -> None:
             shutil.rmtree(target)
         else:
             target.unlink()
+    # the restored files reach the disk before they take the volume's names
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            child = Path(folder, name)
+            if child.is_file() and not child.is_symlink():  # never open a FIFO or a device
+                fsync_path(child)
+        fsync_path(Path(folder))
     for entry in os.listdir(root):
         os.rename(root / entry, path / entry)
     info = root.stat()
     os.chown(path, info.st_uid, info.st_gid)
     os.chmod(path, info.st_mode & 0o7777)
+    fsync_path(path)
 
 
 def restore_service(

@@ -251,6 +251,8 @@ def cmd_push(args: argparse.Namespace) -> int:
                 f"{report['objects_sent']} of {report['objects_total']} files sent, {human_size(report['bytes_sent'])}; "
                 f"not active yet (bundle activate {host} --generation {n})"
             )
+        if report.get("switcher_repaired"):
+            print(f"  repaired first: {report['switcher_repaired']}")
 
     return _for_hosts(args, job, show)
 
@@ -273,6 +275,9 @@ def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -
     print(
         f"{host}: {report['action']} {report.get('from') or 'nothing'} -> {report['to']}: {report.get('result', 'ok')}"
     )
+    repaired = (report.get("push") or {}).get("switcher_repaired")
+    if repaired:  # shown even with --quiet: the server was damaged and this deploy fixed it
+        print(f"  repaired first: {repaired}")
     if not args.quiet:
         print(f"  {_summary(report)}")
         for line in _safety_lines(report):

@@ -50,6 +50,7 @@ class PushReport:
     already_present: bool
     switcher_sent: bool
     base: str | None = None  # the generation the manifest was sent against; None: sent whole
+    switcher_repaired: str | None = None  # what was wrong with the installed switcher
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -221,4 +222,5 @@ def push(server: Server, gen: Generation) -> PushReport:
         already_present=bool(sent.received.get("already_present")),
         switcher_sent=found.switcher_sent,
         base=sent.base,
+        switcher_repaired=found.repaired,
     )

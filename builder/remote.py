@@ -10,6 +10,7 @@ lets a push name one of them as the base of its manifest.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import tarfile
@@ -22,21 +23,71 @@ from activate import strict_json
 from builder.errors import BundleError
 from builder.transport.base import CommandResult, Stdin, Transport
 
-# Runs with the server's python3 before any switcher is there: install one, atomically.
-# `check DEST STATE` prints whether DEST holds a switcher and the generations under STATE.
+# Runs with the server's python3 before any switcher is there. `check DEST STATE` prints the
+# sha256 of every file of the switcher in DEST (null: no folder), removes the temp folders of
+# installs that died (a power cut, a kill) and lists the generations under STATE. `install
+# DEST` writes the switcher from the tar on stdin into a temp folder, fsyncs every file and
+# folder, then renames it over DEST (a damaged DEST is moved aside first) and fsyncs the parent.
 BOOTSTRAP = r"""
-import io, json, os, re, shutil, sys, tarfile
+import hashlib, io, json, os, re, shutil, sys, tarfile
 dest = sys.argv[2]
+parent = os.path.dirname(dest)
+
+def fsync(path, flags=os.O_RDONLY):
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+def drop(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+def hashes(folder):
+    found = {}
+    for here, dirs, names in os.walk(os.path.join(folder, "activate")):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in names:
+            path = os.path.join(here, name)
+            try:
+                with open(path, "rb") as f:
+                    found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                found[os.path.relpath(path, folder)] = None
+    return found
+
+def leftovers():
+    removed = []
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        m = re.match(r"^[0-9a-f]{64}\.(?:tmp|old)([0-9]+)$", name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # that install still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        drop(os.path.join(parent, name))
+        removed.append(name)
+    return removed
+
 if sys.argv[1] == "check":
     gens = os.path.join(sys.argv[3], "generations")
     names = os.listdir(gens) if os.path.isdir(gens) else []
     print(json.dumps({
-        "switcher": os.path.isfile(os.path.join(dest, "activate", "__main__.py")),
+        "switcher": hashes(dest) if os.path.lexists(dest) else None,
+        "leftovers": leftovers(),
         "generations": sorted(n for n in names if re.match(r"^[0-9]+-[0-9a-f]{12}$", n)),
     }))
     sys.exit(0)
-os.makedirs(os.path.dirname(dest), exist_ok=True)
+os.makedirs(parent, exist_ok=True)
 tmp = "%s.tmp%d" % (dest, os.getpid())
+drop(tmp)
 with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode="r:gz") as tar:
     for m in tar.getmembers():
         if not m.isfile() or not m.name.startswith("activate/") or ".." in m.name.split("/"):
@@ -45,19 +96,54 @@ with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode="r:gz") as t
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(tar.extractfile(m).read())
+            f.flush()
+            os.fsync(f.fileno())
+for here, _dirs, _names in sorted(os.walk(tmp), key=lambda w: -len(w[0])):
+    fsync(here, os.O_RDONLY | os.O_DIRECTORY)
+old = None
+if os.path.lexists(dest):
+    old = "%s.old%d" % (dest, os.getpid())
+    os.rename(dest, old)
 try:
     os.rename(tmp, dest)
 except OSError:
-    shutil.rmtree(tmp)
+    drop(tmp)  # another push installed it meanwhile
+fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
+if old:
+    drop(old)
 """
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def switcher_damage(expected: dict[str, str], found: dict[str, str | None]) -> str | None:
+    """What is wrong with an installed switcher, in words; None when it is whole."""
+    problems = [
+        f"{path} is missing"
+        if path not in found
+        else f"{path} is empty"
+        if found[path] == EMPTY_SHA256
+        else f"{path} is unreadable"
+        if found[path] is None
+        else f"{path} differs"
+        for path in sorted(expected)
+        if found.get(path, "") != expected[path]
+    ]
+    problems += [f"{path} does not belong to it" for path in sorted(found.keys() - expected.keys())]
+    if not problems:
+        return None
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return ", ".join(problems[:3]) + more
 
 
 @attrs.frozen
 class Found:
-    """What the bootstrap check found: whether the switcher was sent now, the generations."""
+    """What the bootstrap check found: whether the switcher was sent now (and, if it was there
+    but damaged, what was wrong with it), the generations."""
 
     switcher_sent: bool
     generations: frozenset[str]
+    repaired: str | None = None
 
 
 class RemoteError(BundleError):
@@ -97,21 +183,35 @@ class Server:
         return result
 
     def ensure_switcher(self, switcher_hash: str, files: dict[str, bytes]) -> Found:
-        """Install this bundle's switcher on the server unless it is there."""
+        """Install this bundle's switcher on the server unless a whole copy is there.
+
+        The check hashes the installed files on the server, so a copy that a power cut left
+        empty, a hand edit or a missing file is reinstalled (and said so in `repaired`)."""
         dest = self.switcher_dir(switcher_hash)
         check = self._run(["python3", "-c", BOOTSTRAP, "check", dest, self.state])
         if check.rc != 0:
             raise RemoteError(f"{self.host}: cannot look for the switcher: {check.stderr_line()}")
         try:
             seen = strict_json.loads(check.stdout, "check", "")
-            present, names = bool(seen["switcher"]), frozenset(map(str, seen["generations"]))
+            installed = seen["switcher"]
+            left = [str(name) for name in seen.get("leftovers", [])]
+            names = frozenset(map(str, seen["generations"]))
+            if installed is not None and not isinstance(installed, dict):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             raise RemoteError(
                 f"{self.host}: the switcher check printed {check.stdout[:80]!r}, not its JSON; "
                 "is python3 on the server a Python 3.11 or newer?"
             ) from None
-        if present:
-            return Found(switcher_sent=False, generations=names)
+        expected = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+        damage = switcher_damage(expected, installed) if installed is not None else None
+        leftover = (
+            f"removed {len(left)} temp folder(s) of an install cut short ({', '.join(left)})"
+            if left
+            else None
+        )
+        if installed is not None and damage is None:
+            return Found(switcher_sent=False, generations=names, repaired=leftover)
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
             for path in sorted(files):
@@ -122,7 +222,11 @@ class Server:
         result = self._run(["python3", "-c", BOOTSTRAP, "install", dest], stdin=raw.getvalue())
         if result.rc != 0:
             raise RemoteError(f"{self.host}: cannot install the switcher: {result.stderr_line()}")
-        return Found(switcher_sent=True, generations=names)
+        repaired = (
+            f"the switcher in {dest} was damaged ({damage}); reinstalled it" if damage else None
+        )
+        notes = "; ".join(n for n in (repaired, leftover) if n) or None
+        return Found(switcher_sent=True, generations=names, repaired=notes)
 
     def call(
         self,

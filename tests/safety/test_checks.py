@@ -134,9 +134,15 @@ class FakeServices:
         active, sub, restarts = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         return {
-            "web.service": UnitState("loaded", active, sub, 42, restarts),
+            "web.service": UnitState(
+                "loaded", active, sub, 42, restarts, "exit-code", 1, 1, 5_000_000, 8_000_000
+            ),
             "backup.service": UnitState("loaded", "failed", "failed", None, 0),
         }
+
+    def journal(self, service: str) -> list[dict[str, object]]:
+        said = "db password is hunter2-secret"
+        return [{"_COMM": "conmon", "CONTAINER_NAME": "systemd-web", "MESSAGE": said}]
 
 
 class Clock:
@@ -225,3 +231,24 @@ def test_gate_without_managed_services_is_skipped(tmp_path: Path) -> None:
 
     health = gate(Off(), manifest_for("127.0.0.1:1"), 10, 2)  # type: ignore[arg-type]
     assert health.passed and health.skipped
+
+
+def test_gate_stops_at_once_when_systemd_gave_up_on_a_unit(web: str) -> None:
+    clock = Clock()
+    script = [("active", "running", 0), ("activating", "auto-restart", 3), ("failed", "failed", 4)]
+    health = gate(
+        FakeServices(script),  # type: ignore[arg-type]
+        manifest_for(web),
+        60,
+        2,
+        clock=clock,
+        sleep=clock.sleep,
+        redact=lambda text: text.replace("hunter2-secret", "[secret db]"),
+    )
+    assert not health.passed and health.seconds < 5  # not the 60 s of the timeout
+    assert health.summary() == (
+        "web.service keeps crashing: exited 5 times in 3 s (exit status 1), and systemd stopped "
+        "restarting it; last log lines: db password is [secret db]; see `journalctl -u web.service`"
+    )
+    (unit,) = [r.as_json() for r in health.results if r.kind == "unit"]
+    assert set(unit) == {"unit", "kind", "check", "ok", "output"}
