@@ -310,7 +310,7 @@ class Story:
             assert re.search(rf"^\s+start\s+{re.escape(unit)}", typed.output, re.M), unit
 
     def switched_first(self, typed: Typed) -> None:
-        assert "web1: switch nothing -> 1: ok" in typed.output
+        assert "web1: switch to 1 (first deploy): ok" in typed.output
         assert "Hello from web1 (example.org)" in fetch(self.target.url(SITE_PORT))
         assert running_image(self.target, "site") == "docker.io/library/nginx:1.27.3"
 
