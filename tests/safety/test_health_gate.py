@@ -30,7 +30,7 @@ def test_checks_pass_and_the_deploy_is_confirmed_over_a_new_connection(p: Deploy
     lines = result.stdout.splitlines()
     assert lines[0] == "web1: switch to 1 (first deploy): ok", result.stdout
     assert any(
-        ln.startswith("  health: every unit up and 3 check(s) passed in ")
+        ln.startswith("  health: every unit up and 3 checks passed in ")
         and ln.endswith("; confirmed over a new connection")
         for ln in lines
     ), result.stdout
