@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from builder.errors import BundleError, StackError
+from builder.words import change, plural
 
 EXAMPLES = """examples:
   bundle build vps1                 build stacks/vps1.toml into the next generation
@@ -22,6 +25,22 @@ EXAMPLES = """examples:
   bundle generations vps1           list the built generations
   bundle check vps1                 validate only (exit 0 or 2)
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a misspelt command is one line with the nearest listed command."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if not isinstance(action, argparse._SubParsersAction) or value in (choices or {}):
+            return super()._check_value(action, value)
+        listed = [name for name in choices or {} if not name.startswith("_")]  # not __complete
+        near = difflib.get_close_matches(value, listed, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean `{self.prog} {near[0]}`?" if near else f"`{self.prog} --help` lists them"
+        )
+        print(f"error: unknown command {value!r}; {hint}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def find_project(start: Path) -> Path:
@@ -89,7 +108,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if r.created:
             print(
                 f"{host}: built generation {info['generation']} ({r.bundle_hash[:12]}), "
-                f"{info['units']} units, archive {human_size(info['archive_size'])}"
+                f"{plural(info['units'], 'unit')}, archive {human_size(info['archive_size'])}"
             )
             if not args.quiet:
                 print(f"  {r.generation.path}")
@@ -110,7 +129,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     for host in args.hosts:
         _stack, rendered = check(paths, host)
         if not args.quiet:
-            print(f"{host}: ok, {len(rendered.units)} units, {len(rendered.images)} images")
+            print(
+                f"{host}: ok, {plural(len(rendered.units), 'unit')}, "
+                f"{plural(len(rendered.images), 'image')}"
+            )
     return 0
 
 
@@ -157,14 +179,14 @@ def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
     from builder.store import Store
 
     with connect(paths, args.host, args.target, args.accept_new) as server:
-        rows = do_remote_generations(server, Store(paths.bundles_dir, args.host).latest())
+        rows = do_remote_generations(server, Store(paths.bundles_dir, args.host))
     if args.json:
         emit_json(rows)
         return 0
     if not rows:
         print(f"{args.host}: the server has no generations yet; run `bundle push {args.host}`")
         return 0
-    print(f"{'GEN':>5}  {'HASH':<12}  {'UNITS':>5}")
+    print(f"{'GEN':>5}  {'HASH':<12}  {'BUILT AT':<20}  {'UNITS':>5}")
     for row in rows:
         mark = (
             "  (active)"
@@ -174,7 +196,8 @@ def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
             else ""
         )
         print(
-            f"{row['generation']:>5}  {(row.get('hash') or '')[:12]:<12}  {row.get('units') or 0:>5}{mark}"
+            f"{row['generation']:>5}  {(row.get('hash') or '')[:12]:<12}  "
+            f"{row.get('built_at') or '-':<20}  {row.get('units') or 0:>5}{mark}"
         )
     return 0
 
@@ -220,8 +243,7 @@ def _summary(report: dict[str, Any]) -> str:
     for key, label in (("restart", "restarted"), ("start", "started"), ("stop", "stopped")):
         if plan.get(key):
             parts.append(f"{label} {', '.join(plan[key])}")
-    left = len(plan.get("leave", []))
-    parts.append(f"{left} unit{'s' if left != 1 else ''} left running untouched")
+    parts.append(f"{plural(len(plan.get('leave', [])), 'unit')} left running untouched")
     if report.get("services") == "not managed":
         parts.append("files only (services not managed)")
     return "; ".join(parts)
@@ -248,11 +270,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         else:
             print(
                 f"{host}: pushed generation {n} ({report['hash'][:12]}) to {report['where']}: "
-                f"{report['objects_sent']} of {report['objects_total']} files sent, {human_size(report['bytes_sent'])}; "
+                f"{report['objects_sent']} of {plural(report['objects_total'], 'file')} sent, {human_size(report['bytes_sent'])}; "
                 f"not active yet (bundle activate {host} --generation {n})"
             )
         if report.get("switcher_repaired"):
-            print(f"  repaired first: {report['switcher_repaired']}")
+            _print_repaired(args, report["switcher_repaired"])
 
     return _for_hosts(args, job, show)
 
@@ -268,16 +290,21 @@ def cmd_activate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_repaired(args: argparse.Namespace, what: str) -> None:
+    # shown even with --quiet (on stderr then): the server was damaged and this deploy fixed it
+    print(f"  repaired first: {what}", file=sys.stderr if args.quiet else sys.stdout)
+
+
 def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -> None:
     if args.json:
         emit_json(report)
         return
     print(
-        f"{host}: {report['action']} {report.get('from') or 'nothing'} -> {report['to']}: {report.get('result', 'ok')}"
+        f"{host}: {report['action']} {change(report.get('from'), report['to'])}: {report.get('result', 'ok')}"
     )
     repaired = (report.get("push") or {}).get("switcher_repaired")
-    if repaired:  # shown even with --quiet: the server was damaged and this deploy fixed it
-        print(f"  repaired first: {repaired}")
+    if repaired:
+        _print_repaired(args, repaired)
     if not args.quiet:
         print(f"  {_summary(report)}")
         for line in _safety_lines(report):
@@ -294,7 +321,7 @@ def _safety_lines(report: dict[str, Any]) -> list[str]:
         checks = [c for c in health.get("checks", []) if c.get("kind") != "unit"]
         confirmed = "; confirmed over a new connection" if report.get("confirmed") else ""
         lines.append(
-            f"health: every unit up and {len(checks)} check(s) passed in "
+            f"health: every unit up and {plural(len(checks), 'check')} passed in "
             f"{health.get('seconds', 0):.1f} s{confirmed}"
         )
     kept = report.get("snapshot")
@@ -388,7 +415,7 @@ def _print_status(report: dict[str, Any]) -> None:
     last = report.get("last")
     if last:
         print(
-            f"  last deploy: {last.get('time')} {last.get('action')} {last.get('from') or '-'} -> {last.get('to') or '-'}: {last.get('result')}"
+            f"  last deploy: {last.get('time')} {last.get('action')} {change(last.get('from'), last.get('to'))}: {last.get('result')}"
         )
     for line in report.get("drift", []):
         print(f"  drift: {line}")
@@ -422,13 +449,17 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report)
     else:
-        removed = report["server"].get("removed", [])
+        removed, local = report["server"].get("removed", []), report["local_removed"]
         print(
-            f"{host}: removed {len(removed)} generation(s) on the server {removed or ''}, "
-            f"{report['server'].get('objects_removed', 0)} unused file(s); "
-            f"{len(report['local_removed'])} local generation(s) {report['local_removed'] or ''}"
+            f"{host}: removed {plural(len(removed), 'generation')} on the server{_listed(removed)}, "
+            f"{plural(report['server'].get('objects_removed', 0), 'unused file')}; "
+            f"{plural(len(local), 'local generation')}{_listed(local)}"
         )
     return 0
+
+
+def _listed(numbers: list[int]) -> str:
+    return f" ({', '.join(map(str, numbers))})" if numbers else ""
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -441,7 +472,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         emit_json(report)
         return 0
     plan = report["plan"]
-    print(f"{host}: activating {report['to']} (now {report.get('from') or 'nothing'}) would:")
+    now = f"now {report['from']}" if report.get("from") is not None else "first deploy"
+    print(f"{host}: activating {report['to']} ({now}) would:")
     for key, label in (
         ("stop", "stop"),
         ("start", "start"),
@@ -472,7 +504,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         message = f"  {e['message']}" if e.get("message") else ""
         print(
             f"{e.get('time', '?')}  {e.get('user', '?'):<8} {e.get('action', '?'):<9} "
-            f"{e.get('from') or '-'} -> {e.get('to') or '-'}  {e.get('result', '?')}{message}"
+            f"{change(e.get('from'), e.get('to'))}  {e.get('result', '?')}{message}"
         )
     return 0
 
@@ -619,7 +651,7 @@ def _for_hosts(
         else:
             print(
                 f"{outcome.host}: FAILED: {outcome.error}",
-                file=sys.stderr if outcome.skipped else sys.stdout,
+                file=sys.stderr if outcome.skipped or args.quiet else sys.stdout,
             )
 
     outcomes = run_fleet(hosts, lambda h: job(paths, h), args.parallel, args.fail_fast, done)
@@ -631,7 +663,7 @@ def _for_hosts(
     failed = [o.host for o in outcomes if not o.ok]
     if failed and not args.json:
         print(
-            f"error: {len(failed)} of {len(outcomes)} hosts failed: {', '.join(failed)}",
+            f"error: {len(failed)} of {plural(len(outcomes), 'host')} failed: {', '.join(failed)}",
             file=sys.stderr,
         )
     return 1 if failed else 0
@@ -676,13 +708,16 @@ def add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bundle",
         description="Build per-host TOML stacks into content-hashed bundles of podman quadlet units.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser, top=True)
+    from builder.version import version
+
+    parser.add_argument("--version", action="version", version=f"bundle {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(
@@ -887,6 +922,31 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# commands whose output is the answer the user asked for: --quiet keeps it
+PRINTS_DATA = frozenset(
+    {"status", "generations", "diff", "show", "log", "plan", "outdated", "completion", "__complete"}
+)
+
+
+def asked_for_output(args: argparse.Namespace) -> bool:
+    return (
+        args.command in PRINTS_DATA
+        or getattr(args, "json", False)
+        or getattr(args, "list", False)  # restore --list
+        or getattr(args, "secrets_command", None) == "list"
+    )
+
+
+@contextlib.contextmanager
+def quieted(quiet: bool) -> Iterator[None]:
+    """--quiet: what a command prints on stdout goes nowhere; errors (stderr) still show."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -905,14 +965,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.isatty() and one_host and not args.quiet and not getattr(args, "json", False)
     )
     try:
-        return args.func(args)
+        with quieted(args.quiet and not asked_for_output(args)):
+            return args.func(args)
     except StackError as exc:
         if args.debug:
             raise
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
-        n = len(exc.problems)
-        print(f"{n} problem{'s' if n != 1 else ''}; nothing was built or changed", file=sys.stderr)
+        print(
+            f"{plural(len(exc.problems), 'problem')}; nothing was built or changed", file=sys.stderr
+        )
         return exc.exit_code
     except BundleError as exc:
         if args.debug:

@@ -7,6 +7,7 @@ builder/remote.py, and returns a report (dict) that the CLI prints as text or JS
 from __future__ import annotations
 
 import posixpath
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,21 +114,56 @@ def do_activate(
         report = server.call(
             "activate", *args, cwd=server.generation_dir(gen.name), allow_report_on_failure=True
         )
+        if report.get("phase") == "confirm":
+            report = confirm(server, report, gen.name, gen.number)
     except RemoteError as exc:
         missing = server.generation_dir(gen.name) in str(exc) or "not on this server" in str(exc)
         if missing and exc.report is None:  # a report: the switcher ran (and maybe rolled back)
             raise RemoteError(
                 f"{server.host}: generation {gen.number} is not on the server; run `bundle push {server.host} --generation {gen.number}` first"
             ) from exc
+        named = name_failing_units(str(exc), exc.report, gen.manifest())
+        if named != str(exc):
+            raise RemoteError(named, exc.report) from exc
         raise
-    if report.get("phase") == "confirm":
-        report = confirm(server, report, gen.name, gen.number)
     return {
         "action": "activate",
         "host": server.host,
         **report,
         "bytes_sent": server.bytes_sent - before,
     }
+
+
+# "web1: rolled back to generation 6: ", "web1: rolled back to no generation: ", "web1: rolled back: "
+_ROLLED_BACK = re.compile(r"^(.*?: rolled back(?: to (?:generation \d+|no generation))?: )")
+
+
+def failing_units(report: dict[str, Any] | None, manifest: dict[str, Any]) -> list[str]:
+    """What the switcher's report says failed, one phrase per unit: "web.service failed its
+    health check", "crashy.service did not keep running" (the report's last health round)."""
+    units = manifest.get("units", {})
+    phrases: list[str] = []
+    checks = ((report or {}).get("health") or {}).get("checks") or []
+    for check in checks:
+        if check.get("ok", True) or check.get("unit") in (None, "*"):
+            continue
+        service = units.get(check["unit"], {}).get("service") or check["unit"]
+        what = "did not keep running" if check.get("kind") == "unit" else "failed its health check"
+        if f"{service} {what}" not in phrases:
+            phrases.append(f"{service} {what}")
+    return phrases
+
+
+def name_failing_units(
+    message: str, report: dict[str, Any] | None, manifest: dict[str, Any]
+) -> str:
+    """A rolled-back deploy's line, with the units that failed right after "rolled back ...:"."""
+    match = _ROLLED_BACK.match(message)
+    phrases = failing_units(report, manifest)
+    if not match or not phrases or (report or {}).get("result") != "rolled back":
+        return message
+    shown = ", ".join(phrases[:3]) + (f" and {len(phrases) - 3} more" if len(phrases) > 3 else "")
+    return f"{match.group(1)}{shown}; {message[match.end() :]}"
 
 
 def confirm(server: Server, waiting: dict[str, Any], folder: str, number: int) -> dict[str, Any]:
@@ -256,8 +292,18 @@ def do_status(server: Server, gen: Generation | None) -> dict[str, Any]:
     return {"host": server.host, **report, "bytes_sent": server.bytes_sent - before}
 
 
-def do_remote_generations(server: Server, gen: Generation | None) -> list[dict[str, Any]]:
-    return server.call("generations", cwd=_switcher_cwd(server, gen))
+def do_remote_generations(server: Server, store: Store) -> list[dict[str, Any]]:
+    """The server's generations, each with its build time: the manifest holds none (so that
+    builds are reproducible), the build log beside the local generations does; None when the
+    generation was built elsewhere or its log line is gone."""
+    rows: list[dict[str, Any]] = server.call(
+        "generations", cwd=_switcher_cwd(server, store.latest())
+    )
+    built = store.build_times()
+    for row in rows:
+        folder = row.get("folder") or f"{row['generation']}-{(row.get('hash') or '')[:12]}"
+        row["built_at"] = row.get("built_at") or built.get(folder) or None
+    return rows
 
 
 def do_gc(paths: Paths, server: Server, keep: int) -> dict[str, Any]:

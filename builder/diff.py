@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from builder.words import plural
+
 Reader = Callable[[str], bytes]
 HIDDEN = ("manifest.json",)
 
@@ -231,7 +233,8 @@ def format_text(d: Diff, colour: bool, stat: bool = False) -> str:
         total_plus = sum(f.added for f in d.files)
         total_minus = sum(f.removed for f in d.files)
         out.append(
-            f"  {len(d.files)} files changed, {total_plus} insertions(+), {total_minus} deletions(-)"
+            f"  {plural(len(d.files), 'file')} changed, {plural(total_plus, 'insertion')}(+), "
+            f"{plural(total_minus, 'deletion')}(-)"
         )
         return "\n".join(out) + "\n"
     text = "\n".join(out) + "\n"

@@ -18,6 +18,7 @@ import attrs
 
 from builder.registry_client import RegistryClient, RegistryProblem, locate
 from builder.versions import Comparison, compare, newest_release
+from builder.words import plural
 
 WORKERS = 8
 BEHIND = "*"
@@ -173,7 +174,7 @@ def run_outdated(paths: Any, hosts: Sequence[str], as_json: bool, quiet: bool = 
         print(f"error: {', '.join(services)}: {errors[image]}", file=sys.stderr)
     if failed:
         print(
-            f"error: {len(failed)} of {len({r.image for r in rows})} images could not be checked",
+            f"error: {len(failed)} of {plural(len({r.image for r in rows}), 'image')} could not be checked",
             file=sys.stderr,
         )
         return 1

@@ -10,6 +10,8 @@ import sys
 import time
 from typing import TextIO
 
+from builder.words import plural
+
 # set by the CLI for one host on a terminal; never for --json, --quiet or several hosts at once
 ENABLED = False
 
@@ -54,7 +56,7 @@ class PushProgress(io.RawIOBase):
         left = (total - self._pos) / rate if rate > 0 else 0.0
         pct = 100 * self._pos / total if total else 100
         return (
-            f"{self.label}: {_size(self._pos)} / {_size(total)} ({pct:3.0f}%), {self.files} files, "
+            f"{self.label}: {_size(self._pos)} / {_size(total)} ({pct:3.0f}%), {plural(self.files, 'file')}, "
             f"{_size(rate)}/s, {int(left // 60)}:{int(left % 60):02d} left"
         )
 

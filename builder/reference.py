@@ -28,6 +28,11 @@ def render() -> str:
         "",
         "Options every command takes: `--stacks DIR`, `--bundles DIR`, `--debug` (tracebacks),",
         "`-q/--quiet`, `-v/--verbose`. Exit codes: 0 done, 1 an operation failed, 2 bad input.",
+        "`--quiet` leaves only what was asked for: the data of `status`, `generations`, `diff`,",
+        "`show`, `log`, `plan`, `outdated`, `secrets list`, `restore --list` and any `--json`;",
+        "a command that succeeds prints nothing else, and errors still print.",
+        "`bundle --version` prints the installed version. A misspelt command is answered in",
+        "one line with the nearest one (`bundle swich`: did you mean `bundle switch`?), exit 2.",
         "",
     ]
     helps = {a.dest: a.help for a in sub._choices_actions}

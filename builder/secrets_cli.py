@@ -33,6 +33,7 @@ from builder.secrets import (
     open_file,
     shown,
 )
+from builder.words import plural
 
 VALUE_LIMIT = 512000  # podman's limit for one secret
 
@@ -119,7 +120,8 @@ def edit_values(values: dict[str, str], label: str, where: str) -> dict[str, str
                 if not can_prompt():
                     raise SecretsError(f"{where} was not changed: {exc}") from None
                 print(f"error: {exc}", file=sys.stderr)
-                answer = input("edit again? [Y/n] ").strip().lower()
+                print("edit again? [Y/n] ", end="", file=sys.stderr, flush=True)  # not on stdout
+                answer = input().strip().lower()
                 if answer.startswith("n"):
                     raise SecretsError(f"{where} was not changed") from None
     finally:
@@ -321,6 +323,6 @@ def build_note(host: str, manifest: dict[str, Any]) -> str | None:
     if not unset:
         return None
     return (
-        f"  {len(unset)} secret{'s' if len(unset) != 1 else ''} not set yet ({', '.join(unset)}): "
+        f"  {plural(len(unset), 'secret')} not set yet ({', '.join(unset)}): "
         f"push and switch refuse until they are (bundle secrets set {host} NAME)"
     )

@@ -18,6 +18,7 @@ from builder.errors import InputError
 from builder.remote import Server
 from builder.secrets import host_secrets
 from builder.store import Generation
+from builder.words import plural
 
 
 def needed(manifest: dict[str, Any]) -> dict[str, str | None]:
@@ -30,8 +31,8 @@ def require_set(gen: Generation, manifest: dict[str, Any] | None = None) -> None
     unset = [n for n, fp in wanted.items() if not fp]
     if unset:
         raise InputError(
-            f"{gen.host}: generation {gen.number} was built without {len(unset)} secret"
-            f"{'s' if len(unset) != 1 else ''} ({', '.join(unset)}); set them "
+            f"{gen.host}: generation {gen.number} was built without "
+            f"{plural(len(unset), 'secret')} ({', '.join(unset)}); set them "
             f"(bundle secrets set {gen.host} NAME), build, and push the new generation"
         )
 

@@ -310,7 +310,7 @@ class Story:
             assert re.search(rf"^\s+start\s+{re.escape(unit)}", typed.output, re.M), unit
 
     def switched_first(self, typed: Typed) -> None:
-        assert "web1: switch nothing -> 1: ok" in typed.output
+        assert "web1: switch to 1 (first deploy): ok" in typed.output
         assert "Hello from web1 (example.org)" in fetch(self.target.url(SITE_PORT))
         assert running_image(self.target, "site") == "docker.io/library/nginx:1.27.3"
 
@@ -338,12 +338,12 @@ class Story:
         assert "Hello from web1" in fetch(self.target.url(SITE_PORT))
 
     def logged(self, typed: Typed) -> None:
-        deploys = [line.split()[2:7] for line in typed.stdout.splitlines()]
-        assert deploys == [
-            ["activate", "-", "->", "1", "ok"],
-            ["activate", "1", "->", "2", "ok"],
-            ["rollback", "2", "->", "1", "ok"],
-        ]
+        deploys = [" ".join(line.split()[2:]) for line in typed.stdout.splitlines()]
+        assert [d.rsplit(" ok ", 1)[0] + " ok" for d in deploys] == [
+            "activate to 1 (first deploy) ok",
+            "activate 1 -> 2 ok",
+            "rollback 2 -> 1 ok",
+        ], deploys
 
 
 # The guide's commands (trailing comments dropped) and what each must show; None: done by hand.

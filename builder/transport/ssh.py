@@ -29,6 +29,7 @@ from builder.transport.host_patterns import lookup_name
 from builder.transport.known_hosts import KnownHosts
 from builder.transport.options import CONFIG_ENV, SshOptions
 from builder.transport.streams import Worker, drain, feed
+from builder.words import plural
 
 # paramiko logs every failure itself; our one-line TransportError already says it
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -399,8 +400,8 @@ class _Dialer:
                 tried.append(label)
                 if not t.is_active():  # sshd's MaxAuthTries: it hangs up after a few keys
                     raise TransportError(
-                        f"{ep.address()} refused {ep.user} and hung up after {len(tried)} "
-                        f"keys ({'; '.join(tried)}); set IdentityFile and IdentitiesOnly yes "
+                        f"{ep.address()} refused {ep.user} and hung up after "
+                        f"{plural(len(tried), 'key')} ({'; '.join(tried)}); set IdentityFile and IdentitiesOnly yes "
                         "for this host in ~/.ssh/config"
                     ) from None
                 continue

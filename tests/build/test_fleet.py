@@ -43,7 +43,7 @@ def test_switch_by_tag_in_parallel_with_a_summary(empty_project: Project, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     for host in ("web1", "web2", "web3"):
         assert current(srv, host) is not None and current(srv, host).startswith("generations/1-")
-        assert f"{host}: switch nothing -> 1: ok" in result.stdout
+        assert f"{host}: switch to 1 (first deploy): ok" in result.stdout
     assert current(srv, "db1") is None
     table = result.stdout.split("\n\n")[-1].splitlines()
     assert table[0].split() == ["HOST", "FROM", "TO", "RESULT", "TIME"]

@@ -3,10 +3,14 @@ and the test server's script inside, and a build works far from this checkout.""
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 from tests.build.conftest import REPO
@@ -49,6 +53,11 @@ def test_wheel_installs_both_commands_and_builds(tmp_path: Path) -> None:
             check=True,
         ).stdout
         assert "bundle build vps1" in help_text
+        shown = subprocess.run(
+            [str(site / "bin" / name), "--version"], env=env, capture_output=True, text=True
+        )
+        wanted = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+        assert (shown.returncode, shown.stdout) == (0, f"bundle {wanted}\n"), shown.stderr
     project = tmp_path / "elsewhere"
     subprocess.run(
         [str(site / "bin/bundle"), "init", str(project)], env=env, check=True, capture_output=True
@@ -66,3 +75,32 @@ def test_wheel_installs_both_commands_and_builds(tmp_path: Path) -> None:
     assert (gen / "activate/__main__.py").read_bytes() == (
         REPO / "activate/__main__.py"
     ).read_bytes()
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    """A module the code imports itself is declared, with a lower bound: a dependency that
+    arrives only through another package (cryptography through paramiko) can leave with it."""
+    declared = {
+        re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower(): spec
+        for spec in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    distributions = metadata.packages_distributions()
+    imported: dict[str, str] = {}
+    for path in sorted([*(REPO / "builder").rglob("*.py"), *(REPO / "activate").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("builder", "activate"):
+                    imported.setdefault(top, str(path.relative_to(REPO)))
+    assert "cryptography" in imported
+    for module, where in imported.items():
+        (dist,) = distributions[module]
+        spec = declared.get(dist.lower())
+        assert spec is not None, f"{where} imports {module}: declare {dist} in pyproject.toml"
+        assert ">=" in spec, f"{spec}: give {dist} a lower bound"

@@ -46,7 +46,7 @@ def test_build_change_diff_story(project: Project) -> None:
     assert re.search(r"units/quadlet/nextcloud\.container\s+\| changed\s+\+1 -1", stat.stdout), (
         stat.stdout
     )
-    assert "1 files changed, 1 insertions(+), 1 deletions(-)" in stat.stdout
+    assert "1 file changed, 1 insertion(+), 1 deletion(-)" in stat.stdout
 
     as_json = json.loads(project.run("diff", "vps1", "1", "2", "--json").stdout)
     assert as_json["images"] == [

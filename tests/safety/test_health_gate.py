@@ -28,9 +28,9 @@ def test_checks_pass_and_the_deploy_is_confirmed_over_a_new_connection(p: Deploy
     logins = accepted_logins(p.target)
     result = p.ok("switch", "web1")
     lines = result.stdout.splitlines()
-    assert lines[0] == "web1: switch nothing -> 1: ok", result.stdout
+    assert lines[0] == "web1: switch to 1 (first deploy): ok", result.stdout
     assert any(
-        ln.startswith("  health: every unit up and 3 check(s) passed in ")
+        ln.startswith("  health: every unit up and 3 checks passed in ")
         and ln.endswith("; confirmed over a new connection")
         for ln in lines
     ), result.stdout
@@ -71,7 +71,9 @@ def test_failing_check_rolls_back_by_itself_and_says_so_first(p: DeployProject) 
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout == ""
     first = result.stderr.splitlines()[0]
-    assert first.startswith(f"error: web1: rolled back to generation {before}: "), first
+    assert first.startswith(
+        f"error: web1: rolled back to generation {before}: web.service failed its health check; "
+    ), first
     assert "GET http://127.0.0.1:8080/ answers 200 containing 'from web1'" in first
     assert "down for maintenance" in first  # what the check saw
     assert 8 <= took < 300, took  # at least the health timeout (8 s); the bound is a hang guard

@@ -21,7 +21,7 @@ def test_push_activate_switch_rollback_gc(deploy_project: DeployProject) -> None
     assert again["already_present"] and again["objects_sent"] == 0
 
     out = p.ok("activate", "web1", "--generation", "1").stdout
-    assert out.startswith("web1: activate nothing -> 1: ok"), out
+    assert out.startswith("web1: activate to 1 (first deploy): ok"), out
     assert p.fetch(8080) == "first from web1\n"
     assert p.fetch(8081).strip()  # the image's own page
     web_pid, other_pid = p.main_pid("web.service"), p.main_pid("other.service")

@@ -67,7 +67,7 @@ def test_a_rootless_host_deploys_switches_rolls_back_and_comes_back_after_a_rebo
     prepare_user(target)
     project = rootless_project(tmp_path, target)
     out = project.ok("switch", "web1").stdout
-    assert "switch nothing -> 1: ok" in out
+    assert "switch to 1 (first deploy): ok" in out
     assert project.fetch(8080) == "first from web1\n"
 
     home = f"/home/{USER}"
