@@ -25,6 +25,7 @@ from builder.compose_report import Note
 from builder.compose_service import mapping, translate
 from builder.compose_yaml import read_yaml
 from builder.errors import InputError
+from builder.words import plural
 
 TOP_LEVEL = {"services", "volumes", "networks", "secrets", "configs", "version", "name"}
 
@@ -348,7 +349,7 @@ def import_compose(
             f = open_file(stacks_dir, host, create=True)
         except SecretsError as exc:
             raise InputError(
-                f"{len(result.secrets)} values in {compose} look like credentials and go to "
+                f"{plural(len(result.secrets), 'value')} in {compose} look like credentials and go to "
                 f"bundle secrets: {exc}; nothing was written"
             ) from None
         assert f is not None
@@ -373,7 +374,7 @@ def report(written: Written, result: Imported, host: str) -> str:
     lines = [f"wrote {written.stack}"]
     if written.secrets_file:
         lines.append(
-            f"stored {len(result.secrets)} secret{'s' if len(result.secrets) != 1 else ''} in "
+            f"stored {plural(len(result.secrets), 'secret')} in "
             f"{written.secrets_file} ({', '.join(sorted(result.secrets))}); the stack names them"
         )
     if result.notes:

@@ -22,6 +22,7 @@ import attrs
 from activate import strict_json
 from builder.errors import BundleError
 from builder.transport.base import CommandResult, Stdin, Transport
+from builder.words import plural
 
 # Runs with the server's python3 before any switcher is there. `check DEST STATE` prints the
 # sha256 of every file of the switcher in DEST (null: no folder), removes the temp folders of
@@ -206,7 +207,7 @@ class Server:
         expected = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
         damage = switcher_damage(expected, installed) if installed is not None else None
         leftover = (
-            f"removed {len(left)} temp folder(s) of an install cut short ({', '.join(left)})"
+            f"removed {plural(len(left), 'temp folder')} of an install cut short ({', '.join(left)})"
             if left
             else None
         )

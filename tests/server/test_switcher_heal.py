@@ -102,7 +102,7 @@ def test_a_temp_folder_of_an_install_cut_short_is_removed_and_the_install_done(
     result = p.ok("switch", "web1", "--json")
     report = json.loads(result.stdout)
     note = report["push"]["switcher_repaired"]
-    assert note.startswith("removed 1 temp folder(s) of an install cut short"), note
+    assert note.startswith("removed 1 temp folder of an install cut short"), note
     assert report["push"]["switcher_sent"] is True and report["result"] == "ok"
     assert_whole(p, folder)
     status = p.ok("status", "web1")
