@@ -38,7 +38,7 @@ class SshOptions:
     identity_files: tuple[Path, ...] = attrs.field(default=(), converter=_paths)
     use_agent: bool = True
     connect_timeout: float = 10.0
-    keepalive: float = 15.0
+    keepalive: float = 10.0
 
     def config_path(self) -> Path | None:
         """The ssh config to read, or None when there is none."""

@@ -9,7 +9,6 @@ ssh-agent's keys and identity files. Every failure is a TransportError with one 
 from __future__ import annotations
 
 import contextlib
-import errno
 import getpass
 import logging
 import os
@@ -239,7 +238,7 @@ class SshTransport(ClosingMixin):
         return bool(self._transport.is_active())
 
     def _lost(self, command: str, error: BaseException) -> ConnectionLost:
-        reason = _reason(error, self._transport)
+        reason = _reason(error)
         return ConnectionLost(
             f"lost the connection to {self.describe()} while running `{command}` ({reason}); "
             "check the server and the network, then run again",
@@ -560,11 +559,12 @@ def _agent_key_for(
     return next((k for k in agent_keys if k.get_base64() == blob), None)
 
 
-def _reason(error: BaseException, transport: paramiko.Transport) -> str:
-    """Why a connection broke; the kernel's "timed out" is a peer that fell silent."""
-    cause = transport.get_exception() if isinstance(error, EOFError) else None
-    if isinstance(cause, TimeoutError) or getattr(cause, "errno", None) == errno.ETIMEDOUT:
-        return "the server stopped answering: no reply to keepalives"
+def _reason(error: BaseException) -> str:
+    """Why a connection broke. paramiko reads the kernel's keepalive timeout (ETIMEDOUT, a
+    TimeoutError) as its own poll timeout, so a silent peer shows up as the end of the
+    connection."""
+    if isinstance(error, EOFError):
+        return "the connection closed, or the server stopped answering keepalives"
     return str(error) or type(error).__name__
 
 
