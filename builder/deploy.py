@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from builder.build import Paths, build, load_stack
+from builder.deadlines import Deadlines
 from builder.errors import BundleError
 from builder.push import push, switcher_of
 from builder.remote import RemoteError, Server
@@ -28,6 +29,7 @@ def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> It
     from builder.transport.options import SshOptions
 
     spec = load_stack(paths, host).host
+    deadlines = Deadlines.of(spec)
     transport, root = open_transport(target, spec.address, spec.ssh_user, spec.ssh_port, accept_new)
     state = spec.state_dir if root == "/" else posixpath.join(root, spec.state_dir.lstrip("/"))
 
@@ -36,10 +38,12 @@ def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> It
         fresh, _ = open_transport(
             target, spec.address, spec.ssh_user, spec.ssh_port, accept_new, ssh_options=options
         )
-        return Server(host, fresh, state, root)
+        return Server(host, fresh, state, root, deadlines=deadlines)
 
     with transport:
-        yield Server(host, transport, state, root, reopen, stacks_dir=paths.stacks_dir)
+        yield Server(
+            host, transport, state, root, reopen, stacks_dir=paths.stacks_dir, deadlines=deadlines
+        )
 
 
 def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
@@ -107,15 +111,21 @@ class Safety:
 def do_activate(
     server: Server, gen: Generation, force: bool, safety: Safety | None = None
 ) -> dict[str, Any]:
+    safety = safety or Safety()
     args = ["--generation", str(gen.number), *(["--force"] if force else [])]
-    args += (safety or Safety()).options(server, gen.manifest())
+    args += safety.options(server, gen.manifest())
+    deadline = server.deadlines.activation(gen.manifest().get("deploy"), safety)
     before = server.bytes_sent
     try:
         report = server.call(
-            "activate", *args, cwd=server.generation_dir(gen.name), allow_report_on_failure=True
+            "activate",
+            *args,
+            cwd=server.generation_dir(gen.name),
+            allow_report_on_failure=True,
+            timeout=deadline,
         )
         if report.get("phase") == "confirm":
-            report = confirm(server, report, gen.name, gen.number)
+            report = confirm(server, report, gen.name, gen.number, deadline)
     except RemoteError as exc:
         missing = server.generation_dir(gen.name) in str(exc) or "not on this server" in str(exc)
         if missing and exc.report is None:  # a report: the switcher ran (and maybe rolled back)
@@ -166,14 +176,18 @@ def name_failing_units(
     return f"{match.group(1)}{shown}; {message[match.end() :]}"
 
 
-def confirm(server: Server, waiting: dict[str, Any], folder: str, number: int) -> dict[str, Any]:
+def confirm(
+    server: Server, waiting: dict[str, Any], folder: str, number: int, deadline: float
+) -> dict[str, Any]:
     """The dead-man's other half: confirm over a NEW connection that the server is reachable.
 
     Tries again until the server's window closes (each try bounded by what is left of it);
     when no new connection gets through, the server rolls back by itself, and this says so
-    (exit 1, "rolled back" on the first line).
+    (exit 1, "rolled back" on the first line). `deadline`: how long the confirm command may
+    wait for the activation to finish (or to roll back, when it came too late).
     """
     window = float(waiting.get("confirm_seconds_left") or 0)
+    step_deadline = deadline
     deadline = time.monotonic() + window
     cwd = server.generation_dir(folder)
     failure: BundleError | None = None
@@ -186,7 +200,12 @@ def confirm(server: Server, waiting: dict[str, Any], folder: str, number: int) -
             continue
         try:
             report: dict[str, Any] = fresh.call(
-                "confirm", "--run", str(waiting["run"]), cwd=cwd, allow_report_on_failure=True
+                "confirm",
+                "--run",
+                str(waiting["run"]),
+                cwd=cwd,
+                allow_report_on_failure=True,
+                timeout=step_deadline,
             )
             return report
         except RemoteError:
@@ -251,26 +270,38 @@ def do_rollback(
         args += ["--health-timeout", str(safety.health_timeout)]
     args += ["--restore-data"] * restore_data  # a detached rollback leaves it to us, below
     cwd = posixpath.join(server.state, "current")
+    deadline = server.deadlines.activation(None, safety)  # the stack's windows: no manifest here
     before = server.bytes_sent
     report: dict[str, Any] | None = None
     if server.root == "/" and not safety.no_rollback and safety.confirm_timeout != 0:
         confirm_s = [] if safety.confirm_timeout is None else [str(safety.confirm_timeout)]
         detach = ["--detach", *(["--confirm-timeout", *confirm_s] if confirm_s else [])]
         try:
-            report = server.call("rollback", *args, *detach, cwd=cwd, allow_report_on_failure=True)
+            report = server.call(
+                "rollback", *args, *detach, cwd=cwd, allow_report_on_failure=True, timeout=deadline
+            )
         except RemoteError as exc:
             if "unrecognized arguments" not in str(exc):
                 raise
             report = None  # the server's switcher predates the dead-man for rollbacks
     if report is None:
-        report = server.call("rollback", *args, cwd=cwd, allow_report_on_failure=True)
+        report = server.call(
+            "rollback", *args, cwd=cwd, allow_report_on_failure=True, timeout=deadline
+        )
     elif report.get("phase") == "confirm":
         notes, later = report.get("snapshots") or [], report.get("data_warnings") or []
-        report = confirm(server, report, str(report["folder"]), int(report["to"]))
+        report = confirm(server, report, str(report["folder"]), int(report["to"]), deadline)
         if notes:
             report["snapshots"] = notes
             if restore_data:
-                back = server.call("rollback", "--to", str(report["to"]), "--restore-data", cwd=cwd)
+                back = server.call(
+                    "rollback",
+                    "--to",
+                    str(report["to"]),
+                    "--restore-data",
+                    cwd=cwd,
+                    timeout=deadline,
+                )
                 report["restored"] = back.get("restored", [])
             else:
                 report["warnings"] = [*report.get("warnings", []), *later]

@@ -32,6 +32,8 @@ class Host:
     health_timeout: int = 60
     health_settle: int = 2
     confirm_timeout: int = 30
+    # seconds a look-up on the server may take; other steps scale from it (builder/deadlines.py)
+    command_timeout: int = 30
 
     @property
     def boot_target(self) -> str:

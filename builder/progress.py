@@ -39,6 +39,11 @@ class PushProgress(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @property
+    def size(self) -> int:
+        """The bytes it will give in all (for the push's deadline)."""
+        return len(self._data)
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         n = min(len(buffer), len(self._data) - self._pos)
         buffer[:n] = self._data[self._pos : self._pos + n]

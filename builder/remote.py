@@ -20,8 +20,15 @@ from typing import Any
 import attrs
 
 from activate import strict_json
+from builder.deadlines import SWITCHING, Deadlines, doing, stdin_size
 from builder.errors import BundleError
-from builder.transport.base import CommandResult, Stdin, Transport
+from builder.transport.base import (
+    CommandResult,
+    ConnectionLost,
+    DeadlineExceeded,
+    Stdin,
+    Transport,
+)
 from builder.words import plural
 
 # Runs with the server's python3 before any switcher is there. `check DEST STATE` prints the
@@ -166,6 +173,9 @@ class Server:
     reopen: Callable[[float], Server] | None = None  # a new connection (connect timeout)
     bytes_sent: int = 0
     stacks_dir: Any = None  # where secrets files are read when a push delivers secrets
+    deadlines: Deadlines = attrs.field(
+        factory=Deadlines
+    )  # how long each step may take ([host] command_timeout)
 
     @property
     def where(self) -> str:
@@ -174,14 +184,54 @@ class Server:
     def switcher_dir(self, switcher_hash: str) -> str:
         return posixpath.join(self.state, "switchers", switcher_hash)
 
-    def _run(self, argv: list[str], stdin: Stdin = None, cwd: str | None = None) -> CommandResult:
-        result = self.transport.run(argv, stdin=stdin, cwd=cwd)
+    def _run(
+        self,
+        argv: list[str],
+        stdin: Stdin = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run argv within its deadline (by default: a look-up, or a transfer of its stdin)."""
+        if timeout is None:
+            timeout = self.deadlines.for_stdin(stdin_size(stdin))
+        try:
+            result = self.transport.run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
+        except DeadlineExceeded as exc:
+            raise self._no_answer(_step(argv), exc.seconds) from None
+        except ConnectionLost as exc:
+            step = _step(argv)
+            raise ConnectionLost(
+                f"{self.host}: lost the connection to {self.where} while {doing(step)} ({step}): "
+                f"{exc.reason}; {self._advice(step, 'lost')}",
+                exc.reason,
+            ) from None
         self.bytes_sent += result.bytes_sent
         if result.rc == 127 and argv[0] == "python3":
             raise RemoteError(
                 f"{self.host}: the server has no python3 ({self.where}); install it: the switcher needs it"
             )
         return result
+
+    def _no_answer(self, step: str, seconds: float) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"{self.host}: no answer from the server for {seconds:.0f} s while {doing(step)} "
+            f"({step}); {self._advice(step, 'late')}",
+            seconds,
+        )
+
+    def _advice(self, step: str, how: str) -> str:
+        """What to do next, in the error's one line."""
+        probe = self.transport.check_command()
+        up = f"check that the host is up ({probe})" if probe else "check what hangs there"
+        if step in SWITCHING:
+            return (
+                "the switch goes on there without this deploy and ends on the old or the new "
+                "generation (with the dead-man on, unconfirmed, on the old one, by itself); "
+                f"run `bundle status {self.host}` once it answers to see which"
+            )
+        if how == "lost":
+            return f"{up} and the network, then run again"
+        return f"{up} or raise [host] command_timeout"
 
     def ensure_switcher(self, switcher_hash: str, files: dict[str, bytes]) -> Found:
         """Install this bundle's switcher on the server unless a whole copy is there.
@@ -236,8 +286,10 @@ class Server:
         cwd: str,
         stdin: Stdin = None,
         allow_report_on_failure: bool = False,
+        timeout: float | None = None,
     ) -> Any:
-        """Run a switcher command; its JSON, or RemoteError with the switcher's one line."""
+        """Run a switcher command within `timeout` (default: see _run); its JSON, or
+        RemoteError with the switcher's one line."""
         argv = [
             "python3",
             "-B",
@@ -250,7 +302,7 @@ class Server:
             self.root,
             *args,
         ]
-        result = self._run(argv, stdin=stdin, cwd=cwd)
+        result = self._run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
         report = None
         if result.stdout.strip():
             try:
@@ -275,3 +327,12 @@ class Server:
 
     def generation_dir(self, name: str) -> str:
         return posixpath.join(self.state, "generations", name)
+
+
+def _step(argv: list[str]) -> str:
+    """The step a command is, for messages: the switcher's command or the bootstrap's."""
+    if argv[:4] == ["python3", "-B", "-m", "activate"] and len(argv) > 4:
+        return argv[4]
+    if argv[:2] == ["python3", "-c"] and len(argv) > 3:
+        return argv[3]
+    return argv[0] if argv else "?"

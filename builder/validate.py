@@ -294,6 +294,7 @@ HOST_TIMEOUTS = {
     "health_timeout": (1, 3600),
     "health_settle": (0, 300),
     "confirm_timeout": (0, 3600),
+    "command_timeout": (1, 3600),
 }
 
 

@@ -13,12 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.transport.address import SshAddress, parse_target
-from builder.transport.base import CommandResult, Stdin, Transport, TransportError
+from builder.transport.base import (
+    CommandResult,
+    ConnectionLost,
+    DeadlineExceeded,
+    Stdin,
+    Transport,
+    TransportError,
+)
 from builder.transport.local import LocalTransport
 from builder.transport.options import SshOptions
 
 __all__ = [
     "CommandResult",
+    "ConnectionLost",
+    "DeadlineExceeded",
     "LocalTransport",
     "SshOptions",
     "Stdin",

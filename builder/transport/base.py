@@ -23,6 +23,22 @@ class TransportError(BundleError):
     exit_code = 1
 
 
+class DeadlineExceeded(TransportError):
+    """The command gave no exit status within its `timeout` (the server or the network hung)."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class ConnectionLost(TransportError):
+    """The connection broke while a command ran (the peer went away or fell silent)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @attrs.frozen
 class CommandResult:
     """How a command ended: exit code, its output, and how many stdin bytes it was sent."""
@@ -57,9 +73,15 @@ class Transport(Protocol):
         """Run argv (quoted for the remote shell) and wait for it to end.
 
         A file object as stdin is streamed in chunks, never read whole. A non-zero exit is a
-        CommandResult, not an error; TransportError means the command could not run or the
-        connection broke or `timeout` seconds passed.
+        CommandResult, not an error; TransportError means the command could not run,
+        ConnectionLost that the connection broke, DeadlineExceeded that `timeout` seconds
+        passed (counted from the start: opening the channel, stdin and output included).
         """
+        ...
+
+    def check_command(self) -> str | None:
+        """A shell command the user can run to see that the server answers; None for this
+        machine."""
         ...
 
     def describe(self) -> str:

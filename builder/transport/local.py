@@ -9,7 +9,13 @@ import shlex
 import signal
 import subprocess
 
-from builder.transport.base import ClosingMixin, CommandResult, Stdin, TransportError
+from builder.transport.base import (
+    ClosingMixin,
+    CommandResult,
+    DeadlineExceeded,
+    Stdin,
+    TransportError,
+)
 from builder.transport.streams import Worker, drain, feed
 
 
@@ -21,6 +27,9 @@ class LocalTransport(ClosingMixin):
 
     def describe(self) -> str:
         return self.label
+
+    def check_command(self) -> str | None:
+        return None
 
     def run(
         self,
@@ -54,8 +63,9 @@ class LocalTransport(ClosingMixin):
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise TransportError(
-                f"`{shown}` on {self.label} did not finish within {timeout:g} s and was killed"
+            raise DeadlineExceeded(
+                f"`{shown}` on {self.label} did not finish within {timeout:g} s and was killed",
+                timeout or 0.0,
             ) from None
         finally:
             if proc.returncode is None:  # interrupted (Ctrl-C): leave nothing running

@@ -29,6 +29,8 @@ class SshOptions:
     identity_files: keys tried after the ones the config names.
     use_agent: offer the keys of the ssh-agent at $SSH_AUTH_SOCK.
     connect_timeout: seconds for the TCP connect, the SSH banner and authentication.
+    keepalive: seconds of silence before the connection is probed (SSH and TCP keepalive);
+      a peer that stays silent about twice as long again is taken for dead.
     """
 
     config: Path | None = attrs.field(default=None, converter=_optional_path)
@@ -37,6 +39,7 @@ class SshOptions:
     identity_files: tuple[Path, ...] = attrs.field(default=(), converter=_paths)
     use_agent: bool = True
     connect_timeout: float = 10.0
+    keepalive: float = 10.0
 
     def config_path(self) -> Path | None:
         """The ssh config to read, or None when there is none."""

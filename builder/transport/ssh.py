@@ -23,7 +23,14 @@ import paramiko
 
 from builder.errors import InputError
 from builder.transport.address import parse_jump
-from builder.transport.base import ClosingMixin, CommandResult, Stdin, TransportError
+from builder.transport.base import (
+    ClosingMixin,
+    CommandResult,
+    ConnectionLost,
+    DeadlineExceeded,
+    Stdin,
+    TransportError,
+)
 from builder.transport.host_key_policy import HostKeyPolicy, Tokens, policy_from_config, verdict
 from builder.transport.host_patterns import lookup_name
 from builder.transport.known_hosts import KnownHosts
@@ -149,6 +156,11 @@ class SshTransport(ClosingMixin):
     def describe(self) -> str:
         return self.endpoint.describe()
 
+    def check_command(self) -> str | None:
+        ep = self.endpoint
+        port = "" if ep.port == 22 else f"-p {ep.port} "
+        return f"ssh {port}{shlex.quote(ep.user)}@{shlex.quote(ep.name)} true"
+
     def run(
         self,
         argv: list[str],
@@ -159,20 +171,14 @@ class SshTransport(ClosingMixin):
         command = shlex.join(argv)
         if cwd is not None:
             command = f"cd {shlex.quote(cwd)} && {command}"
-        try:
-            chan = self._transport.open_session(window_size=WINDOW)
-            chan.exec_command(command)
-        except CONNECT_ERRORS as e:
-            raise self._lost(command, e) from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        chan = self._start(command, deadline, timeout)
         try:
             writer = Worker("ssh-stdin", lambda: feed(stdin, chan.sendall, chan.shutdown_write))
             out = Worker("ssh-stdout", lambda: drain(chan.recv))
             err = Worker("ssh-stderr", lambda: drain(chan.recv_stderr))
-            if not self._wait_for_exit(chan, writer, command, timeout):
-                raise TransportError(
-                    f"`{command}` on {self.describe()} did not finish within {timeout:g} s; "
-                    "stopped waiting for it (it may still be running there)"
-                )
+            if not self._wait_for_exit(chan, writer, command, deadline):
+                raise self._late(command, timeout)
             try:
                 stdout, stderr, sent = out.result(), err.result(), writer.result()
             except CONNECT_ERRORS as e:  # the connection broke while the command ran
@@ -184,12 +190,40 @@ class SshTransport(ClosingMixin):
             raise self._lost(command, EOFError("the connection closed"))
         return CommandResult(rc=chan.exit_status, stdout=stdout, stderr=stderr, bytes_sent=sent)
 
+    def _start(
+        self, command: str, deadline: float | None, timeout: float | None
+    ) -> paramiko.Channel:
+        """Open a channel and start the command, within the deadline: paramiko would wait an
+        hour for the channel and forever for sshd's answer to `exec`."""
+        try:
+            chan = self._transport.open_session(window_size=WINDOW, timeout=timeout)
+        except CONNECT_ERRORS as e:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._late(command, timeout) from None
+            raise self._lost(command, e) from None
+        started = Worker("ssh-exec", lambda: chan.exec_command(command))
+        try:
+            while not started.wait(0.2):
+                if not self._alive():
+                    raise self._lost(command, EOFError("the connection closed"))
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self._late(command, timeout)
+            started.result()
+        except CONNECT_ERRORS as e:
+            with contextlib.suppress(*CONNECT_ERRORS):
+                chan.close()
+            raise self._lost(command, e) from None
+        except BaseException:
+            with contextlib.suppress(*CONNECT_ERRORS):
+                chan.close()
+            raise
+        return chan
+
     def _wait_for_exit(
-        self, chan: paramiko.Channel, writer: Worker[int], command: str, timeout: float | None
+        self, chan: paramiko.Channel, writer: Worker[int], command: str, deadline: float | None
     ) -> bool:
-        """Wait for the command's exit status (False: timeout); a connection that is gone
-        raises at once instead of when paramiko next writes (its keepalive)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait for the command's exit status (False: the deadline passed); a connection that
+        is gone raises at once instead of when paramiko next writes (its keepalive)."""
         while not chan.status_event.wait(0.2):
             broken = writer.error()  # sending its input failed: the transport broke
             if broken is not None or not self._alive():
@@ -214,11 +248,20 @@ class SshTransport(ClosingMixin):
     def is_active(self) -> bool:
         return bool(self._transport.is_active())
 
-    def _lost(self, command: str, error: BaseException) -> TransportError:
-        reason = str(error) or type(error).__name__
-        return TransportError(
+    def _lost(self, command: str, error: BaseException) -> ConnectionLost:
+        reason = _reason(error)
+        return ConnectionLost(
             f"lost the connection to {self.describe()} while running `{command}` ({reason}); "
-            "check the server and the network, then run again"
+            "check the server and the network, then run again",
+            reason,
+        )
+
+    def _late(self, command: str, timeout: float | None) -> DeadlineExceeded:
+        seconds = timeout or 0.0
+        return DeadlineExceeded(
+            f"`{command}` on {self.describe()} did not finish within {seconds:g} s; "
+            "stopped waiting for it (it may still be running there)",
+            seconds,
         )
 
     def close(self) -> None:
@@ -296,14 +339,14 @@ class _Dialer:
         elif ep.proxy_command:
             sock = paramiko.ProxyCommand(ep.proxy_command)
         else:
-            sock = _tcp(ep, timeout)
+            sock = _tcp(ep, timeout, self.options.keepalive)
         t = paramiko.Transport(sock)
         self.chain.append(t)
         t.banner_timeout = timeout
         t.auth_timeout = timeout
         self._handshake(t, ep, timeout)
         self._authenticate(t, ep)
-        t.set_keepalive(30)
+        t.set_keepalive(max(1, round(self.options.keepalive)))
         return t
 
     def _jump_endpoint(self, spec: str) -> Endpoint:
@@ -521,10 +564,38 @@ def _agent_key_for(
     return next((k for k in agent_keys if k.get_base64() == blob), None)
 
 
-def _tcp(ep: Endpoint, timeout: float) -> socket.socket:
+def _reason(error: BaseException) -> str:
+    """Why a connection broke. paramiko reads the kernel's keepalive timeout (ETIMEDOUT, a
+    TimeoutError) as its own poll timeout, so a silent peer shows up as the end of the
+    connection."""
+    if isinstance(error, EOFError):
+        return "the connection closed, or the server stopped answering keepalives"
+    return str(error) or type(error).__name__
+
+
+def _keep_alive(sock: socket.socket, seconds: float) -> None:
+    """TCP keepalive probes after `seconds` of silence, and unacknowledged data given up on
+    after twice that: a dead peer or a silent network ends the connection, not hangs it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle = max(1, round(seconds))
+    for name, value in (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", max(1, idle // 3)),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 2 * idle * 1000),  # milliseconds
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux has all four; others keep what they have
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def _tcp(ep: Endpoint, timeout: float, keepalive: float) -> socket.socket:
     where = f"cannot connect to {ep.describe()}"
     try:
-        return socket.create_connection((ep.hostname, ep.port), timeout=timeout)
+        sock = socket.create_connection((ep.hostname, ep.port), timeout=timeout)
+        _keep_alive(sock, keepalive)
+        return sock
     except socket.gaierror as e:
         raise TransportError(
             f"{where}: the name {ep.hostname} does not resolve ({e.strerror}); "

@@ -25,6 +25,7 @@ NOISE = [
     (re.compile(r"\b[0-9a-f]{12,}\b"), "…"),
     (re.compile(r"0x[0-9a-f]+"), "0x…"),
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
+    (re.compile(r"ssh -p \d+ "), "ssh -p PORT "),
     (re.compile(r"10\.200\.\d+\.2"), "SERVER"),
     (re.compile(r"\(exit code -?\d+\)"), "(killed)"),
     (re.compile(r"`cd /var/lib/bundle/[^`]*python3 -B -m activate (\w+)[^`]*`"), r"`activate \1`"),

@@ -182,6 +182,11 @@ def test_on_activation_script_runs_at_activation_and_undoes_itself_on_stop(p: Pr
             "host.confirm_timeout: must be an integer",
         ),
         (
+            "confirm_timeout = 15",
+            "confirm_timeout = 15\ncommand_timeout = 0",
+            "host.command_timeout: must be between 1 and 3600 seconds",
+        ),
+        (
             'restore = "psql -U postgres"\n',
             "",
             "containers.db.restore: give dump and restore together",
