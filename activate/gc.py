@@ -74,7 +74,7 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
         if name.startswith("."):
             keep_it = False  # a temp file of a killed copy
         elif suffix:
-            keep_it = suffix.isdigit() and (sha, int(suffix, 8)) in referenced
+            keep_it = suffix.isascii() and suffix.isdigit() and (sha, int(suffix, 8)) in referenced
         else:
             keep_it = sha in shas or (sha, OBJECT_MODE) in referenced
         if not keep_it:

@@ -214,7 +214,7 @@ def between(store: Store, low: int, high: int) -> list[dict[str, Any]]:
     if not base.is_dir():
         return []
     for entry in base.iterdir():
-        if entry.name.isdigit() and low < int(entry.name) <= high:
+        if entry.name.isascii() and entry.name.isdigit() and low < int(entry.name) <= high:
             record = load(store, int(entry.name))
             if record:
                 found.append(record)
@@ -320,7 +320,7 @@ def prune(store: Store, kept: set[int]) -> list[str]:
         return removed
     for entry in base.iterdir():
         number = entry.name.split(".", 1)[0]
-        if number.isdigit() and int(number) not in kept:
+        if number.isascii() and number.isdigit() and int(number) not in kept:
             remove_tree(entry)
             removed.append(entry.name)
     return sorted(removed)

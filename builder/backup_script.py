@@ -49,6 +49,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import pwd
 import shutil
@@ -94,13 +95,75 @@ def default_config() -> Path:
     return Path(__file__).resolve().parent / "backup.json"
 
 
+JSON_DEPTH, JSON_INT_DIGITS = 64, 19  # as activate/strict_json.py, which this script cannot import
+
+
+def parse_json(text: str | bytes, what: str, expect: type | tuple[type, ...] = dict) -> Any:
+    """Plain JSON of the `expect`ed type, or Failure in one line: nesting past JSON_DEPTH,
+    integers past JSON_INT_DIGITS, NaN/Infinity and a key given twice are refused."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                raise ValueError(f"the key {key[:60]!r} appears twice in one object")
+            obj[key] = value
+        return obj
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > JSON_INT_DIGITS:
+            raise ValueError(f"an integer longer than {JSON_INT_DIGITS} digits")
+        return int(digits)
+
+    def number(digits: str) -> float:
+        if not math.isfinite(value := float(digits)):
+            raise ValueError("a number too large for a float")
+        return value
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} (not JSON)")
+
+    try:
+        found = json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_int=integer,
+            parse_float=number,
+            parse_constant=constant,
+        )
+    except RecursionError:
+        raise Failure(f"{what}: not valid JSON: nested deeper than {JSON_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
+        raise Failure(f"{what}: not valid JSON: {exc}") from None
+    stack = [(found, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > JSON_DEPTH:
+                raise Failure(f"{what}: not valid JSON: nested deeper than {JSON_DEPTH} levels")
+            stack += [(c, depth + 1) for c in (item.values() if isinstance(item, dict) else item)]
+    if not isinstance(found, expect):
+        kind = {dict: "an object", list: "a list"}.get(type(found), "a single value")
+        raise Failure(f"{what}: not the JSON expected ({kind} at the top level)")
+    return found
+
+
+def json_records(text: str, what: str) -> list[dict[str, Any]]:
+    """A JSON list of objects that each have a string "id" (restic's and kopia's listings)."""
+    records = parse_json(text or "[]", what, (list, type(None))) or []
+    for item in records:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise Failure(f'{what}: an entry without a string "id"')
+    return records
+
+
 def load_config(path: Path) -> dict[str, Any]:
     try:
-        cfg: dict[str, Any] = json.loads(path.read_text())
+        cfg: dict[str, Any] = parse_json(path.read_bytes(), str(path))
     except OSError as exc:
         raise Failure(f"cannot read the backup plan {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise Failure(f"{path} is not valid JSON ({exc}); rebuild and push the bundle") from None
+    except Failure as exc:
+        raise Failure(f"{exc}; rebuild and push the bundle") from None
     if cfg.get("format") != 1:
         raise Failure(f"{path}: unknown format {cfg.get('format')!r}; use this bundle's own script")
     return cfg
@@ -553,9 +616,9 @@ class Restic(Tool):
         )  # fmt: skip
         summary: dict[str, Any] = {}
         for line in done.stdout.splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                item = json.loads(line)
-                if isinstance(item, dict) and item.get("message_type") == "summary":
+            with contextlib.suppress(Failure):  # progress lines; only the summary counts
+                item = parse_json(line, "restic's backup output")
+                if item.get("message_type") == "summary":
                     summary = item
         snap = str(summary.get("snapshot_id", "?"))[:8]
         files = summary.get("total_files_processed", 0)
@@ -569,7 +632,7 @@ class Restic(Tool):
             args += ["--tag", f"volume:{volume}"]
         done = self.run(args, "listing the snapshots")
         out = []
-        for s in json.loads(done.stdout or "[]") or []:
+        for s in json_records(done.stdout, "restic's snapshot list"):
             tags = s.get("tags") or []
             out.append(
                 Snapshot(
@@ -684,7 +747,7 @@ class Kopia(Tool):
         for v in volumes:
             source = f"root@{host}:{stable_path(v)}"
             done = self.run(["snapshot", "list", source, "--json"], "listing the snapshots")
-            for s in json.loads(done.stdout or "[]") or []:
+            for s in json_records(done.stdout, "kopia's snapshot list"):
                 tags = s.get("tags") or {}
                 description = str(s.get("description", ""))
                 run_id = tag_value(tags, "run") or next(
@@ -1171,7 +1234,7 @@ def main(argv: list[str] | None = None) -> int:
         ROOTLESS = bool(cfg.get("rootless"))
         if args.command == INNER:
             INSIDE = True
-            return cmd_inner(cfg, json.loads(args.job))
+            return cmd_inner(cfg, parse_json(args.job, "the job"))
         if ROOTLESS and os.geteuid() == 0:
             say(
                 f"error: {cfg['host']} is rootless: run me as its user "

@@ -11,6 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from builder import stackfiles
+from builder.load import HOST_NAME
 from builder.store import GENERATION_DIR
 
 BASH = r"""# bundle completion for bash: eval "$(bundle completion bash)"
@@ -52,14 +54,21 @@ def script(shell: str) -> str:
     return BASH if shell == "bash" else ZSH
 
 
+def _one_word(tag: object) -> bool:
+    """A tag the shell can offer as one word (a line break would become two completions)."""
+    return isinstance(tag, str) and tag.isprintable() and " " not in tag
+
+
 def hosts(stacks: Path) -> list[str]:
-    names = sorted(p.stem for p in stacks.glob("*.toml"))
+    """Host names and @tags; a stack that cannot be read (as a build reads it) offers none."""
+    names = sorted(p.stem for p in stacks.glob("*.toml") if HOST_NAME.fullmatch(p.stem))
     tags: set[str] = set()
     for name in names:
         try:
-            host = tomllib.loads((stacks / f"{name}.toml").read_text()).get("host", {})
-            tags.update(t for t in host.get("tags", []) if isinstance(t, str))
-        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            text = stackfiles.read_text(stacks / f"{name}.toml", stacks)
+            host = tomllib.loads(text).get("host", {})
+            tags.update(t for t in host.get("tags", []) if _one_word(t))
+        except (stackfiles.UnreadableFile, tomllib.TOMLDecodeError, AttributeError, TypeError):
             continue
     return names + sorted(f"@{t}" for t in tags)
 

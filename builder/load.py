@@ -72,11 +72,11 @@ def read_text(path: Path) -> str:
     return _TEXT_CACHE[path]
 
 
-HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+HOST_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")  # fullmatch: `$` takes a trailing newline
 
 
 def stack_path(stacks_dir: Path, host: str) -> Path:
-    if not HOST_NAME.match(host):
+    if not HOST_NAME.fullmatch(host):
         raise InputError(
             f"{host!r} is not a host name: use lower-case letters, digits, '.', '_' or '-'"
         )
@@ -118,7 +118,7 @@ def _parse(stacks_dir: Path, path: Path) -> dict[str, Any]:
         return tomllib.loads(_TEXT_CACHE[path])
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts the position only in the message: "... (at line 3, column 11)"
-        m = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
+        m = re.fullmatch(r"(.*?)\s*\(at line ([0-9]+), column [0-9]+\)", str(exc))
         msg, line = (m.group(1), int(m.group(2))) if m else (str(exc), None)
         hint = next((h for start, h in _TOML_HINTS if msg.startswith(start)), "")
         raise StackError(

@@ -6,6 +6,8 @@ import re
 
 # \Z, not $: `$` lets a trailing newline through `.match`, which other modules call
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+# an image tag, as the OCI distribution spec defines it
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 NAME_HINT = "use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
 
 # quadlet's own naming (podman 5): x.container -> x.service, x.pod -> x-pod.service, ...

@@ -16,12 +16,13 @@
   registry name to another address, as a registries.conf `location` does for podman: e.g.
   `registry.test:5000=127.0.0.1:35123`. An address written `http://host:port` is plain HTTP.
 
-Every failure is a RegistryProblem with a one-line message naming the registry.
+Every failure is a RegistryProblem with a one-line message naming the registry. What a
+registry sends is untrusted: its JSON goes through activate/strict_json.py, an answer is read
+up to MAX_BODY bytes, and a tag or token that is not one is refused, never printed or sent on.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -33,7 +34,9 @@ from typing import Any
 
 import attrs
 
+from activate import strict_json
 from builder.errors import BundleError
+from builder.names import TAG
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -43,6 +46,8 @@ MAX_PAGES = 200
 TIMEOUT = 20.0
 USER_AGENT = "bundle-outdated (quadlet-bundle)"
 ACCEPT = "application/json"
+MAX_BODY = 16 * 1024 * 1024  # a page of 1000 tags is under 150 KiB
+TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # it goes into an Authorization header as it is
 
 
 class RegistryProblem(BundleError):
@@ -172,13 +177,7 @@ class RegistryClient:
                 url = url.split("?", 1)[0]
                 status, headers, body = self._get(where, url, token)
             self._check(where, status, body)
-            try:
-                page = json.loads(body)
-                tags.extend(str(t) for t in page.get("tags") or [])
-            except (ValueError, AttributeError) as e:
-                raise RegistryProblem(
-                    f"{where.registry} sent a tag list for {where.repository} that is not JSON: {e}"
-                ) from e
+            tags.extend(_tag_page(where, body))
             link = next_link(headers.get("link"))
             if link is None:
                 break
@@ -205,7 +204,7 @@ class RegistryClient:
         if scheme != "bearer" or "realm" not in params:
             raise RegistryProblem(
                 f"{where.registry} wants a login for {where.repository} "
-                f"({challenge.split(' ', 1)[0] or 'no challenge'}); only public images can be checked"
+                f"({_printable(challenge.split(' ', 1)[0][:40]) or 'no challenge'}); only public images can be checked"
             )
         realm = params["realm"]
         service = params.get("service", "")
@@ -223,15 +222,16 @@ class RegistryClient:
                 f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc} "
                 f"refused an anonymous token for {where.repository} (HTTP {status})"
             )
+        server = f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc}"
         try:
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
+            doc = strict_json.loads(body, f"{server} sent an answer", "")
+        except strict_json.JsonRefused as e:
+            raise RegistryProblem(e.message) from None
+        token = doc.get("token") or doc.get("access_token")
         if not isinstance(token, str) or not token:
-            raise RegistryProblem(
-                f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc} sent no token"
-            )
+            raise RegistryProblem(f"{server} sent no token")
+        if not TOKEN.fullmatch(token):
+            raise RegistryProblem(f"{server} sent a token with spaces or control characters")
         self._tokens[(realm, service, scope)] = token
         return token
 
@@ -247,10 +247,10 @@ class RegistryClient:
         via = "" if host == where.registry or what != "registry" else f" (at {host})"
         try:
             with _opener.open(req, timeout=self.timeout) as resp:
-                return resp.status, _lower(resp.headers.items()), resp.read()
+                return resp.status, _lower(resp.headers.items()), _read(resp, f"{label}{via}")
         except urllib.error.HTTPError as e:
             with e:
-                return e.code, _lower(e.headers.items()), e.read()
+                return e.code, _lower(e.headers.items()), _read(e, f"{label}{via}")
         except TimeoutError:
             raise RegistryProblem(
                 f"{label}{via} did not answer within {self.timeout:g} s"
@@ -307,9 +307,39 @@ def _reason(e: Any) -> str:
     return str(e)
 
 
+def _read(resp: Any, who: str) -> bytes:
+    body: bytes = resp.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise RegistryProblem(f"{who} sent an answer over {MAX_BODY >> 20} MiB")
+    return body
+
+
+def _tag_page(where: Location, body: bytes) -> list[str]:
+    """The tags of one page of a tag list; a page that is not one is refused in one line."""
+    said = f"{where.registry} sent a tag list for {where.repository}"
+    try:
+        page = strict_json.loads(body, said, "")
+    except strict_json.JsonRefused as e:
+        raise RegistryProblem(e.message) from None
+    tags = page.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RegistryProblem(f'{said}: its "tags" are not a list of strings')
+    for tag in tags:
+        if not TAG.fullmatch(tag):
+            raise RegistryProblem(f"{said}: {_printable(tag)[:80]!r} is not a tag name")
+    return tags
+
+
+def _printable(text: str) -> str:
+    """A registry's text as one terminal-safe line: control characters become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _error_detail(body: bytes) -> str:
     try:
-        errors = json.loads(body).get("errors") or []
-        return "; ".join(str(e.get("message") or e.get("code")) for e in errors)[:200]
-    except (ValueError, AttributeError, TypeError):
+        doc = strict_json.loads(body, "error", "")
+        errors = doc.get("errors") or []
+        detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+    except (strict_json.JsonRefused, AttributeError, TypeError):
         return ""
+    return _printable(detail[:200])

@@ -4,38 +4,14 @@
     stacks/secrets/shared.enc   secrets every host may use (a host's own file wins on a name)
     stacks/secrets/config.toml  optional: passphrase_command = "pass show bundle/{file}"
 
-A file is text: a short header and the base64 of an AES-256-GCM ciphertext (docs/secrets.md):
-
-    bundle-secrets 1
-    file: vps1
-    kdf: scrypt log2n=17 r=8 p=1 salt=<base64, 16 bytes>
-    check: <base64, 16 bytes>
-    cipher: aes-256-gcm nonce=<base64, 12 bytes>
-    --
-    <base64 of ciphertext + tag, 64 columns>
-
-scrypt(passphrase, salt) gives 64 bytes: the first 32 are the AES key, the last 32 the check
-key. `check` = HMAC-SHA256(check key, "bundle-secrets passphrase check")[:16] tells a wrong
-passphrase from a modified file. The header lines (canonical: joined with "\\n") are the
-associated data, so changing the label, the KDF parameters or the nonce is detected too. The
-plaintext is JSON, padded with spaces to a multiple of 512 bytes:
-{"fingerprint_key": <base64, 32 random bytes>, "secrets": {NAME: VALUE}}.
-
-Fingerprints: HMAC-SHA256(HMAC-SHA256(fingerprint_key, "bundle fingerprint key\\0" + HOST),
-"bundle secret\\0" + NAME + "\\0" + VALUE). The key lives inside the encrypted file, so a
-fingerprint in a manifest cannot be brute-forced back into a short value, it stays the same
-when the file is re-encrypted or its passphrase changes, and each host sees other fingerprints.
+The format of one file, its encryption and its fingerprints are in builder/secrets_format.py.
+Every file here is read through builder/stackfiles.py, like the rest of the stack tree.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import getpass
-import hashlib
-import hmac
-import json
 import os
 import re
 import subprocess
@@ -43,49 +19,56 @@ import sys
 import tempfile
 import threading
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from activate import strict_json
-from builder.errors import InputError
+from builder import stackfiles
 from builder.names import NAME, NAME_HINT
+from builder.secrets_format import (
+    Contents,
+    SecretsError,
+    WrongPassphrase,
+    decrypt,
+    encrypt,
+    fingerprint,
+)
 
-MAGIC = "bundle-secrets 1"
 SECRETS_DIR = "secrets"
 SHARED = "shared"
 CONFIG_FILE = "config.toml"
-LOG2N_DEFAULT = 17  # 128 MiB, about 0.3 s
-LOG2N_RANGE = range(10, 19)  # at most 256 MiB: a file may only ask for what bundle would write
-SCRYPT_R, SCRYPT_P = 8, 1
-LOG2N_ENV = "BUNDLE_SECRETS_KDF_LOG2N"  # encryption only; the tests use a cheap work factor
-PAD = 512
-CHECK_LABEL = b"bundle-secrets passphrase check"
 PROMPT_TRIES = 3
 COMMAND_TIMEOUT = 120
-
-# The header lines exactly as `encrypt` writes them: nothing else reaches the key derivation.
-B64_16, B64_12 = r"[A-Za-z0-9+/]{22}==", r"[A-Za-z0-9+/]{16}"
-KDF_LINE = re.compile(
-    rf"kdf: scrypt log2n=([0-9]{{1,2}}) r=([0-9]{{1,2}}) p=([0-9]{{1,2}}) salt=({B64_16})"
-)
-CHECK_LINE = re.compile(rf"check: ({B64_16})")
-CIPHER_LINE = re.compile(rf"cipher: aes-256-gcm nonce=({B64_12})")
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
 ALTERED_RE = re.compile(rb"(?i)bundle-secret")  # a marker a template filter changed
+# Names other modules take from here; the format's own live in secrets_format.
+__all__ = [
+    "ALTERED_RE",
+    "MARKER_RE",
+    "SHARED",
+    "Contents",
+    "HostSecrets",
+    "Passphrases",
+    "SecretsError",
+    "SecretsFile",
+    "WrongPassphrase",
+    "any_file",
+    "can_prompt",
+    "check_name",
+    "decrypt",
+    "encrypt",
+    "file_path",
+    "fingerprint",
+    "host_secrets",
+    "marker",
+    "open_file",
+    "shown",
+]
 
 
 def marker(name: str) -> str:
     """What `{{ secret("name") }}` leaves in a bundle file; the switcher fills it in."""
     return f"@@bundle-secret:{name}@@"
-
-
-class SecretsError(InputError):
-    """A secrets file cannot be read or written: exit 2, one line."""
-
-
-class WrongPassphrase(SecretsError):
-    pass
 
 
 def check_name(name: str, where: str = "secret name") -> str:
@@ -102,174 +85,16 @@ def file_path(stacks_dir: Path, label: str) -> Path:
     return secrets_dir(stacks_dir) / f"{label}.enc"
 
 
+def present(path: Path) -> bool:
+    """Something is there: a folder or a dangling symlink is refused when read, not skipped."""
+    return os.path.lexists(path)
+
+
 def shown(path: Path, stacks_dir: Path) -> str:
     try:
         return str(Path(stacks_dir.name) / path.relative_to(stacks_dir))
     except ValueError:
         return str(path)
-
-
-def fingerprint(key: bytes, host: str, name: str, value: str) -> str:
-    host_key = hmac.new(key, b"bundle fingerprint key\0" + host.encode(), hashlib.sha256).digest()
-    message = b"bundle secret\0" + name.encode() + b"\0" + value.encode()
-    return hmac.new(host_key, message, hashlib.sha256).hexdigest()
-
-
-# --- the file format ------------------------------------------------------------------------
-
-
-@dataclass
-class Contents:
-    fingerprint_key: bytes
-    values: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def new(cls) -> Contents:
-        return cls(os.urandom(32), {})
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _unb64(text: str, where: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SecretsError(f"{where}: not base64") from None
-
-
-def _derive(passphrase: str, salt: bytes, log2n: int, r: int, p: int) -> tuple[bytes, bytes]:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-    material = Scrypt(salt=salt, length=64, n=2**log2n, r=r, p=p).derive(passphrase.encode())
-    return material[:32], material[32:]
-
-
-def _check_value(check_key: bytes) -> bytes:
-    return hmac.new(check_key, CHECK_LABEL, hashlib.sha256).digest()[:16]
-
-
-def _work_factor() -> int:
-    text = os.environ.get(LOG2N_ENV)
-    if not text:
-        return LOG2N_DEFAULT
-    if not text.isdigit() or int(text) not in LOG2N_RANGE:
-        raise SecretsError(
-            f"${LOG2N_ENV}={text!r}: give a number from {LOG2N_RANGE[0]} to {LOG2N_RANGE[-1]}"
-        )
-    return int(text)
-
-
-def encrypt(contents: Contents, label: str, passphrase: str) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    log2n, r, p = _work_factor(), SCRYPT_R, SCRYPT_P
-    salt, nonce = os.urandom(16), os.urandom(12)
-    key, check_key = _derive(passphrase, salt, log2n, r, p)
-    header = [
-        MAGIC,
-        f"file: {label}",
-        f"kdf: scrypt log2n={log2n} r={r} p={p} salt={_b64(salt)}",
-        f"check: {_b64(_check_value(check_key))}",
-        f"cipher: aes-256-gcm nonce={_b64(nonce)}",
-    ]
-    plain = json.dumps(
-        {"fingerprint_key": _b64(contents.fingerprint_key), "secrets": contents.values},
-        sort_keys=True,
-        ensure_ascii=False,
-    ).encode()
-    plain += b" " * (-len(plain) % PAD)
-    sealed = AESGCM(key).encrypt(nonce, plain, "\n".join(header).encode())
-    body = _b64(sealed)
-    lines = [*header, "--", *(body[i : i + 64] for i in range(0, len(body), 64))]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _header_line(pattern: re.Pattern[str], line: str, what: str, where: str) -> re.Match[str]:
-    found = pattern.fullmatch(line)
-    if found is None:
-        shown = line if len(line) <= 80 else line[:80] + "..."
-        raise SecretsError(
-            f"{where}: damaged header ({what} line {shown!r} is not what bundle writes); "
-            "restore it from git"
-        )
-    return found
-
-
-def _scrypt_params(kdf: re.Match[str], where: str) -> tuple[int, int, int]:
-    """The work factors of a kdf line, refused before any key derivation when they ask for
-    more memory or time than bundle itself writes (a tampered file must not allocate GiBs)."""
-    log2n, r, p = int(kdf[1]), int(kdf[2]), int(kdf[3])
-    if log2n not in LOG2N_RANGE or not 1 <= r <= SCRYPT_R or not 1 <= p <= SCRYPT_P:
-        raise SecretsError(
-            f"{where}: the kdf line asks for scrypt log2n={log2n} r={r} p={p}; bundle writes "
-            f"log2n {LOG2N_RANGE[0]}-{LOG2N_RANGE[-1]}, r={SCRYPT_R}, p={SCRYPT_P} (at most "
-            f"{128 * SCRYPT_R * 2 ** LOG2N_RANGE[-1] >> 20} MiB): restore it from git"
-        )
-    return log2n, r, p
-
-
-def decrypt(data: bytes, label: str, passphrase: str, where: str) -> Contents:
-    """The contents of a secrets file; SecretsError says what is wrong in one line."""
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    try:
-        lines = [ln.rstrip("\r") for ln in data.decode("ascii").split("\n")]
-    except UnicodeDecodeError:
-        raise SecretsError(
-            f"{where}: not a bundle secrets file (not text); restore it from git"
-        ) from None
-    if not lines or lines[0] != MAGIC:
-        raise SecretsError(
-            f"{where}: not a bundle secrets file (the first line is not {MAGIC!r}); "
-            "restore it from git"
-        )
-    if len(lines) < 7 or lines[5] != "--":
-        raise SecretsError(
-            f"{where}: damaged header (expected 5 lines and '--'); restore it from git"
-        )
-    header = lines[:5]
-    if not header[1].startswith("file: "):
-        raise SecretsError(f"{where}: damaged header (no 'file:' line); restore it from git")
-    owner = header[1][len("file: ") :]
-    if owner != label:
-        raise SecretsError(
-            f"{where} holds the secrets of {owner!r}, not of {label!r}; a file was copied or "
-            "renamed: restore it from git"
-        )
-    kdf = _header_line(KDF_LINE, header[2], "the kdf", where)
-    log2n, r, p = _scrypt_params(kdf, where)
-    salt = _unb64(kdf[4], f"{where}: salt")
-    check = _unb64(_header_line(CHECK_LINE, header[3], "the check", where)[1], f"{where}: check")
-    nonce = _unb64(_header_line(CIPHER_LINE, header[4], "the cipher", where)[1], f"{where}: nonce")
-    sealed = _unb64("".join(ln.strip() for ln in lines[6:]), f"{where}: body")
-    key, check_key = _derive(passphrase, salt, log2n, r, p)
-    if not hmac.compare_digest(_check_value(check_key), check):
-        raise WrongPassphrase(f"{where}: wrong passphrase")
-    try:
-        plain = AESGCM(key).decrypt(nonce, sealed, "\n".join(header).encode())
-    except InvalidTag:
-        raise SecretsError(
-            f"{where}: the file was changed after it was encrypted (authentication failed); "
-            f"restore it from git (git checkout -- {where})"
-        ) from None
-    try:
-        payload = strict_json.loads(plain, where, "", limit=len(plain))
-        values = payload["secrets"]
-        fp_key = base64.b64decode(payload["fingerprint_key"], validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise SecretsError(
-            f"{where}: decrypted, but the contents are not valid; restore it from git"
-        ) from None
-    if not isinstance(values, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
-    ):
-        raise SecretsError(
-            f"{where}: decrypted, but the contents are not valid; restore it from git"
-        )
-    return Contents(fp_key, dict(values))
 
 
 # --- passphrases ----------------------------------------------------------------------------
@@ -303,11 +128,13 @@ class Passphrases:
 
     def config(self) -> dict[str, Any]:
         path = secrets_dir(self.stacks_dir) / CONFIG_FILE
-        if not path.is_file():
+        if not present(path):
             return {}
         try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            data = tomllib.loads(stackfiles.read_text(path, self.stacks_dir))
+        except stackfiles.UnreadableFile as exc:
+            raise SecretsError(str(exc.problem)) from None
+        except tomllib.TOMLDecodeError as exc:
             raise SecretsError(f"{shown(path, self.stacks_dir)}: {exc}") from None
         return data
 
@@ -441,7 +268,7 @@ def _open_file(stacks_dir: Path, label: str, create: bool) -> SecretsFile | None
     path = file_path(stacks_dir, label)
     where = shown(path, stacks_dir)
     passphrases = Passphrases(stacks_dir)
-    if not path.is_file():
+    if not present(path):
         if not create:
             return None
         got = passphrases.given(label)
@@ -452,7 +279,10 @@ def _open_file(stacks_dir: Path, label: str, create: bool) -> SecretsFile | None
         else:
             passphrase = got[0]
         return SecretsFile(path, label, where, passphrase, Contents.new(), exists=False)
-    data = path.read_bytes()
+    try:
+        data = stackfiles.read_bytes(path, stacks_dir)
+    except stackfiles.UnreadableFile as exc:
+        raise SecretsError(str(exc.problem)) from None
     cached = _CACHE.get(path.resolve())
     if cached is not None and cached[0] == data:
         return cached[1]
@@ -550,4 +380,4 @@ def host_secrets(stacks_dir: Path, host: str) -> HostSecrets:
 
 
 def any_file(stacks_dir: Path, host: str) -> bool:
-    return any(file_path(stacks_dir, label).is_file() for label in (SHARED, host))
+    return any(present(file_path(stacks_dir, label)) for label in (SHARED, host))

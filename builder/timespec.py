@@ -52,7 +52,7 @@ _SPAN_UNITS = (
     ("µs", 1),
     ("μs", 1),
 )
-_SPAN_NUMBER = re.compile(r"\+?(\d*)(?:\.(\d+))?")
+_SPAN_NUMBER = re.compile(r"\+?([0-9]*)(?:\.([0-9]+))?")
 _SPACE = " \t"
 _USEC_MAX = 2**64 - 2  # one below systemd's "infinity"
 
@@ -86,7 +86,7 @@ def timespan_problem(text: str) -> str | None:
 
 _GO_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
 _GO_UNITS |= {"m": 60 * 10**9, "h": 3600 * 10**9}
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 
 
 def duration_ns(text: str) -> int | None:
@@ -135,7 +135,9 @@ _SPECIAL = {
 }
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_NAMES = tuple((name, i) for i, d in enumerate(_DAYS) for name in (d, d[:3]))
-_ITEM = re.compile(r"(\d+)(?:\.(\d+))?(?:\.\.(\d+)(?:\.(\d+))?)?(?:/(\d+)(?:\.(\d+))?)?")
+_ITEM = re.compile(
+    r"([0-9]+)(?:\.([0-9]+))?(?:\.\.([0-9]+)(?:\.([0-9]+))?)?(?:/([0-9]+)(?:\.([0-9]+))?)?"
+)
 
 
 class _Refused(Exception):
@@ -159,7 +161,7 @@ def _calendar(text: str) -> None:
     if not text or text[0] in _SPACE:
         raise _Refused
     if text.startswith("@"):
-        if not text[1:].isdigit():
+        if not re.fullmatch("[0-9]+", text[1:]):
             raise _Refused
         return
     head, space, last = text.rpartition(" ")

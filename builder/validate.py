@@ -12,13 +12,13 @@ from builder import backup, depends, lines, monitoring, stackfiles, timespec, wi
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Check, ConfigFile, Container, Stack
-from builder.names import NAME, NAME_HINT, service_name
+from builder.names import NAME, NAME_HINT, TAG, service_name
 from builder.ports import PublishedPort, parse_port
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-MODE = re.compile(r"^0?[0-7]{3}$")
+# used with fullmatch only: `$` lets a trailing newline through, `\d` non-ASCII digits
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MODE = re.compile(r"0?[0-7]{3}")
 SPECIAL_NETWORKS = ("host", "none")
 # a pinned version has a number in it (1.27.3, 16-alpine, v2); "alpine" or "stable" moves
 PINNED = re.compile(r"[0-9]")
@@ -74,7 +74,7 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
 
     for table in ("containers", "pods", "volumes", "networks", "scripts"):
         for name in getattr(stack, table):
-            if not NAME.match(name):
+            if not NAME.fullmatch(name):
                 yield p((table, name), f"invalid unit name {name!r}: {NAME_HINT}")
 
     yield from _duplicate_units(stack, raw)
@@ -266,13 +266,13 @@ def _container(
     yield from _env_names(c.environment, (*at, "environment"), raw)
     for i, secret in enumerate(c.secrets):
         here = (*at, "secrets", i)
-        if not NAME.match(secret.name):
+        if not NAME.fullmatch(secret.name):
             yield p((*here, "name"), f"invalid secret name {secret.name!r}: {NAME_HINT}")
         if (secret.env is None) == (secret.file is None):
             yield p(
                 here, "give exactly one of env (a variable name) or file (a path in the container)"
             )
-        if secret.env is not None and not ENV_NAME.match(secret.env):
+        if secret.env is not None and not ENV_NAME.fullmatch(secret.env):
             yield p((*here, "env"), f"{secret.env!r} is not an environment variable name")
         if secret.file is not None and not _clean_abs(secret.file):
             yield p((*here, "file"), "must be an absolute path without '..'")
@@ -337,7 +337,7 @@ def _host_port(text: str) -> bool:
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return (
-        bool(sep and host and port.isdigit())
+        bool(sep and host and port.isascii() and port.isdigit())
         and 0 < int(port) < 65536
         and not any(c in host for c in " /[]")
     )
@@ -353,7 +353,7 @@ def _image(c: Container, at: KeyPath, raw: RawStack) -> Iterator[Problem]:
     if c.version is None and c.digest is None:
         yield p((*at, "version"), 'no version pinned: set version = "TAG" (or digest)')
     if c.version is not None:
-        if not TAG.match(c.version):
+        if not TAG.fullmatch(c.version):
             yield p((*at, "version"), f"{c.version!r} is not a valid image tag")
         elif not PINNED.search(c.version):
             yield p(
@@ -361,7 +361,7 @@ def _image(c: Container, at: KeyPath, raw: RawStack) -> Iterator[Problem]:
                 f"{c.version!r} moves under you: pin a version with a number in it "
                 '(like "1.27.3" or "1.27-alpine"), or a digest',
             )
-    if c.digest is not None and not DIGEST.match(c.digest):
+    if c.digest is not None and not DIGEST.fullmatch(c.digest):
         yield p((*at, "digest"), "must look like sha256:<64 hex digits>")
     if c.auto_update and c.version is None:
         yield p((*at, "auto_update"), "podman auto-update follows a tag: set version")
@@ -396,7 +396,7 @@ def _config(cfg: ConfigFile, at: KeyPath, raw: RawStack, templates_dir: Path) ->
             (*at, "path"),
             f"{cfg.path!r} escapes the service's folder: use a relative path without '..'",
         )
-    if not MODE.match(cfg.mode):
+    if not MODE.fullmatch(cfg.mode):
         yield raw.problem((*at, "mode"), f'{cfg.mode!r} is not a file mode like "0644"')
 
 
@@ -412,7 +412,7 @@ def _template_file(ref: str, at: KeyPath, raw: RawStack, templates_dir: Path) ->
 
 def _env_names(env: dict[str, str], at: KeyPath, raw: RawStack) -> Iterator[Problem]:
     for key in env:
-        if not ENV_NAME.match(key):
+        if not ENV_NAME.fullmatch(key):
             yield raw.problem((*at, key), f"{key!r} is not an environment variable name")
 
 

@@ -33,8 +33,8 @@ PRE_KINDS = {"dev": 0, "alpha": 1, "beta": 2, "pre": 3, "preview": 3, "rc": 4}
 TAG = re.compile(
     r"""
     (?P<prefix>[vV]?)
-    (?P<numbers>\d+(?:\.\d+)*)
-    (?:[-.+_]?(?P<pre>dev|alpha|beta|preview|pre|rc)[-.]?(?P<pre_n>\d*))?
+    (?P<numbers>[0-9]+(?:\.[0-9]+)*)
+    (?:[-.+_]?(?P<pre>dev|alpha|beta|preview|pre|rc)[-.]?(?P<pre_n>[0-9]*))?
     (?P<suffix>[-_+].*)?
     """,
     re.VERBOSE,

@@ -89,7 +89,7 @@ def endpoint_ok(text: str) -> bool:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return (
-        bool(sep and host and port.isdigit())
+        bool(sep and host and port.isascii() and port.isdigit())
         and 0 < int(port) < 65536
         and not any(c in host for c in " /[]")
     )

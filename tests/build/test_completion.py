@@ -74,3 +74,19 @@ def test_zsh_registers_the_completion(project: Project) -> None:
         "_bash_complete -F _bundle_complete _bash_complete -F _bundle_complete",
     ]
     assert project.run("completion", "fish").returncode == 2
+
+
+def test_completion_reads_stacks_as_a_build_does(empty_project: Project, tmp_path: Path) -> None:
+    """A stack that is not UTF-8, a symlink out of stacks/, a file name or tag with a line
+    break: completion offers none of them and never prints a traceback."""
+    stack = '[host]\nname = "{n}"\naddress = "{n}.example.org"\ntags = [{t}]\n'
+    empty_project.write("web1.toml", stack.format(n="web1", t='"prod", "two\\nlines", 3'))
+    (empty_project.stacks / "web2.toml").write_bytes(
+        stack.format(n="web2", t='"latin1"').encode() + b"# caf\xe9\n"
+    )
+    outside = tmp_path / "private.toml"
+    outside.write_text(stack.format(n="web3", t='"leaked"'))
+    (empty_project.stacks / "web3.toml").symlink_to(outside)
+    empty_project.write("web4\n.toml", stack.format(n="web4", t='"odd"'))
+    offered = complete(empty_project, "bundle build ", tmp_path)
+    assert offered == ["web1", "web2", "web3", "@prod"], offered

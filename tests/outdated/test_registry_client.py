@@ -182,7 +182,7 @@ def test_server_error_and_nonsense() -> None:
     assert str(e.value) == f"{REGISTRY} answered HTTP 500 for {APP}: boom"
     with PlainHTTP(status=200, body=b"<html>") as s:
         where = locate(f"{REGISTRY}/{APP}", {REGISTRY: f"http://{s.address}"}, set())
-        with pytest.raises(RegistryProblem, match="not JSON"):
+        with pytest.raises(RegistryProblem, match="not valid JSON"):
             RegistryClient().tags(where)
 
 

@@ -73,7 +73,7 @@ def test_failing_check_rolls_back_by_itself_and_says_so_first(p: DeployProject) 
     first = result.stderr.splitlines()[0]
     assert first.startswith(
         f"error: web1: rolled back to generation {before}: web.service failed its health check; "
-    ), first
+    ), result.stderr
     assert "GET http://127.0.0.1:8080/ answers 200 containing 'from web1'" in first
     assert "down for maintenance" in first  # what the check saw
     assert 8 <= took < 300, took  # at least the health timeout (8 s); the bound is a hang guard
@@ -122,7 +122,7 @@ def test_restart_loop_rolls_back(p: DeployProject) -> None:
         )
     assert result.returncode == 1, result.stdout + result.stderr
     first = result.stderr.splitlines()[0]
-    assert first.startswith(f"error: web1: rolled back to generation {before}: "), first
+    assert first.startswith(f"error: web1: rolled back to generation {before}: "), result.stderr
     assert "crashy.service" in first
     assert current(p.target) == before
     crashy = "/etc/containers/systemd/crashy.container"

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from builder import secrets as s
+from builder import secrets_format
 from builder.secrets_cli import from_toml, to_toml
 
 
 @pytest.fixture(autouse=True)
 def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(s.LOG2N_ENV, "10")
+    monkeypatch.setenv(secrets_format.LOG2N_ENV, "10")
     for name in ("BUNDLE_PASSPHRASE", "BUNDLE_PASSPHRASE_WEB1", "BUNDLE_PASSPHRASE_COMMAND"):
         monkeypatch.delenv(name, raising=False)
     s._CACHE.clear()
