@@ -25,16 +25,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import faults, journal, secrets
-from .detach import Run
+from . import crashes, faults, journal, secrets
 from .errors import BadInput, Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import find_drift, install_units
 from .manifest import Manifest
 from .planner import RUNNING_STATES, Plan, plan
+from .safety import Safety
 from .snapshot import take as take_snapshot
 from .store import Generation, Store, history_entry
 from .systemd import BROKEN_LOAD_STATES, Services, UnitState, network_name
+from .words import plural
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,8 @@ def _check_before_change(sw: Switch, force: bool) -> tuple[dict[str, str], list[
     if drift and not force:
         shown = "; ".join(drift[:5]) + (f"; and {len(drift) - 5} more" if len(drift) > 5 else "")
         raise Failed(
-            f"{len(drift)} managed file(s) differ from what the switcher installed: {shown}; "
+            f"{plural(len(drift), 'managed file differs', 'managed files differ')} from what "
+            f"the switcher installed: {shown}; "
             "put them back (see `status`) or run again with --force to overwrite them"
         )
     pulled = sw.services.pull_missing(sw.new.all_images())
@@ -226,12 +228,25 @@ def _check_loaded(sw: Switch) -> None:
 
 def _check_running(sw: Switch) -> None:
     keys = [*sw.plan.start, *sw.plan.restart, *sw.plan.with_pod]
-    states = sw.services.states([sw.service(k) for k in keys])
-    failed = [s for s, st in states.items() if st.active == "failed"]
-    if failed:
-        raise Failed(
-            f"{', '.join(failed)} failed right after starting; see `journalctl -u {failed[0]}`"
-        )
+    gone = crashes.account(sw.services, [sw.service(k) for k in keys], _redactor(sw))
+    if gone:
+        raise Failed(gone)
+
+
+def _start(sw: Switch, action: str, key: str) -> None:
+    """Start or restart a unit; one that died at once is told like a crash (crashes.py)."""
+    service = sw.service(key)
+    try:
+        (sw.services.start if action == "start" else sw.services.restart)(service)
+    except Failed:
+        gone = crashes.account(sw.services, [service], _redactor(sw))
+        if gone is None:
+            raise
+        raise Failed(gone) from None
+
+
+def _redactor(sw: Switch) -> Callable[[str], str]:
+    return secrets.redactor(sw.store, sw.target)
 
 
 def _forward(sw: Switch, progress: _Progress) -> dict[str, list[str]]:
@@ -257,7 +272,7 @@ def _forward(sw: Switch, progress: _Progress) -> dict[str, list[str]]:
     journal.step(sw.store, "reloaded")
     for action, key in plan_.steps():
         progress.touched.add(key)
-        (services.start if action == "start" else services.restart)(sw.service(key))
+        _start(sw, action, key)
         faults.point("switch-starting")
     progress.touched.update(plan_.with_pod)
     services.enable([sw.service(k) for k in plan_.enable])
@@ -338,37 +353,6 @@ def report_of(sw: Switch, result: str, **extra: Any) -> dict[str, Any]:
         "warnings": list(sw.warnings),
         **extra,
     }
-
-
-@dataclass(frozen=True)
-class Safety:
-    """How a switch proves that it worked (docs/reliability.md)."""
-
-    health_timeout: float | None = None  # None: the manifest's deploy.health_timeout
-    settle: float | None = None  # None: the manifest's deploy.health_settle
-    confirm_timeout: float | None = None  # with `run`; None: the manifest's deploy.confirm_timeout
-    rollback: bool = True  # False (--no-rollback): a failed gate leaves the generation active
-    run: Run | None = None  # a detached activation (activate/detach.py)
-
-    def timeouts(self, manifest: Manifest) -> tuple[float, float]:
-        deploy = manifest.deploy
-        timeout = self.health_timeout
-        if timeout is None:
-            timeout = deploy.get("health_timeout", DEFAULT_HEALTH_TIMEOUT)
-        settle = self.settle if self.settle is not None else deploy.get("health_settle", 0)
-        return float(timeout), float(settle)
-
-    def confirm(self, manifest: Manifest) -> float:
-        """Seconds a detached activation waits for `confirm` (0: it does not wait)."""
-        if self.run is None:
-            return 0.0
-        if self.confirm_timeout is not None:
-            return float(self.confirm_timeout)
-        return float(manifest.deploy.get("confirm_timeout", DEFAULT_CONFIRM_TIMEOUT))
-
-
-DEFAULT_HEALTH_TIMEOUT = 60
-DEFAULT_CONFIRM_TIMEOUT = 30
 
 
 class Unhealthy(Failed):
@@ -512,7 +496,7 @@ def _forget_boot_unit(sw: Switch) -> None:
 
 
 def _health_gate(sw: Switch, timeout: float, settle: float) -> Health:
-    return gate(sw.services, sw.new, timeout, settle, redact=secrets.redactor(sw.store, sw.target))
+    return gate(sw.services, sw.new, timeout, settle, redact=_redactor(sw))
 
 
 def plan_summary(p: Plan) -> str:

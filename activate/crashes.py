@@ -14,6 +14,9 @@ first crash. Waiting for the health timeout cannot change either, so the gate st
 | inactive/dead                      | not success   | no              | gave up        |
 | inactive/dead                      | success       | no              | wait (a socket or a check may start it) |
 
+The same account is given wherever a unit is found given up on: by the gate, right after the
+switch started it, or when `systemctl start` itself failed because the unit died at once.
+
 The message counts its exits since the switch started it (NRestarts is reset by a start by
 hand, so it counts the automatic restarts after that start, plus the last crash), the time
 from that start to the failure, how the last run ended, and the last lines the unit's own
@@ -23,10 +26,12 @@ processes printed (the container's output, not systemd's or podman's notes about
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .report import one_line
-from .systemd import UnitState
+from .scope import CURRENT as SCOPE
+from .systemd import Services, UnitState
+from .words import plural
 
 LOG_LINES = 5  # lines of the unit's own output in the message
 LINE_LIMIT = 200  # characters kept of each of them
@@ -90,7 +95,7 @@ def describe(
     ended = _ending(st)
     if exits > 1:
         head = (
-            f"{service} keeps crashing: exited {exits} times{_seconds(st)} ({ended}), "
+            f"{service} keeps crashing: exited {plural(exits, 'time')}{_seconds(st)} ({ended}), "
             "and systemd stopped restarting it"
         )
     else:
@@ -98,3 +103,18 @@ def describe(
     lines = own_output(entries)[-LOG_LINES:]
     said = f"last log lines: {' | '.join(lines)}" if lines else "it printed nothing"
     return f"{head}; {said}; see `{journal}`"
+
+
+def told(services: Services, service: str, st: UnitState) -> str:
+    """describe(), with the unit's own journal read from the server."""
+    return describe(service, st, services.journal(service), SCOPE.journal(service))
+
+
+def account(services: Services, names: Sequence[str], redact: Callable[[str], str]) -> str | None:
+    """The units among `names` that systemd gave up on, each told as above with secret values
+    hidden by `redact`; None when it gave up on none of them."""
+    states = services.states(list(names))
+    gone = [(name, st) for name, st in states.items() if gave_up(st)]
+    if not gone:
+        return None
+    return "; ".join(redact(told(services, name, st)) for name, st in gone)

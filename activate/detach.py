@@ -38,6 +38,7 @@ from typing import Any
 
 from . import durable, strict_json
 from .errors import BadInput, Failed, Reported, SwitcherError
+from .safety import Safety
 from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
 
@@ -302,9 +303,7 @@ def passed_on(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def safety_of(args: argparse.Namespace, store: Store) -> Any:
-    from .activation import Safety
-
+def safety_of(args: argparse.Namespace, store: Store) -> Safety:
     if args.health_timeout is not None and args.health_timeout < 1:
         raise BadInput("--health-timeout must be at least 1 second")
     if args.confirm_timeout is not None and args.confirm_timeout < 0:

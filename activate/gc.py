@@ -17,6 +17,7 @@ from .store import (
     remove_tree,
     rollback_target,
 )
+from .words import plural
 
 
 def gc(store: Store, keep: int) -> dict[str, Any]:
@@ -88,7 +89,8 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
     removed = [g.number for g in doomed]
     if removed or objects_removed:
         message = (
-            f"removed generations {removed}, {objects_removed} objects ({bytes_removed} bytes)"
+            f"removed {plural(len(removed), 'generation')} {removed}, "
+            f"{plural(objects_removed, 'object')} ({plural(bytes_removed, 'byte')})"
         )
         store.append_history(history_entry("gc", current_n, current_n, "ok", message))
     return {

@@ -28,8 +28,8 @@ from typing import Any
 from . import crashes
 from .manifest import Check, Manifest
 from .report import one_line
-from .scope import CURRENT as SCOPE
 from .systemd import Services, UnitState
+from .words import plural
 
 OUTPUT_LIMIT = 400  # characters of a check's output kept for the report
 BODY_LIMIT = 64 * 1024
@@ -77,11 +77,11 @@ class Health:
         gone = [r for r in failed if r.final]
         if gone:
             others = len(failed) - 1
-            more = f"; and {others} more failed check(s)" if others else ""
+            more = f"; and {plural(others, 'more failed check')}" if others else ""
             return f"{gone[0].output}{more}"
         shown = "; ".join(r.line() for r in failed[:3])
         more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-        return f"{len(failed)} health check(s) failed after {self.seconds:.0f} s: {shown}{more}"
+        return f"{plural(len(failed), 'health check')} failed after {self.seconds:.0f} s: {shown}{more}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -207,7 +207,7 @@ def _unit_results(
         st = states.get(unit.service)
         now = st.restarts if st is not None and st.restarts is not None else None
         total = now - since_switch.get(unit.service, now) if now is not None else 0
-        loops = f", restarted {total} time(s) since the switch" if total > 0 else ""
+        loops = f", restarted {plural(total, 'time')} since the switch" if total > 0 else ""
         journal = f"see `journalctl -u {unit.service}`"
         if st is not None and crashes.gave_up(st):
             output = crashed(unit.service, st)
@@ -223,7 +223,7 @@ def _unit_results(
             running += 1
     if bad:
         return bad
-    return [Result("*", "unit", "every unit is active", True, f"{running} unit(s) active")]
+    return [Result("*", "unit", "every unit is active", True, f"{plural(running, 'unit')} active")]
 
 
 def _check_results(manifest: Manifest) -> list[Result]:
@@ -265,8 +265,7 @@ def gate(
     since_switch = dict(baseline) if baseline is not None else _restarts(first)
 
     def crashed(service: str, st: UnitState) -> str:
-        told = crashes.describe(service, st, services.journal(service), SCOPE.journal(service))
-        return redact(told)
+        return redact(crashes.told(services, service, st))
 
     def round_(window: dict[str, int] | None) -> tuple[list[Result], dict[str, int]]:
         states = services.states(services_of)

@@ -35,6 +35,7 @@ from .delta import BASE_RE, DELTA_NAME, parse_delta, rebuild
 from .errors import BadInput, Failed, SwitcherError
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
 from .store import OBJECT_MODE, Store, fsync_dir, read_only_mode, remove_tree
+from .words import plural
 
 OBJECT_NAME_RE = re.compile(r"^objects/([0-9a-f]{64})\Z")
 MANIFEST_LIMIT = 16 * 1024 * 1024
@@ -302,7 +303,8 @@ def _take_carried(store: Store, staging: Path, manifest: Manifest, wanted: list[
     lacking = [sha for sha in wanted if sha not in carried]
     if lacking:
         raise Failed(
-            f"receive: {len(lacking)} object(s) of generation {manifest.generation} are "
+            f"receive: {plural(len(lacking), 'object')} of generation {manifest.generation} "
+            f"{'is' if len(lacking) == 1 else 'are'} "
             f"neither stored nor in the stream (first: {lacking[0]}); ask `have` and push again"
         )
     for sha in wanted:

@@ -73,12 +73,12 @@ class Services(Protocol):
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+    return int(text) if text is not None and text.isascii() and text.isdigit() else None
 
 
 def parse_version(text: str) -> tuple[int, ...]:
     """'podman version 5.4.2' or '5.0' → (5, 4, 2) / (5, 0); () when there is none."""
-    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    m = re.search(r"([0-9]+)\.([0-9]+)(?:\.([0-9]+))?", text)
     return tuple(int(g) for g in m.groups() if g is not None) if m else ()
 
 
@@ -150,7 +150,7 @@ def published_host_ports(unit_text: str) -> list[int]:
         parts = value.strip().split("/")[0].rsplit(":", 2)
         host = parts[-2] if len(parts) >= 2 else ""
         first = host.split("-")[0]
-        if first.isdigit():
+        if first.isascii() and first.isdigit():
             ports.append(int(first))
     return ports
 

@@ -180,6 +180,8 @@ def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
 
     with connect(paths, args.host, args.target, args.accept_new) as server:
         rows = do_remote_generations(server, Store(paths.bundles_dir, args.host))
+    for what in server.repaired:
+        _print_repaired(args, what)
     if args.json:
         emit_json(rows)
         return 0
@@ -291,8 +293,14 @@ def cmd_activate(args: argparse.Namespace) -> int:
 
 
 def _print_repaired(args: argparse.Namespace, what: str) -> None:
-    # shown even with --quiet (on stderr then): the server was damaged and this deploy fixed it
-    print(f"  repaired first: {what}", file=sys.stderr if args.quiet else sys.stdout)
+    # shown even with --quiet (on stderr then): the server was damaged and this command fixed it
+    aside = args.quiet or getattr(args, "json", False)  # --json keeps stdout for the JSON
+    print(f"  repaired first: {what}", file=sys.stderr if aside else sys.stdout)
+
+
+def _repaired_of(server: Any) -> dict[str, str]:
+    """What running the switcher fixed on the server first, as a report key (none: empty)."""
+    return {"switcher_repaired": "; ".join(server.repaired)} if server.repaired else {}
 
 
 def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -> None:
@@ -399,19 +407,24 @@ def cmd_status(args: argparse.Namespace) -> int:
             return {
                 **do_status(server, Store(paths.bundles_dir, host).latest()),
                 "where": server.where,
+                **_repaired_of(server),
             }
 
-    return _for_hosts(args, job, _print_status)
+    return _for_hosts(args, job, lambda report: _print_status(args, report))
 
 
-def _print_status(report: dict[str, Any]) -> None:
+def _print_status(args: argparse.Namespace, report: dict[str, Any]) -> None:
     host = report["host"]
     if report["current"] is None:
         print(f"{host}: no generation is active on {report['where']}")
+    else:
+        print(
+            f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {report['where']}"
+        )
+    if report.get("switcher_repaired"):
+        _print_repaired(args, report["switcher_repaired"])
+    if report["current"] is None:
         return
-    print(
-        f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {report['where']}"
-    )
     last = report.get("last")
     if last:
         print(
@@ -445,7 +458,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if args.keep < 1:
         raise BundleError("--keep must be at least 1", 2)
     with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_gc(paths, server, args.keep)
+        report = {**do_gc(paths, server, args.keep), **_repaired_of(server)}
     if args.json:
         emit_json(report)
     else:
@@ -455,6 +468,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
             f"{plural(report['server'].get('objects_removed', 0), 'unused file')}; "
             f"{plural(len(local), 'local generation')}{_listed(local)}"
         )
+        if report.get("switcher_repaired"):
+            _print_repaired(args, report["switcher_repaired"])
     return 0
 
 
@@ -495,6 +510,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     paths, host = _deploy_args(args)
     with connect(paths, host, args.target, args.accept_new) as server:
         entries = do_log(server, Store(paths.bundles_dir, host).latest(), args.limit)
+    for what in server.repaired:
+        _print_repaired(args, what)
     if args.json:
         emit_json(entries)
         return 0

@@ -145,7 +145,7 @@ def do_activate(
 
 
 # "web1: rolled back to generation 6: ", "web1: rolled back to no generation: ", "web1: rolled back: "
-_ROLLED_BACK = re.compile(r"^(.*?: rolled back(?: to (?:generation \d+|no generation))?: )")
+_ROLLED_BACK = re.compile(r"^(.*?: rolled back(?: to (?:generation [0-9]+|no generation))?: )")
 
 
 def failing_units(report: dict[str, Any] | None, manifest: dict[str, Any]) -> list[str]:

@@ -70,7 +70,7 @@ def hashes(folder):
 def leftovers():
     removed = []
     for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
-        m = re.match(r"^[0-9a-f]{64}\.(?:tmp|old)([0-9]+)$", name)
+        m = re.fullmatch(r"[0-9a-f]{64}\.(?:tmp|old)([0-9]+)", name)
         if not m:
             continue
         try:
@@ -90,7 +90,7 @@ if sys.argv[1] == "check":
     print(json.dumps({
         "switcher": hashes(dest) if os.path.lexists(dest) else None,
         "leftovers": leftovers(),
-        "generations": sorted(n for n in names if re.match(r"^[0-9]+-[0-9a-f]{12}$", n)),
+        "generations": sorted(n for n in names if re.fullmatch(r"[0-9]+-[0-9a-f]{12}", n)),
     }))
     sys.exit(0)
 os.makedirs(parent, exist_ok=True)
@@ -176,6 +176,7 @@ class Server:
     deadlines: Deadlines = attrs.field(
         factory=Deadlines
     )  # how long each step may take ([host] command_timeout)
+    repaired: list[str] = attrs.field(factory=list)  # what ensure_switcher fixed on this server
 
     @property
     def where(self) -> str:
@@ -262,6 +263,7 @@ class Server:
             else None
         )
         if installed is not None and damage is None:
+            self.repaired += [leftover] if leftover else []
             return Found(switcher_sent=False, generations=names, repaired=leftover)
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
@@ -277,6 +279,7 @@ class Server:
             f"the switcher in {dest} was damaged ({damage}); reinstalled it" if damage else None
         )
         notes = "; ".join(n for n in (repaired, leftover) if n) or None
+        self.repaired += [notes] if notes else []
         return Found(switcher_sent=True, generations=names, repaired=notes)
 
     def call(

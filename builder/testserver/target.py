@@ -212,7 +212,7 @@ def _sweep(base: Path) -> None:
     _swept = True
     for state in sorted(base.glob(f"{NAME_PREFIX}*")):
         suffix = state.name[len(NAME_PREFIX) :]
-        if not state.is_dir() or not suffix.isdigit():
+        if not state.is_dir() or not (suffix.isascii() and suffix.isdigit()):
             continue
         lock = _NumberLock(base, int(suffix))
         if lock.try_acquire():

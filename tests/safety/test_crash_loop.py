@@ -7,6 +7,8 @@ the server rolls back, with what the container printed."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from activate.crashes import describe, gave_up, own_output
 from activate.systemd import UnitState
 from tests.harness import Target
 from tests.safety.conftest import current, history
-from tests.server.conftest import WEB_STACK, make_deploy_project
+from tests.server.conftest import WEB_STACK, DeployProject, make_deploy_project
 
 CRASHY = (
     "[containers.crashy]\n"
@@ -25,16 +27,32 @@ CRASHY = (
 )
 
 
+@pytest.fixture(scope="module")
+def p(target: Target, registry: Any, tmp_path_factory: pytest.TempPathFactory) -> DeployProject:
+    project = make_deploy_project(tmp_path_factory.mktemp("crash"), target, WEB_STACK)
+    project.ok("switch", "web1")  # health_timeout: the default, 60 s
+    return project
+
+
+@contextmanager
+def added(p: DeployProject, container: str) -> Iterator[None]:
+    """The stack with one more container, for one test."""
+    p.edit("web1.toml", "[containers.other]", container + "[containers.other]")
+    try:
+        yield
+    finally:
+        p.edit("web1.toml", container + "[containers.other]", "[containers.other]")
+
+
 def test_a_crash_looping_container_rolls_back_well_before_the_health_timeout(
-    tmp_path: Any, target: Target, registry: Any
+    p: DeployProject,
 ) -> None:
-    p = make_deploy_project(tmp_path, target, WEB_STACK)  # health_timeout: the default, 60 s
-    p.ok("switch", "web1")
+    target = p.target
     before = current(target)
-    p.edit("web1.toml", "[containers.other]", CRASHY + "[containers.other]")
-    t0 = time.monotonic()
-    result = p.run("switch", "web1")
-    took = time.monotonic() - t0
+    with added(p, CRASHY):
+        t0 = time.monotonic()
+        result = p.run("switch", "web1")
+        took = time.monotonic() - t0
     assert result.returncode == 1, result.stdout + result.stderr
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"error: web1: rolled back to generation {before}: "), first
@@ -47,6 +65,35 @@ def test_a_crash_looping_container_rolls_back_well_before_the_health_timeout(
     assert p.fetch(8080) == "first from web1\n"
     last = history(target)[-1]
     assert last["result"] == "rolled back" and "keeps crashing" in last["message"]
+
+
+FAILS_ONCE = (
+    "[containers.once]\n"
+    'image = "registry.test:5000/bundle/web"\n'
+    'version = "1.0.0"\n'
+    'restart = "no"\n'
+    'command = ["sh", "-c", "echo reading /etc/once.conf; echo \'fatal: bad config line 3\' >&2; exit 3"]\n\n'
+)
+
+
+def test_a_container_that_fails_at_its_first_start_is_told_with_its_last_lines(
+    p: DeployProject,
+) -> None:
+    target = p.target
+    before = current(target)
+    with added(p, FAILS_ONCE):
+        result = p.run("switch", "web1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"error: web1: rolled back to generation {before}: "), first
+    assert "once.service stopped" in first, first
+    assert "(exit status 3) and systemd does not restart it" in first, first
+    assert "last log lines: reading /etc/once.conf | fatal: bad config line 3" in first, first
+    assert "see `journalctl -u once.service`" in first, first
+    assert "failed right after starting" not in first
+    assert current(target) == before
+    assert p.fetch(8080) == "first from web1\n"
+    assert "fatal: bad config line 3" in history(target)[-1]["message"]
 
 
 @pytest.mark.parametrize(

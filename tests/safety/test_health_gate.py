@@ -45,7 +45,7 @@ def test_checks_pass_and_the_deploy_is_confirmed_over_a_new_connection(p: Deploy
     checks = {c["kind"]: c for c in report["health"]["checks"]}
     assert checks["http"]["output"] == "answered 200"
     assert checks["tcp"]["output"] == "connected"
-    assert checks["unit"]["output"] == "3 unit(s) active"  # web, other, web-data
+    assert checks["unit"]["output"] == "3 units active"  # web, other, web-data
     assert history(p.target)[-1]["result"] == "ok"
 
     # no dead-man: the activation runs in the SSH session, still behind the health gate
@@ -140,7 +140,7 @@ def test_no_rollback_leaves_the_generation_and_still_exits_1(p: DeployProject) -
         result = p.run("switch", "web1", "--no-rollback", "--health-timeout", "2")
         assert result.returncode == 1, result.stdout + result.stderr
         line = result.stderr.splitlines()[0]
-        assert "health check(s) failed" in line and "stays active (--no-rollback)" in line
+        assert "1 health check failed after" in line and "stays active (--no-rollback)" in line
         assert current(p.target) > before
         assert p.fetch(8080) == "down for maintenance\n"
         assert history(p.target)[-1]["result"] == "unhealthy"

@@ -109,6 +109,37 @@ def test_a_temp_folder_of_an_install_cut_short_is_removed_and_the_install_done(
     assert "is active" in status.stdout.splitlines()[0]
 
 
+def test_status_repairs_a_damaged_switcher_and_says_so_in_one_line(p: DeployProject) -> None:
+    folder = installed(p)
+    p.target.ssh(f": > {folder}/activate/status.py")
+    result = p.ok("status", "web1")
+    lines = result.stdout.splitlines()
+    assert "is active" in lines[0], result.stdout
+    assert lines[1] == (
+        f"  repaired first: the switcher in {folder} was damaged (activate/status.py is empty); "
+        "reinstalled it"
+    ), result.stdout
+    assert_whole(p, folder)
+    again = p.ok("status", "web1")
+    assert "repaired" not in again.stdout + again.stderr
+
+
+def test_under_quiet_and_json_the_repair_line_goes_to_stderr(p: DeployProject) -> None:
+    folder = installed(p)
+    p.target.ssh(f"rm {folder}/activate/gc.py")
+    quiet = p.ok("log", "web1", "--quiet")
+    assert "repaired" not in quiet.stdout
+    assert quiet.stderr.strip() == (
+        f"repaired first: the switcher in {folder} was damaged (activate/gc.py is missing); "
+        "reinstalled it"
+    ), quiet.stderr
+    assert "activate" in quiet.stdout  # the log itself is what was asked for: --quiet keeps it
+    p.target.ssh(f": > {folder}/activate/gc.py")
+    report = p.json("gc", "web1", "--keep", "5")  # stdout stays one JSON document
+    assert "(activate/gc.py is empty)" in report["switcher_repaired"]
+    assert_whole(p, folder)
+
+
 def test_what_is_wrong_with_a_switcher_in_words() -> None:
     want = {"activate/a.py": "1" * 64, "activate/b.py": "2" * 64, "activate/c.py": "3" * 64}
     assert switcher_damage(want, dict(want)) is None
