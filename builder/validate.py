@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from builder import backup, depends, lines, monitoring, stackfiles, timespec, wireguard
+from builder import backup, depends, lines, monitoring, stackfiles, timespec, unitfile, wireguard
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Check, ConfigFile, Container, Stack
@@ -403,7 +403,7 @@ def _config(cfg: ConfigFile, at: KeyPath, raw: RawStack, templates_dir: Path) ->
 def _template_file(ref: str, at: KeyPath, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
     if not _clean_relative(ref):
         yield raw.problem(at, f"{ref!r} escapes the templates folder: use a path inside it")
-    else:
+    elif not unitfile.CONTROL.search(ref):  # a control character is reported by lines.py
         why = stackfiles.escape_problem(templates_dir / ref, templates_dir)
         if why is not None:
             shown = f"{templates_dir.parent.name}/{templates_dir.name}/{ref}"
