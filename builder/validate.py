@@ -132,13 +132,17 @@ def _times(stack: Stack, raw: RawStack) -> Iterator[Problem]:
         if c.health is None:
             continue
         at = ("containers", name, "health")
-        for key, least, off in (("interval", 1, "disable"), ("timeout", 1, None)):
+        # what podman 5.4 takes: tests/server/test_health_timings.py proves it on the server
+        for key, least, off in HEALTH_TIMES:
             why = timespec.duration_problem(getattr(c.health, key), least, off)
             if why is not None:
                 yield raw.problem((*at, key), why)
-        why = timespec.duration_problem(c.health.start_period)
-        if why is not None:
-            yield raw.problem((*at, "start_period"), why)
+        if c.health.retries < 1:
+            yield raw.problem((*at, "retries"), "must be 1 or more: podman refuses 0")
+
+
+# podman's health timings: (key, the fewest nanoseconds it takes, a word it takes instead)
+HEALTH_TIMES = (("interval", 0, "disable"), ("timeout", 1, None), ("start_period", 0, None))
 
 
 def _depends_cycles(stack: Stack, raw: RawStack) -> Iterator[Problem]:
