@@ -87,7 +87,7 @@ def load_stack(stacks_dir: Path, host: str) -> RawStack:
     """Load `stacks_dir/HOST.toml` with everything it includes or extends."""
     stacks_dir = stacks_dir.resolve()
     path = stack_path(stacks_dir, host)
-    if not path.exists() and not path.is_symlink():
+    if stackfiles.absent(path):
         known = ", ".join(sorted(p.stem for p in stacks_dir.glob("*.toml"))) or "none"
         raise InputError(
             f"{display_path(path, stacks_dir)}: no stack for host {host!r} (known: {known})"
@@ -160,7 +160,7 @@ def _load_into(
             except InputError as exc:
                 problem("extends", str(exc))
             else:
-                if not base.exists() and not base.is_symlink():
+                if stackfiles.absent(base):
                     problem("extends", f"no stack {base.name} to extend")
                 else:
                     load("extends", base)
@@ -171,7 +171,7 @@ def _load_into(
         inc = Path(os.path.normpath(path.parent / name))
         if not inc.is_relative_to(stacks_dir):
             problem("include", f"{name!r} is outside the stacks folder")
-        elif not inc.exists() and not inc.is_symlink():
+        elif stackfiles.absent(inc):
             problem("include", f"included file {name!r} does not exist")
         else:
             load("include", inc)

@@ -8,6 +8,7 @@ holds a NUL byte. Files that fail are never read into a bundle.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from builder.errors import Problem
@@ -30,8 +31,21 @@ def shown(path: Path, root: Path) -> str:
     return str(path)
 
 
+def absent(path: Path) -> bool:
+    """No file or symlink by this name; a name the file system refuses is left to the reader."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except (OSError, ValueError):
+        return False  # read_bytes says why (a name too long, ...)
+    return False
+
+
 def escape_problem(path: Path, root: Path) -> str | None:
     """Why `path` cannot be read as a file inside `root`, or None when it can."""
+    if "\0" in str(path):
+        return "holds a NUL byte, which no file name can: remove it"
     lexical = Path(os.path.abspath(path))
     real_root = root.resolve()
     if not (lexical.is_relative_to(os.path.abspath(root)) or lexical.is_relative_to(real_root)):
@@ -42,10 +56,15 @@ def escape_problem(path: Path, root: Path) -> str | None:
         return "is a symlink that leads round in a loop: point it at a file"
     if not real.is_relative_to(real_root):
         return f"is a symlink to {real}, outside {root.name}/: copy the file in instead"
-    if not real.exists():
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
         return "does not exist"
-    if not real.is_file():
-        kind = "a folder" if real.is_dir() else "not a regular file"
+    except OSError as exc:
+        # the file system refuses the name itself (too long, not a folder on the way, ...)
+        return f"cannot be looked up ({exc.strerror}): give a shorter, plain file name"
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
         return f"is {kind}, not a file: give the path of a file"
     return None
 

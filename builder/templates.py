@@ -30,7 +30,7 @@ class _StackLoader(jinja2.BaseLoader):
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
         path = self.root.joinpath(*jinja2.loaders.split_template_path(template))
-        if not path.exists() and not path.is_symlink():
+        if stackfiles.absent(path):
             raise jinja2.TemplateNotFound(template)
         text = stackfiles.read_text(path, self.root)
         return text, str(path), lambda: False

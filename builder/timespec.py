@@ -86,33 +86,44 @@ def timespan_problem(text: str) -> str | None:
 
 _GO_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
 _GO_UNITS |= {"m": 60 * 10**9, "h": 3600 * 10**9}
-_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
+_GO_MAX = 2**63 - 1
 
 
 def duration_ns(text: str) -> int | None:
-    """Nanoseconds in a Go duration (time.ParseDuration, without a sign), or None."""
-    if text == "0":
+    """Nanoseconds in a Go duration, as time.ParseDuration reads it (a sign allowed), or None."""
+    sign = -1 if text[:1] == "-" else 1
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
         return 0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        m = _GO_PART.match(text, pos)
-        if not m:
+    pos, total = 0, 0
+    while pos < len(body):
+        m = _GO_PART.match(body, pos)
+        if not m or not (m.group(1) or m.group(2)):
             return None
-        total += float(m.group(1)) * _GO_UNITS[m.group(2)]
+        unit = _GO_UNITS[m.group(3)]
+        total += int(m.group(1) or 0) * unit
+        frac = (m.group(2) or "")[:18]  # Go stops reading digits that no longer count
+        if frac:
+            total += int(float(int(frac)) * (unit / 10 ** len(frac)))  # Go rounds here as float64
         pos = m.end()
-    return int(total) if text and total < 2**63 else None
+    if not body or total > _GO_MAX + (sign < 0):
+        return None
+    return sign * total
 
 
-def duration_problem(text: str, minimum_s: int = 0, off: str | None = None) -> str | None:
-    """`minimum_s`: podman's lower bound; `off`: a word podman takes instead (\"disable\")."""
+def duration_problem(text: str, least_ns: int = 0, off: str | None = None) -> str | None:
+    """`least_ns`: the shortest podman takes (1 for a timeout); `off`: a word it takes instead."""
     if off is not None and text == off:
         return None
     ns = duration_ns(text)
     if ns is None:
         also = f', or "{off}"' if off else ""
         return f"{text!r} is not a duration: write {DURATION_HINT}{also}"
-    if ns < minimum_s * 10**9:
-        return f"{text!r} is too short: podman needs at least {minimum_s}s"
+    if ns < 0:
+        return f"{text!r} is negative: podman needs a duration of 0s or more"
+    if ns < least_ns:
+        return f"{text!r} is too short: podman needs more than 0s"
     return None
 
 

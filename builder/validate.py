@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from builder import backup, depends, lines, monitoring, stackfiles, timespec, wireguard
+from builder import backup, depends, lines, monitoring, stackfiles, timespec, unitfile, wireguard
 from builder.errors import Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Check, ConfigFile, Container, Stack
@@ -132,13 +132,17 @@ def _times(stack: Stack, raw: RawStack) -> Iterator[Problem]:
         if c.health is None:
             continue
         at = ("containers", name, "health")
-        for key, least, off in (("interval", 1, "disable"), ("timeout", 1, None)):
+        # what podman 5.4 takes: tests/server/test_health_timings.py proves it on the server
+        for key, least, off in HEALTH_TIMES:
             why = timespec.duration_problem(getattr(c.health, key), least, off)
             if why is not None:
                 yield raw.problem((*at, key), why)
-        why = timespec.duration_problem(c.health.start_period)
-        if why is not None:
-            yield raw.problem((*at, "start_period"), why)
+        if c.health.retries < 1:
+            yield raw.problem((*at, "retries"), "must be 1 or more: podman refuses 0")
+
+
+# podman's health timings: (key, the fewest nanoseconds it takes, a word it takes instead)
+HEALTH_TIMES = (("interval", 0, "disable"), ("timeout", 1, None), ("start_period", 0, None))
 
 
 def _depends_cycles(stack: Stack, raw: RawStack) -> Iterator[Problem]:
@@ -403,7 +407,7 @@ def _config(cfg: ConfigFile, at: KeyPath, raw: RawStack, templates_dir: Path) ->
 def _template_file(ref: str, at: KeyPath, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
     if not _clean_relative(ref):
         yield raw.problem(at, f"{ref!r} escapes the templates folder: use a path inside it")
-    else:
+    elif not unitfile.CONTROL.search(ref):  # a control character is reported by lines.py
         why = stackfiles.escape_problem(templates_dir / ref, templates_dir)
         if why is not None:
             shown = f"{templates_dir.parent.name}/{templates_dir.name}/{ref}"

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from builder.timespec import calendar_problem, duration_problem, timespan_problem
+from builder.timespec import calendar_problem, timespan_problem
 
 CALENDAR = (
     # special names, in any case, with a zone
@@ -73,15 +73,3 @@ def test_the_corpus_has_both_verdicts() -> None:
     verdicts = {calendar_problem(t) is None for t in CALENDAR}
     assert verdicts == {True, False}
     assert {timespan_problem(t) is None for t in TIMESPAN} == {True, False}
-
-
-@pytest.mark.parametrize(
-    ("text", "ok"),
-    [
-        ("30s", True), ("1m30s", True), ("1.5h", True), ("0", False), ("500ms", False),
-        ("disable", True), ("30", False), ("30 s", False), ("1d", False), ("-5s", False),
-        ("", False), ("5sec", False), ("0.5s", False), ("s", False), ("1s", True), ("1000ms", True),
-    ],
-)  # fmt: skip
-def test_health_interval_is_a_go_duration_podman_takes(text: str, ok: bool) -> None:
-    assert (duration_problem(text, minimum_s=1, off="disable") is None) == ok
