@@ -13,12 +13,15 @@ Build side (called by render.py and validate.py):
 
 Deployer side: `bundle backup HOST --now` starts backup.service on the server and shows its
 journal; `bundle restore HOST SERVICE` runs the script's restore in a transient unit (a dropped
-SSH connection does not cut it halfway) and shows its journal. See docs/operations.md.
+SSH connection does not cut it halfway) and shows its journal. Either may run for hours: the
+deployer follows the unit with short polls, each with the look-up deadline (builder/deadlines.py),
+so a hung server is noticed within seconds. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import posixpath
 import re
@@ -28,6 +31,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from activate import strict_json
 from builder import unitfile
@@ -292,11 +297,13 @@ def script_source() -> bytes:
 # --- the deployer's commands -------------------------------------------------------------------
 
 JOURNAL_LINES = 40
+POLL = 2.0  # seconds between looks at a running backup or restore
+# what a unit's state reads as, polled; a backup or restore may run for hours, each look is short
+STATE = "systemctl{user} show -p ActiveState -p Result -p InvocationID {unit}; systemctl{user} list-jobs --no-legend {unit}"
 
 
-def _remote(server: Any, script: str) -> tuple[int, str, str]:
-    result = server.transport.run(["sh", "-c", script])
-    server.bytes_sent += result.bytes_sent
+def _remote(server: Any, script: str, step: str, after: str = "") -> tuple[int, str, str]:
+    result = server.shell(script, step, after)
     return result.rc, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
 
 
@@ -319,7 +326,9 @@ def _script(server: Any) -> str:
 
 
 def _require_script(server: Any) -> None:
-    _, out, _ = _remote(server, f"test -f {shlex.quote(_script(server))} && echo yes")
+    _, out, _ = _remote(
+        server, f"test -f {shlex.quote(_script(server))} && echo yes", "backup-script"
+    )
     if out.strip() != "yes":
         raise BundleError(
             f"{server.host}: the active generation has no backup script; deploy a stack with "
@@ -336,29 +345,91 @@ def _ready(server: Any, what: str) -> None:
     _require_script(server)
 
 
-def _run_and_report(
-    server: Any, command: str, journal: str, report: dict[str, Any], hint: str = ""
+@attrs.frozen
+class UnitState:
+    """One look at a unit: its state, result and invocation, and whether a job is queued."""
+
+    active: str
+    result: str
+    invocation: str
+    queued: bool
+
+    @classmethod
+    def parse(cls, text: str, unit: str) -> UnitState:
+        props = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
+        queued = any(unit in ln.split() for ln in text.splitlines() if "=" not in ln)
+        return cls(
+            props.get("ActiveState", ""),
+            props.get("Result", ""),
+            props.get("InvocationID", ""),
+            queued,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.queued or self.active in ("activating", "active", "deactivating", "reloading")
+
+
+@attrs.frozen
+class Run:
+    """A unit the server runs for this command, and how to follow it."""
+
+    action: str  # backup, restore
+    unit: str
+    env: str  # what a rootless host's commands need first
+    user: str  # " --user" or ""
+    journal: str  # a shell command printing the run's journal
+
+    @property
+    def after(self) -> str:
+        return (
+            f"; the {self.action} goes on there without this command: "
+            f"journalctl{self.user} -u {self.unit} on the server shows how it ends"
+        )
+
+    def look(self, server: Any) -> UnitState:
+        script = self.env + STATE.format(user=self.user, unit=shlex.quote(self.unit))
+        _, out, _ = _remote(server, script, f"{self.action}-follow", self.after)
+        return UnitState.parse(out, self.unit)
+
+
+def _follow(
+    server: Any, run: Run, start: str, report: dict[str, Any], hint: str = ""
 ) -> dict[str, Any]:
-    """Run a unit on the server and wait; its journal in the report, its error line if it failed."""
+    """Start a unit on the server and follow it with short looks until it ends (it may take
+    hours; each look has the look-up deadline); its journal in the report, its error line if
+    it failed."""
     started = time.monotonic()
-    rc, _, err = _remote(server, command)
-    seconds = round(time.monotonic() - started, 1)
-    _, text, _ = _remote(server, f"{journal} | tail -n {JOURNAL_LINES}")
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Started ")]
-    report = {
-        **report,
-        "result": "ok" if rc == 0 else "failed",
-        "seconds": seconds,
-        "journal": lines,
-    }
+    before = run.look(server)
+    rc, _, err = _remote(server, run.env + start, f"{run.action}-start", run.after)
     if rc != 0:
+        reason = err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}"
+        raise BundleError(f"{server.host}: {run.action} did not start: {reason}{hint}", 1)
+    seen_running = before.running
+    while True:
+        now = run.look(server)
+        if now.running:
+            seen_running = True
+        elif seen_running or now.invocation != before.invocation:
+            break
+        elif not now.queued:
+            break  # nothing started and nothing waits: the journal says why
+        time.sleep(POLL)
+    seconds = round(time.monotonic() - started, 1)
+    _, text, _ = _remote(
+        server, f"{run.env}{run.journal} | tail -n {JOURNAL_LINES}", f"{run.action}-journal"
+    )
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Started ")]
+    ok = now.result == "success" and now.active != "failed"
+    report = {**report, "result": "ok" if ok else "failed", "seconds": seconds, "journal": lines}
+    if not ok:
         from builder.remote import RemoteError
 
         reason = next(
             (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
-            err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}",
+            f"{run.unit} ended with {now.result or now.active}",
         )
-        raise RemoteError(f"{server.host}: {report['action']} failed: {reason}{hint}", report)
+        raise RemoteError(f"{server.host}: {run.action} failed: {reason}{hint}", report)
     return report
 
 
@@ -372,15 +443,22 @@ USER_ENV = 'export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}"; '
 
 
 def do_backup_now(server: Any, rootless: bool = False) -> dict[str, Any]:
-    """Start backup.service, wait for it, and report with the run's journal lines."""
+    """Start backup.service, follow it, and report with the run's journal lines."""
     _ready(server, "backup")
     unit = unit_file(UNIT, "service")
     user, env = _user(rootless), USER_ENV if rootless else ""
-    return _run_and_report(
-        server,
-        f"{env}systemctl{user} start {unit}",
-        f"{env}id=$(systemctl{user} show -p InvocationID --value {unit}); "
+    run = Run(
+        "backup",
+        unit,
+        env,
+        user,
+        f"id=$(systemctl{user} show -p InvocationID --value {unit}); "
         'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id"',
+    )
+    return _follow(
+        server,
+        run,
+        f"systemctl{user} start --no-block {unit}",
         {"action": "backup", "host": server.host},
         f" (journalctl{user} -u {unit} on the server)",
     )
@@ -401,21 +479,37 @@ def do_restore(
     args += ["--from-host", from_host] if from_host else []
     args += ["--repository", repository] if repository else []
     name = f"bundle-restore-{time.strftime('%Y%m%dT%H%M%S')}"
+    # no --collect: a failed restore's unit stays to be read (a finished one goes by itself)
     command = shlex.join(
         [
-            "systemd-run", *(["--user"] if rootless else []), "--quiet", "--wait", "--collect", f"--unit={name}",
+            "systemd-run", *(["--user"] if rootless else []), "--quiet", "--no-block", f"--unit={name}",
             f"--description=bundle restore {service or '--all'}",
-            "-p", "TimeoutStartSec=infinity",
+            "-p", "Type=oneshot", "-p", "TimeoutStartSec=infinity",
             "/usr/bin/python3", "-B", _script(server), *args,
         ]
     )  # fmt: skip
-    env = USER_ENV if rootless else ""
-    return _run_and_report(
-        server,
-        env + command,
-        f"journalctl --no-pager -o cat{_user(rootless)} -u {name}.service | grep -v '^{name}'",
-        {"action": "restore", "host": server.host, "service": service or "--all"},
+    user = _user(rootless)
+    run = Run(
+        "restore",
+        f"{name}.service",
+        USER_ENV if rootless else "",
+        user,
+        f"journalctl --no-pager -o cat{user} -u {name}.service | grep -v '^{name}'",
     )
+    try:
+        return _follow(
+            server,
+            run,
+            command,
+            {"action": "restore", "host": server.host, "service": service or "--all"},
+        )
+    finally:  # a failed restore's unit is read; now it may go
+        with contextlib.suppress(BundleError):
+            _remote(
+                server,
+                f"{run.env}systemctl{user} reset-failed {name}.service 2>/dev/null; true",
+                "restore-follow",
+            )
 
 
 def do_list(
@@ -425,7 +519,9 @@ def do_list(
     args = ["list", *([service] if service else [])]
     args += ["--from-host", from_host] if from_host else []
     args += ["--repository", repository] if repository else []
-    rc, out, _ = _remote(server, shlex.join(["/usr/bin/python3", "-B", _script(server), *args]))
+    rc, out, _ = _remote(
+        server, shlex.join(["/usr/bin/python3", "-B", _script(server), *args]), "snapshots"
+    )
     lines = [ln for ln in out.splitlines() if ln.strip()]
     if rc != 0 or not lines:
         reason = lines[-1].removeprefix("error: ") if lines else f"exit code {rc}"
