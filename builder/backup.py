@@ -32,14 +32,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from activate import strict_json
 from builder import unitfile
 from builder.errors import BundleError, Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Backup, Stack
 from builder.names import NAME, NAME_HINT, service_name, unit_file
+from builder.unit_follow import Run, follow
+from builder.unit_follow import remote as _remote
 
 UNIT = "backup"
 SCRIPT_PATH = "scripts/backup.py"
@@ -296,16 +296,6 @@ def script_source() -> bytes:
 
 # --- the deployer's commands -------------------------------------------------------------------
 
-JOURNAL_LINES = 40
-POLL = 2.0  # seconds between looks at a running backup or restore
-# what a unit's state reads as, polled; a backup or restore may run for hours, each look is short
-STATE = "systemctl{user} show -p ActiveState -p Result -p InvocationID {unit}; systemctl{user} list-jobs --no-legend {unit}"
-
-
-def _remote(server: Any, script: str, step: str, after: str = "") -> tuple[int, str, str]:
-    result = server.shell(script, step, after)
-    return result.rc, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-
 
 def _config(paths: Any, host: str) -> dict[str, Any]:
     """The host's backup settings, from its stack (which must have [backup])."""
@@ -345,94 +335,6 @@ def _ready(server: Any, what: str) -> None:
     _require_script(server)
 
 
-@attrs.frozen
-class UnitState:
-    """One look at a unit: its state, result and invocation, and whether a job is queued."""
-
-    active: str
-    result: str
-    invocation: str
-    queued: bool
-
-    @classmethod
-    def parse(cls, text: str, unit: str) -> UnitState:
-        props = dict(ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
-        queued = any(unit in ln.split() for ln in text.splitlines() if "=" not in ln)
-        return cls(
-            props.get("ActiveState", ""),
-            props.get("Result", ""),
-            props.get("InvocationID", ""),
-            queued,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.queued or self.active in ("activating", "active", "deactivating", "reloading")
-
-
-@attrs.frozen
-class Run:
-    """A unit the server runs for this command, and how to follow it."""
-
-    action: str  # backup, restore
-    unit: str
-    env: str  # what a rootless host's commands need first
-    user: str  # " --user" or ""
-    journal: str  # a shell command printing the run's journal
-
-    @property
-    def after(self) -> str:
-        return (
-            f"; the {self.action} goes on there without this command: "
-            f"journalctl{self.user} -u {self.unit} on the server shows how it ends"
-        )
-
-    def look(self, server: Any) -> UnitState:
-        script = self.env + STATE.format(user=self.user, unit=shlex.quote(self.unit))
-        _, out, _ = _remote(server, script, f"{self.action}-follow", self.after)
-        return UnitState.parse(out, self.unit)
-
-
-def _follow(
-    server: Any, run: Run, start: str, report: dict[str, Any], hint: str = ""
-) -> dict[str, Any]:
-    """Start a unit on the server and follow it with short looks until it ends (it may take
-    hours; each look has the look-up deadline); its journal in the report, its error line if
-    it failed."""
-    started = time.monotonic()
-    before = run.look(server)
-    rc, _, err = _remote(server, run.env + start, f"{run.action}-start", run.after)
-    if rc != 0:
-        reason = err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}"
-        raise BundleError(f"{server.host}: {run.action} did not start: {reason}{hint}", 1)
-    seen_running = before.running
-    while True:
-        now = run.look(server)
-        if now.running:
-            seen_running = True
-        elif seen_running or now.invocation != before.invocation:
-            break
-        elif not now.queued:
-            break  # nothing started and nothing waits: the journal says why
-        time.sleep(POLL)
-    seconds = round(time.monotonic() - started, 1)
-    _, text, _ = _remote(
-        server, f"{run.env}{run.journal} | tail -n {JOURNAL_LINES}", f"{run.action}-journal"
-    )
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Started ")]
-    ok = now.result == "success" and now.active != "failed"
-    report = {**report, "result": "ok" if ok else "failed", "seconds": seconds, "journal": lines}
-    if not ok:
-        from builder.remote import RemoteError
-
-        reason = next(
-            (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
-            f"{run.unit} ended with {now.result or now.active}",
-        )
-        raise RemoteError(f"{server.host}: {run.action} failed: {reason}{hint}", report)
-    return report
-
-
 def _user(rootless: bool) -> str:
     """`--user` for a rootless host's commands: its units are in the user's manager."""
     return " --user" if rootless else ""
@@ -455,7 +357,7 @@ def do_backup_now(server: Any, rootless: bool = False) -> dict[str, Any]:
         f"id=$(systemctl{user} show -p InvocationID --value {unit}); "
         'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id"',
     )
-    return _follow(
+    return follow(
         server,
         run,
         f"systemctl{user} start --no-block {unit}",
@@ -497,7 +399,7 @@ def do_restore(
         f"journalctl --no-pager -o cat{user} -u {name}.service | grep -v '^{name}'",
     )
     try:
-        return _follow(
+        return follow(
             server,
             run,
             command,
