@@ -13,12 +13,15 @@ Build side (called by render.py and validate.py):
 
 Deployer side: `bundle backup HOST --now` starts backup.service on the server and shows its
 journal; `bundle restore HOST SERVICE` runs the script's restore in a transient unit (a dropped
-SSH connection does not cut it halfway) and shows its journal. See docs/operations.md.
+SSH connection does not cut it halfway) and shows its journal. Either may run for hours: the
+deployer follows the unit with short polls, each with the look-up deadline (builder/deadlines.py),
+so a hung server is noticed within seconds. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import posixpath
 import re
@@ -35,6 +38,8 @@ from builder.errors import BundleError, Problem
 from builder.load import KeyPath, RawStack
 from builder.model import Backup, Stack
 from builder.names import NAME, NAME_HINT, service_name, unit_file
+from builder.unit_follow import Run, follow
+from builder.unit_follow import remote as _remote
 
 UNIT = "backup"
 SCRIPT_PATH = "scripts/backup.py"
@@ -291,14 +296,6 @@ def script_source() -> bytes:
 
 # --- the deployer's commands -------------------------------------------------------------------
 
-JOURNAL_LINES = 40
-
-
-def _remote(server: Any, script: str) -> tuple[int, str, str]:
-    result = server.transport.run(["sh", "-c", script])
-    server.bytes_sent += result.bytes_sent
-    return result.rc, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-
 
 def _config(paths: Any, host: str) -> dict[str, Any]:
     """The host's backup settings, from its stack (which must have [backup])."""
@@ -319,7 +316,9 @@ def _script(server: Any) -> str:
 
 
 def _require_script(server: Any) -> None:
-    _, out, _ = _remote(server, f"test -f {shlex.quote(_script(server))} && echo yes")
+    _, out, _ = _remote(
+        server, f"test -f {shlex.quote(_script(server))} && echo yes", "backup-script"
+    )
     if out.strip() != "yes":
         raise BundleError(
             f"{server.host}: the active generation has no backup script; deploy a stack with "
@@ -336,32 +335,6 @@ def _ready(server: Any, what: str) -> None:
     _require_script(server)
 
 
-def _run_and_report(
-    server: Any, command: str, journal: str, report: dict[str, Any], hint: str = ""
-) -> dict[str, Any]:
-    """Run a unit on the server and wait; its journal in the report, its error line if it failed."""
-    started = time.monotonic()
-    rc, _, err = _remote(server, command)
-    seconds = round(time.monotonic() - started, 1)
-    _, text, _ = _remote(server, f"{journal} | tail -n {JOURNAL_LINES}")
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Started ")]
-    report = {
-        **report,
-        "result": "ok" if rc == 0 else "failed",
-        "seconds": seconds,
-        "journal": lines,
-    }
-    if rc != 0:
-        from builder.remote import RemoteError
-
-        reason = next(
-            (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
-            err.strip().splitlines()[-1] if err.strip() else f"exit code {rc}",
-        )
-        raise RemoteError(f"{server.host}: {report['action']} failed: {reason}{hint}", report)
-    return report
-
-
 def _user(rootless: bool) -> str:
     """`--user` for a rootless host's commands: its units are in the user's manager."""
     return " --user" if rootless else ""
@@ -372,15 +345,22 @@ USER_ENV = 'export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}"; '
 
 
 def do_backup_now(server: Any, rootless: bool = False) -> dict[str, Any]:
-    """Start backup.service, wait for it, and report with the run's journal lines."""
+    """Start backup.service, follow it, and report with the run's journal lines."""
     _ready(server, "backup")
     unit = unit_file(UNIT, "service")
     user, env = _user(rootless), USER_ENV if rootless else ""
-    return _run_and_report(
-        server,
-        f"{env}systemctl{user} start {unit}",
-        f"{env}id=$(systemctl{user} show -p InvocationID --value {unit}); "
+    run = Run(
+        "backup",
+        unit,
+        env,
+        user,
+        f"id=$(systemctl{user} show -p InvocationID --value {unit}); "
         'journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID="$id"',
+    )
+    return follow(
+        server,
+        run,
+        f"systemctl{user} start --no-block {unit}",
         {"action": "backup", "host": server.host},
         f" (journalctl{user} -u {unit} on the server)",
     )
@@ -401,21 +381,37 @@ def do_restore(
     args += ["--from-host", from_host] if from_host else []
     args += ["--repository", repository] if repository else []
     name = f"bundle-restore-{time.strftime('%Y%m%dT%H%M%S')}"
+    # no --collect: a failed restore's unit stays to be read (a finished one goes by itself)
     command = shlex.join(
         [
-            "systemd-run", *(["--user"] if rootless else []), "--quiet", "--wait", "--collect", f"--unit={name}",
+            "systemd-run", *(["--user"] if rootless else []), "--quiet", "--no-block", f"--unit={name}",
             f"--description=bundle restore {service or '--all'}",
-            "-p", "TimeoutStartSec=infinity",
+            "-p", "Type=oneshot", "-p", "TimeoutStartSec=infinity",
             "/usr/bin/python3", "-B", _script(server), *args,
         ]
     )  # fmt: skip
-    env = USER_ENV if rootless else ""
-    return _run_and_report(
-        server,
-        env + command,
-        f"journalctl --no-pager -o cat{_user(rootless)} -u {name}.service | grep -v '^{name}'",
-        {"action": "restore", "host": server.host, "service": service or "--all"},
+    user = _user(rootless)
+    run = Run(
+        "restore",
+        f"{name}.service",
+        USER_ENV if rootless else "",
+        user,
+        f"journalctl --no-pager -o cat{user} -u {name}.service | grep -v '^{name}'",
     )
+    try:
+        return follow(
+            server,
+            run,
+            command,
+            {"action": "restore", "host": server.host, "service": service or "--all"},
+        )
+    finally:  # a failed restore's unit is read; now it may go
+        with contextlib.suppress(BundleError):
+            _remote(
+                server,
+                f"{run.env}systemctl{user} reset-failed {name}.service 2>/dev/null; true",
+                "restore-follow",
+            )
 
 
 def do_list(
@@ -425,7 +421,9 @@ def do_list(
     args = ["list", *([service] if service else [])]
     args += ["--from-host", from_host] if from_host else []
     args += ["--repository", repository] if repository else []
-    rc, out, _ = _remote(server, shlex.join(["/usr/bin/python3", "-B", _script(server), *args]))
+    rc, out, _ = _remote(
+        server, shlex.join(["/usr/bin/python3", "-B", _script(server), *args]), "snapshots"
+    )
     lines = [ln for ln in out.splitlines() if ln.strip()]
     if rc != 0 or not lines:
         reason = lines[-1].removeprefix("error: ") if lines else f"exit code {rc}"

@@ -8,11 +8,14 @@ Every command a Server runs has a deadline; none waits forever. What each step g
 | look-ups: switcher check, status, have, generations, history, plan, gc, secrets-have | C |
 | anything sent on stdin: receive, switcher install, secrets-receive | C + 1 s per 64 KiB sent |
 | activate, rollback, confirm | C + health_timeout + health_settle + confirm_timeout + 10 C |
+| backup, restore: start, each poll (every 2 s) while it runs, its journal | C each |
 
 The activation's margin (10 C: 300 s by default) is for what it does besides the health gate:
 pulling images that are not on the server yet, snapshots, starting and stopping units. A
 deadline that fires during a detached activation does not cut the switch in half: it goes on
-without the deployer and, never confirmed, rolls back by itself (docs/reliability.md).
+without the deployer and, never confirmed, rolls back by itself (docs/reliability.md). A backup
+or restore runs in a unit of its own on the server, as long as it needs: the deployer follows
+it with short polls, so a hung server is noticed at the next poll and a long run goes on.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ STEPS = {
     "confirm": "confirming the new generation",
     "secrets-have": "asking which secrets it already has",
     "secrets-receive": "receiving secrets",
+    "backup-script": "looking for the backup script",
+    "backup-start": "starting the backup",
+    "backup-follow": "following the backup",
+    "backup-journal": "reading the backup's journal",
+    "restore-start": "starting the restore",
+    "restore-follow": "following the restore",
+    "restore-journal": "reading the restore's journal",
+    "snapshots": "listing the snapshots",
 }
 
 # Steps that switch the server: their deadline covers the health gate and the dead-man.

@@ -191,19 +191,23 @@ class Server:
         stdin: Stdin = None,
         cwd: str | None = None,
         timeout: float | None = None,
+        step: str | None = None,
+        after: str = "",
     ) -> CommandResult:
-        """Run argv within its deadline (by default: a look-up, or a transfer of its stdin)."""
+        """Run argv within its deadline (by default: a look-up, or a transfer of its stdin);
+        `step` names it in messages (default: from argv), `after` says what goes on there if
+        it is cut off."""
         if timeout is None:
             timeout = self.deadlines.for_stdin(stdin_size(stdin))
+        step = step or _step(argv)
         try:
             result = self.transport.run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
         except DeadlineExceeded as exc:
-            raise self._no_answer(_step(argv), exc.seconds) from None
+            raise self._no_answer(step, exc.seconds, after) from None
         except ConnectionLost as exc:
-            step = _step(argv)
             raise ConnectionLost(
                 f"{self.host}: lost the connection to {self.where} while {doing(step)} ({step}): "
-                f"{exc.reason}; {self._advice(step, 'lost')}",
+                f"{exc.reason}; {self._advice(step, 'lost')}{after}",
                 exc.reason,
             ) from None
         self.bytes_sent += result.bytes_sent
@@ -213,12 +217,16 @@ class Server:
             )
         return result
 
-    def _no_answer(self, step: str, seconds: float) -> DeadlineExceeded:
+    def _no_answer(self, step: str, seconds: float, after: str = "") -> DeadlineExceeded:
         return DeadlineExceeded(
             f"{self.host}: no answer from the server for {seconds:.0f} s while {doing(step)} "
-            f"({step}); {self._advice(step, 'late')}",
+            f"({step}); {self._advice(step, 'late')}{after}",
             seconds,
         )
+
+    def shell(self, script: str, step: str, after: str = "") -> CommandResult:
+        """A shell script as a look-up (its deadline: command_timeout), named `step`."""
+        return self._run(["sh", "-c", script], step=step, after=after)
 
     def _advice(self, step: str, how: str) -> str:
         """What to do next, in the error's one line."""

@@ -29,8 +29,10 @@ class SshOptions:
     identity_files: keys tried after the ones the config names.
     use_agent: offer the keys of the ssh-agent at $SSH_AUTH_SOCK.
     connect_timeout: seconds for the TCP connect, the SSH banner and authentication.
-    keepalive: seconds of silence before the connection is probed (SSH and TCP keepalive);
-      a peer that stays silent about twice as long again is taken for dead.
+    keepalive: seconds of silence before the connection is probed (SSH and TCP keepalive).
+    keepalive_count_max: how many keepalives may go unanswered: a peer silent for keepalive ×
+      keepalive_count_max is taken for gone. The ssh config's ConnectTimeout,
+      ServerAliveInterval and ServerAliveCountMax win over these three (builder/transport/liveness.py).
     """
 
     config: Path | None = attrs.field(default=None, converter=_optional_path)
@@ -40,6 +42,7 @@ class SshOptions:
     use_agent: bool = True
     connect_timeout: float = 10.0
     keepalive: float = 10.0
+    keepalive_count_max: int = 2
 
     def config_path(self) -> Path | None:
         """The ssh config to read, or None when there is none."""

@@ -1,7 +1,8 @@
 """The SSH transport: the only module that imports paramiko.
 
 connect() resolves a host through ~/.ssh/config (Host, HostName, Port, User, IdentityFile,
-IdentitiesOnly, ProxyJump, ProxyCommand, HostKeyAlias, ConnectTimeout), opens one connection
+IdentitiesOnly, ProxyJump, ProxyCommand, HostKeyAlias, ConnectTimeout, ServerAliveInterval,
+ServerAliveCountMax), opens one connection
 (through jump hosts if asked), checks the host key against known_hosts and logs in with the
 ssh-agent's keys and identity files. Every failure is a TransportError with one line.
 """
@@ -34,6 +35,7 @@ from builder.transport.base import (
 from builder.transport.host_key_policy import HostKeyPolicy, Tokens, policy_from_config, verdict
 from builder.transport.host_patterns import lookup_name
 from builder.transport.known_hosts import KnownHosts
+from builder.transport.liveness import Configured, Liveness, from_config, keep_alive
 from builder.transport.options import CONFIG_ENV, SshOptions
 from builder.transport.streams import Worker, drain, feed
 from builder.words import plural
@@ -60,7 +62,7 @@ class Endpoint:
     proxy_jump: tuple[str, ...] = ()
     proxy_command: str | None = None
     host_key_alias: str | None = None
-    connect_timeout: float | None = None
+    limits: Configured = attrs.field(factory=Configured)  # ConnectTimeout, ServerAlive*
     host_keys: HostKeyPolicy = attrs.field(factory=HostKeyPolicy)
 
     def address(self) -> str:
@@ -119,11 +121,12 @@ def resolve(
     user: str | None = None,
     default_port: int = 22,
     default_user: str | None = None,
+    source: str = "ssh config",
 ) -> Endpoint:
-    """What to connect to: explicit port/user > ssh config > the defaults."""
+    """What to connect to: explicit port/user > ssh config (`source`, for messages) > the
+    defaults."""
     found: dict[str, Any] = config.lookup(host)
     jumps = _none_or(found.get("proxyjump"))
-    timeout = found.get("connecttimeout")
     hostname = found.get("hostname", host)
     port = port or int(found.get("port", default_port))
     user = user or found.get("user") or default_user or getpass.getuser()
@@ -140,7 +143,7 @@ def resolve(
         proxy_jump=tuple(j.strip() for j in jumps.split(",")) if jumps else (),
         proxy_command=_none_or(found.get("proxycommand")),
         host_key_alias=alias,
-        connect_timeout=float(timeout) if timeout else None,
+        limits=from_config(found, host, source),
         host_keys=policy_from_config(found, tokens),
     )
 
@@ -291,7 +294,8 @@ def connect(
     """
     options = options or SshOptions()
     config = load_config(options)
-    endpoint = resolve(host, config, port, user, default_port, default_user)
+    source = str(options.config_path() or "ssh config")
+    endpoint = resolve(host, config, port, user, default_port, default_user, source)
     dialer = _Dialer(config, options, accept_new)
     try:
         dialer.dial(endpoint)
@@ -325,7 +329,8 @@ class _Dialer:
                 f"more than {MAX_HOPS} jump hosts on the way to {ep.describe()}: "
                 "check ProxyJump in your ssh config for a loop"
             )
-        timeout = ep.connect_timeout or self.options.connect_timeout
+        live = self._liveness(ep)
+        timeout = live.connect
         if via is not None:
             sock: Any = _through(via, ep, timeout)
         elif ep.proxy_jump:
@@ -339,15 +344,19 @@ class _Dialer:
         elif ep.proxy_command:
             sock = paramiko.ProxyCommand(ep.proxy_command)
         else:
-            sock = _tcp(ep, timeout, self.options.keepalive)
+            sock = _tcp(ep, live)
         t = paramiko.Transport(sock)
         self.chain.append(t)
         t.banner_timeout = timeout
         t.auth_timeout = timeout
         self._handshake(t, ep, timeout)
         self._authenticate(t, ep)
-        t.set_keepalive(max(1, round(self.options.keepalive)))
+        t.set_keepalive(max(1, round(live.interval)))
         return t
+
+    def _liveness(self, ep: Endpoint) -> Liveness:
+        o = self.options
+        return ep.limits.over(o.connect_timeout, o.keepalive, o.keepalive_count_max)
 
     def _jump_endpoint(self, spec: str) -> Endpoint:
         try:
@@ -356,7 +365,8 @@ class _Dialer:
             raise TransportError(
                 f"ProxyJump {spec!r} is not [USER@]HOST[:PORT]; fix it in your ssh config"
             ) from None
-        return resolve(addr.host, self.config, addr.port, addr.user)
+        source = str(self.options.config_path() or "ssh config")
+        return resolve(addr.host, self.config, addr.port, addr.user, source=source)
 
     # ---- host key -------------------------------------------------------------------------
 
@@ -573,28 +583,12 @@ def _reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _keep_alive(sock: socket.socket, seconds: float) -> None:
-    """TCP keepalive probes after `seconds` of silence, and unacknowledged data given up on
-    after twice that: a dead peer or a silent network ends the connection, not hangs it."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    idle = max(1, round(seconds))
-    for name, value in (
-        ("TCP_KEEPIDLE", idle),
-        ("TCP_KEEPINTVL", max(1, idle // 3)),
-        ("TCP_KEEPCNT", 3),
-        ("TCP_USER_TIMEOUT", 2 * idle * 1000),  # milliseconds
-    ):
-        option = getattr(socket, name, None)
-        if option is not None:  # Linux has all four; others keep what they have
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
-
-
-def _tcp(ep: Endpoint, timeout: float, keepalive: float) -> socket.socket:
+def _tcp(ep: Endpoint, live: Liveness) -> socket.socket:
     where = f"cannot connect to {ep.describe()}"
+    timeout = live.connect
     try:
         sock = socket.create_connection((ep.hostname, ep.port), timeout=timeout)
-        _keep_alive(sock, keepalive)
+        keep_alive(sock, live)
         return sock
     except socket.gaierror as e:
         raise TransportError(

@@ -3,12 +3,15 @@ docs/reliability.md, between its `<!-- fault-table -->` markers.
 
     .venv/bin/pytest -q tests/faults && .venv/bin/python -m tests.faults.render
 
-Run-to-run noise (ports, hashes, unit numbers, CRC values) is normalised so that the table
-changes only when an outcome does.
+Run-to-run noise (ports, hashes, unit numbers, CRC values) is normalised, and counts that
+depend on how far a hurt push got (files sent, objects kept) stay in the results file, so that
+the table changes only when an outcome does. The last test of tests/faults compares the whole
+table with `table()` of its run (`stale()`).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -58,13 +61,32 @@ def table(results: list[dict[str, str]]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def render(results_path: Path = RESULTS, doc: Path = DOC) -> None:
-    results = json.loads(results_path.read_text())
+def _split(doc: Path) -> tuple[str, str, str]:
+    """The doc before the table, the table, and after it."""
     text = doc.read_text()
     if START not in text or END not in text:
         raise SystemExit(f"{doc} has no {START} … {END} markers")
     head, rest = text.split(START, 1)
-    _old, tail = rest.split(END, 1)
+    section, tail = rest.split(END, 1)
+    return head, section.removeprefix("\n"), tail
+
+
+def stale(results: list[dict[str, str]], doc: Path = DOC) -> str | None:
+    """How the table in `doc` differs from the one `results` make (a unified diff); None when
+    it is the same."""
+    _head, documented, _tail = _split(doc)
+    wanted = table(results)
+    if documented == wanted:
+        return None
+    diff = difflib.unified_diff(
+        documented.splitlines(), wanted.splitlines(), "docs (committed)", "this run", lineterm=""
+    )
+    return "\n".join(diff)
+
+
+def render(results_path: Path = RESULTS, doc: Path = DOC) -> None:
+    results = json.loads(results_path.read_text())
+    head, _old, tail = _split(doc)
     doc.write_text(f"{head}{START}\n{table(results)}{END}{tail}")
     print(f"{doc}: {len(results)} fault points")
 
