@@ -233,13 +233,13 @@ def _check_running(sw: Switch) -> None:
         raise Failed(gone)
 
 
-def _start(sw: Switch, action: str, key: str) -> None:
+def _start(sw: Switch, action: str, key: str, redact: Callable[[str], str] | None = None) -> None:
     """Start or restart a unit; one that died at once is told like a crash (crashes.py)."""
     service = sw.service(key)
     try:
         (sw.services.start if action == "start" else sw.services.restart)(service)
     except Failed:
-        gone = crashes.account(sw.services, [service], _redactor(sw))
+        gone = crashes.account(sw.services, [service], redact or _redactor(sw))
         if gone is None:
             raise
         raise Failed(gone) from None
@@ -247,6 +247,15 @@ def _start(sw: Switch, action: str, key: str) -> None:
 
 def _redactor(sw: Switch) -> Callable[[str], str]:
     return secrets.redactor(sw.store, sw.target)
+
+
+def _both_redactor(sw: Switch) -> Callable[[str], str]:
+    """On the way back a unit may print the secrets of either generation."""
+    new = _redactor(sw)
+    if sw.current is None:
+        return new
+    old = secrets.redactor(sw.store, sw.current)
+    return lambda line: old(new(line))
 
 
 def _forward(sw: Switch, progress: _Progress) -> dict[str, list[str]]:
@@ -320,12 +329,12 @@ def _restore(sw: Switch, progress: _Progress) -> list[str]:
     if back is None or old is None:
         return errors
     started: set[str] = set()
+    redact = _both_redactor(sw)
     for action, key in back.steps():
         if action == "restart" and key not in progress.touched:
             continue  # never restarted forward: it still runs the old files
         started.add(key)
-        verb = services.start if action == "start" else services.restart
-        attempt(f"{action}ing {sw.service(key)}", verb, sw.service(key))
+        attempt(f"{action}ing {sw.service(key)}", _start, sw, action, key, redact)
     was_running = [
         k
         for k in back.order
@@ -338,7 +347,7 @@ def _restore(sw: Switch, progress: _Progress) -> list[str]:
     for key in was_running:
         state = now.get(sw.service(key))
         if key not in started and (state is None or state.active not in RUNNING_STATES):
-            attempt(f"starting {sw.service(key)}", services.start, sw.service(key))
+            attempt(f"starting {sw.service(key)}", _start, sw, "start", key, redact)
     attempt("enable", services.enable, [sw.service(k) for k in back.enable])
     return errors
 

@@ -182,6 +182,8 @@ class Queued(Systemd):
         self._queue("stop", service)
 
     def _queue(self, verb: str, service: str) -> None:
+        if verb != "stop":  # a unit that failed before the crash starts afresh
+            self._run(scope.CURRENT.systemctl("reset-failed", "--", service))
         done = self._run(scope.CURRENT.systemctl(verb, "--no-block", "--", service))
         if done.returncode == 0:
             return

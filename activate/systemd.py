@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +23,8 @@ from . import MIN_PYTHON
 from .errors import Failed
 from .manifest import Manifest
 from .scope import CURRENT as SCOPE
+from .starting import recorded, settle, transient
+from .unit_state import UnitState
 
 # Podman version that first understands each quadlet unit kind (podman's release notes).
 KIND_MIN_PODMAN = {"container": "4.4", "volume": "4.4", "network": "4.4", "image": "4.8"}
@@ -36,20 +37,6 @@ TIMEOUT_QUICK = 120
 JOURNAL_SCAN = 200  # journal entries read to find a crashing unit's own last lines
 TIMEOUT_START = 900  # systemd's own start timeout applies first; this only catches a hang
 TIMEOUT_PULL = 3600
-
-
-@dataclass(frozen=True)
-class UnitState:
-    load: str | None
-    active: str | None
-    sub: str | None
-    main_pid: int | None
-    restarts: int | None = None  # NRestarts: automatic restarts since its last start by hand
-    result: str | None = None  # Result: "success", "exit-code", "signal", "start-limit-hit", …
-    exit_code: int | None = None  # ExecMainCode of the last run: 1 exited, 2 killed, 3 dumped
-    exit_status: int | None = None  # ExecMainStatus: the exit status, or the signal
-    started_us: int | None = None  # ConditionTimestampMonotonic: its last start by hand
-    changed_us: int | None = None  # StateChangeTimestampMonotonic
 
 
 class Services(Protocol):
@@ -348,18 +335,33 @@ class Systemd:
         self._start("restart", service)
 
     def _start(self, verb: str, service: str) -> None:
+        """Settle, reset-failed, start; once more if that failed for a transient reason
+        (activate/starting.py)."""
         argv = SCOPE.systemctl(verb, "--", service)
-        done = self._run(argv, TIMEOUT_START)
-        if done.returncode != 0 and "reset-failed" in done.stderr:
-            # It hit its start limit while it could not run (say, booted with the unit files of
-            # one generation and the files of another); we are fixing that, so clear it once.
-            self._run(SCOPE.systemctl("reset-failed", "--", service))
+        tries = 0
+        while True:
+            tries += 1
+            settle(lambda: self._state(service))
+            self.reset_failed([service])
             done = self._run(argv, TIMEOUT_START)
-        if done.returncode != 0:
-            raise Failed(
-                f"{verb}ing {service} failed (exit {done.returncode}: "
-                f"{_last_line(done.stderr or done.stdout)}); see `{SCOPE.journal(service)}`"
-            )
+            if done.returncode == 0:
+                return
+            st = self._state(service)
+            if tries > 1 or not transient(done.stderr, st):
+                break
+        again = ", twice" if tries > 1 else ""
+        raise Failed(
+            f"{verb}ing {service} failed{again} (exit {done.returncode}: "
+            f"{_last_line(done.stderr or done.stdout)}{recorded(st)}); "
+            f"see `{SCOPE.journal(service)}`"
+        )
+
+    def _state(self, service: str) -> UnitState | None:
+        """Best effort: None when systemd cannot say."""
+        try:
+            return self.states([service]).get(service)
+        except Failed:
+            return None
 
     def enable(self, services: Sequence[str]) -> None:
         if services:
@@ -389,8 +391,8 @@ class Systemd:
         )
 
     def reset_failed(self, services: Sequence[str]) -> None:
-        """Forget failures and start limits (best effort): after a crash they describe units
-        that failed only because the server was between two generations."""
+        """Forget failures and start limits (best effort): they describe a unit as it ran
+        before, not the files about to be started."""
         if services:
             self._run(SCOPE.systemctl("reset-failed", "--", *services))
 

@@ -5,7 +5,9 @@ Installed as symlinks named after the real tools; every call is logged. They mod
 the switcher relies on: units exist only after daemon-reload and only if their file is under
 FAKE_ROOT and not broken; start/stop change ActiveState; quadlet -dryrun names each service.
 Knobs (environment): FAKE_STATE (the JSON file), FAKE_ROOT, FAKE_FAIL_START (space-separated
-services whose start fails), FAKE_PODMAN_VERSION.
+services whose start fails), FAKE_START_LIMITED (services that crash-looped: every start fails
+until `reset-failed` names them), FAKE_CANCEL (`svc=N ...`: the first N starts of svc are
+canceled, as when another job on the unit wins), FAKE_PODMAN_VERSION.
 """
 
 from __future__ import annotations
@@ -82,6 +84,22 @@ def systemctl(args: list[str]) -> int:
             for key in ("active", "failed"):
                 if svc in state[key]:
                     state[key].remove(svc)
+            limited = os.environ.get("FAKE_START_LIMITED", "").split()
+            if verb != "stop" and svc in limited and svc not in state.setdefault("reset", []):
+                state["failed"].append(svc)
+                save(state)
+                print(
+                    f"Job for {svc} failed because the control process exited with error code.",
+                    file=sys.stderr,
+                )
+                return 1
+            cancel = dict(c.split("=") for c in os.environ.get("FAKE_CANCEL", "").split())
+            canceled = state.setdefault("canceled", {})
+            if verb != "stop" and canceled.get(svc, 0) < int(cancel.get(svc, 0)):
+                canceled[svc] = canceled.get(svc, 0) + 1
+                save(state)
+                print(f"Job for {svc} canceled.", file=sys.stderr)
+                return 1
             if verb != "stop" and svc in os.environ.get("FAKE_FAIL_START", "").split():
                 state["failed"].append(svc)
                 save(state)
@@ -101,6 +119,7 @@ def systemctl(args: list[str]) -> int:
         state["enabled"] = sorted(set(state["enabled"]) - set(names))
     elif verb == "reset-failed":
         state["failed"] = sorted(set(state["failed"]) - set(names))
+        state["reset"] = sorted(set(state.get("reset", [])) | set(names))
     else:
         print(f"fake systemctl: unknown verb {verb}", file=sys.stderr)
         return 1

@@ -83,7 +83,7 @@ def test_a_rootless_install_goes_to_the_users_units(
     assert boot.remove(store, root, FilesOnly()) == [str(unit), str(link), str(store.root / "boot")]
 
 
-def test_queued_jobs_go_to_the_users_manager_when_rootless(
+def test_queued_jobs_go_to_the_users_manager_when_rootless_and_start_afresh(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(scope, "CURRENT", APPS)
@@ -98,6 +98,7 @@ def test_queued_jobs_go_to_the_users_manager_when_rootless(
     queued.start("web.service")
     queued.stop("other.service")
     assert seen == [
+        ["systemctl", "--user", "reset-failed", "--", "web.service"],
         ["systemctl", "--user", "start", "--no-block", "--", "web.service"],
         ["systemctl", "--user", "stop", "--no-block", "--", "other.service"],
     ]

@@ -50,7 +50,9 @@ def run(fake: dict[str, str], state: Path, root: Path) -> Run:
 def calls(fake: dict[str, str], since: int = 0) -> list[str]:
     lines = Path(fake["FAKE_STATE"]).with_suffix(".log").read_text().splitlines()
     return [
-        ln for ln in lines[since:] if not ln.startswith(("systemctl show", "systemctl is-system"))
+        ln
+        for ln in lines[since:]
+        if not ln.startswith(("systemctl show", "systemctl is-system", "systemctl reset-failed"))
     ]
 
 
@@ -167,6 +169,51 @@ def test_failed_start_puts_the_old_generation_back(
     last = json.loads((state / "history.jsonl").read_text().splitlines()[-1])
     assert (last["from"], last["to"], last["result"]) == (1, 2, "rolled back")
     assert not (state / "pending.json").exists()
+
+
+def raw_calls(fake: dict[str, str]) -> list[str]:
+    return Path(fake["FAKE_STATE"]).with_suffix(".log").read_text().splitlines()
+
+
+def test_a_unit_left_failed_by_a_crash_loop_is_reset_before_it_is_started(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+
+    r = run("activate", "--generation", "1", env={"FAKE_START_LIMITED": "web.service"})
+
+    assert r.rc == 0, r
+    assert "web.service" in services(fake)["active"]
+    done = [c for c in raw_calls(fake) if not c.startswith("systemctl show")]
+    starts = [i for i, c in enumerate(done) if c.startswith("systemctl start")]
+    assert starts and all(done[i - 1] == done[i].replace("start", "reset-failed") for i in starts)
+
+
+def test_a_start_canceled_by_another_job_is_tried_once_more(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+
+    r = run("activate", "--generation", "1", env={"FAKE_CANCEL": "web.service=1"})
+
+    assert r.rc == 0, r
+    assert calls(fake).count("systemctl start -- web.service") == 2
+    assert "web.service" in services(fake)["active"]
+
+
+def test_a_start_that_fails_twice_says_so_with_systemds_reason(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+
+    r = run("activate", "--generation", "1", env={"FAKE_CANCEL": "web.service=5"})
+
+    assert r.rc == 1, r
+    assert calls(fake).count("systemctl start -- web.service") == 2
+    assert (
+        "starting web.service failed, twice (exit 1: Job for web.service canceled.; the unit is "
+        "inactive); see `journalctl -u web.service`"
+    ) in r.stderr, r.stderr
 
 
 def test_failed_first_activation_leaves_no_generation_active(
