@@ -37,6 +37,7 @@ from builder.transport.host_patterns import lookup_name
 from builder.transport.known_hosts import KnownHosts
 from builder.transport.liveness import Configured, Liveness, from_config, keep_alive
 from builder.transport.options import CONFIG_ENV, SshOptions
+from builder.transport.proxy_command import ProxyCommand
 from builder.transport.streams import Worker, drain, feed
 from builder.words import plural
 
@@ -342,7 +343,7 @@ class _Dialer:
                 hop = (self.dial(jump, hop, depth + 1), jump)
             sock = _through(hop, ep, timeout)  # type: ignore[arg-type]
         elif ep.proxy_command:
-            sock = paramiko.ProxyCommand(ep.proxy_command)
+            sock = ProxyCommand(ep.proxy_command)
         else:
             sock = _tcp(ep, live)
         t = paramiko.Transport(sock)
@@ -375,11 +376,20 @@ class _Dialer:
         try:
             t.start_client(timeout=timeout)
         except paramiko.ProxyCommandFailure as e:
+            ended = t.sock.ended() if isinstance(t.sock, ProxyCommand) else None
             raise TransportError(
-                f"cannot connect to {ep.describe()}: its ProxyCommand failed ({e.error}); "
-                "check ProxyCommand in your ssh config"
+                f"cannot connect to {ep.describe()}: its ProxyCommand "
+                + (f"ended ({ended})" if ended else f"failed ({e.error})")
+                + "; run it by hand to see why, and check ProxyCommand in your ssh config"
             ) from None
         except CONNECT_ERRORS as e:
+            ended = t.sock.ended() if isinstance(t.sock, ProxyCommand) else None
+            if ended is not None:
+                raise TransportError(
+                    f"cannot connect to {ep.describe()}: its ProxyCommand ended ({ended}) "
+                    "before the SSH greeting; run it by hand to see why, and check ProxyCommand "
+                    "in your ssh config"
+                ) from None
             if "banner" in str(e) and isinstance(e.__context__, EOFError):
                 raise TransportError(
                     f"cannot connect to {ep.describe()}: it hung up before the SSH greeting; "

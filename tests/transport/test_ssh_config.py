@@ -259,3 +259,19 @@ def test_proxy_command_that_goes_away_is_a_lost_connection_at_once(
         assert (
             time.monotonic() - started < 25
         )  # at once, not after a 30 s keepalive (generous: a loaded machine)
+
+
+def test_proxy_command_that_exits_is_named_at_once(target: Target, tmp_path: Path) -> None:
+    # paramiko alone polls a dead ProxyCommand until the connect timeout (here 60 s) runs out
+    import time
+
+    config = write_config(
+        tmp_path,
+        "Host broken\n  HostName 203.0.113.9\n  User root\n"
+        "  ProxyCommand sh -c 'echo no route to the jump host >&2; exit 3'\n",
+    )
+    started = time.monotonic()
+    with pytest.raises(TransportError) as e:
+        connect("broken", options=pinned_options(target, tmp_path, config=config))
+    assert "its ProxyCommand ended (exit status 3)" in str(e.value)
+    assert time.monotonic() - started < 45  # a hang guard well under the 60 s connect timeout
