@@ -112,5 +112,5 @@ def test_bundle_outdated_against_a_hostile_registry(stack_project: StackProject)
     assert "Traceback" not in r.stderr
     assert r.stderr.splitlines() == [
         f"error: app: {SAID}: not valid JSON: nested deeper than 64 levels",
-        "error: 1 of 1 images could not be checked",
+        "error: 1 of 1 image could not be checked",
     ]
