@@ -414,7 +414,7 @@ class Target:
             "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts_path}",
             "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10",
+            "-o", "ConnectTimeout=60",  # a hang guard: under load sshd may take seconds to greet
             "-o", "LogLevel=ERROR",
             f"{self.user}@{self.host}",
         ]  # fmt: skip
