@@ -50,6 +50,9 @@ EOF
   printf 'd /dev/net 0755 - - -\nc! /dev/net/tun 0666 - - - 10:200\n' > "$IMG/etc/tmpfiles.d/bundle-tun.conf"
   mkdir -p "$IMG/etc/skel/.config/containers"
   printf '[storage]\ndriver = "vfs"\n' > "$IMG/etc/skel/.config/containers/storage.conf"
+  # root's user manager lingers: stopped after each last logout, it could hang for its full stop
+  # timeout (processes left after SIGKILL) and hold every new SSH login until it came back
+  mkdir -p "$IMG/var/lib/systemd/linger" && touch "$IMG/var/lib/systemd/linger/root"
   # the server-side switcher needs these (python3-minimal lacks json, tarfile, gzip, shutil)
   chroot "$IMG" python3 -c 'import json, tarfile, gzip, hashlib, fcntl, subprocess, shutil, tempfile, argparse'
 # <<< image
