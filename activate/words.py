@@ -1,4 +1,4 @@
-"""How counts read in the switcher's messages (it cannot import builder/words.py)."""
+"""How counts read in the switcher's messages (it cannot import builder/base/words.py)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Run as root: .venv/bin/python benchmarks/bench_deploy.py [--runs N] [--only PART
 1. bytes: stdin bytes of `bundle push HOST --json` (its `bytes_sent`) for a first push and for a
    push after changing one config file, for the shipped vps1 stack and a 60-service stack, with
    a breakdown of where the bytes go (reconstructed from the generations the way
-   builder/push.py sends them, and checked against `bytes_sent`) and the bytes the host-side
+   builder/deploy/push.py sends them, and checked against `bytes_sent`) and the bytes the host-side
    veth carried towards the server.
 2. activate: wall time of `bundle activate` (first activation), `bundle switch` (one change) and
    `bundle rollback` for a two-container stack of busybox web servers.
@@ -59,7 +59,7 @@ sys.path.insert(0, str(TREE))
 from bench_build import big_stack  # noqa: E402
 
 if TYPE_CHECKING:
-    from builder.store import Generation
+    from builder.bundle.store import Generation
     from tests.harness import Target
 
 ANSIBLE_DIR = HERE / "ansible"
@@ -150,7 +150,7 @@ class Project:
         return time.perf_counter() - t0, json.loads(out)
 
     def generation(self, host: str, number: int) -> Generation:
-        from builder.store import Store
+        from builder.bundle.store import Store
 
         return Store(self.root / "bundles", host).get(number)
 
@@ -232,7 +232,7 @@ def fmt(seconds: float) -> str:
 
 
 def gz_tar_size(entries: list[tuple[str, bytes]]) -> int:
-    """Size of a gzip tar like builder/push.py writes (same format and level)."""
+    """Size of a gzip tar like builder/deploy/push.py writes (same format and level)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT, compresslevel=6) as tar:
         for name, data in entries:
@@ -262,11 +262,11 @@ def hashes_in(gen: Generation | None) -> set[str]:
 def breakdown(
     gen: Generation, previous: Generation | None, report: dict[str, Any]
 ) -> dict[str, int]:
-    """Where the stdin bytes of one push go, computed the way builder/push.py sends them.
+    """Where the stdin bytes of one push go, computed the way builder/deploy/push.py sends them.
 
     The server holds exactly `previous` (or nothing) before the push. A report without `base`
     comes from a builder that predates bases and deltas (--at-commit of an older commit)."""
-    from builder import push
+    from builder.deploy import push
 
     manifest = gen.manifest()
     hashes = hashes_in(gen)
@@ -408,7 +408,7 @@ def push_pair(p: Project, target: Target, host: str, change: Callable[[], None])
 
 
 def bootstrap_script() -> str:
-    from builder.remote import BOOTSTRAP
+    from builder.deploy.remote import BOOTSTRAP
 
     return BOOTSTRAP
 
@@ -684,10 +684,10 @@ class TimedTransport:
 
 
 def switch_phases(p: Project, host: str) -> dict[str, float]:
-    """Where the time of `bundle switch` goes: builder.deploy's own connect + do_switch, in
+    """Where the time of `bundle switch` goes: builder.deploy.deployer's own connect + do_switch, in
     this process, with every remote call (and any second connection) timed."""
-    from builder.build import Paths
-    from builder.deploy import connect, do_switch
+    from builder.bundle.paths import Paths
+    from builder.deploy.deployer import connect, do_switch
 
     times: dict[str, float] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from builder.cli import make_parser
-from builder.completion import _subparsers
+from builder.commands.completion import _subparsers
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from activate.systemd import parse_version, published_host_ports
-from builder.remote import BOOTSTRAP
+from builder.deploy.remote import BOOTSTRAP
 
 
 def test_published_ports_in_other_digits_are_not_host_ports() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from builder import backup_script as server
+from builder.render.features import backup_script as server
 from tests.build.conftest import Project, make_project
 
 

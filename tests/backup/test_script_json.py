@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import backup_script as script
+from builder.render.features import backup_script as script
 
 SCRIPT = Path(script.__file__)
 

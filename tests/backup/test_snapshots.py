@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import backup_script as server
+from builder.render.features import backup_script as server
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from activate.health import Health, Result
-from builder.deploy import name_failing_units
-from builder.version import version
-from builder.words import change, plural
+from builder.base.version import version
+from builder.base.words import change, plural
+from builder.deploy.deployer import name_failing_units
 from tests.build.conftest import REPO, Project
 
 STACK = """\

@@ -25,10 +25,10 @@ import attrs
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from builder import model
 from builder.cli import main
-from builder.model import Check, ConfigFile, Container, Pod, Script
-from builder.model import HealthCheck as Health
+from builder.stack import model
+from builder.stack.model import Check, ConfigFile, Container, Pod, Script
+from builder.stack.model import HealthCheck as Health
 from tests.build import stack_strategies
 from tests.build.conftest import quadlet_dryrun
 from tests.build.stack_strategies import make_templates

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import zstandard
 
-from builder.archive import read_archive
-from builder.manifest import bundle_hash
+from builder.bundle.archive import read_archive
+from builder.bundle.manifest import bundle_hash
 from tests.build.conftest import Project, make_project
 
 
@@ -62,7 +62,7 @@ def test_killed_build_leaves_no_generation(project: Project) -> None:
     # a build stopped while it writes (SIGKILL at the archive step) must leave nothing listed
     script = (
         "import os, signal, sys\n"
-        "import builder.archive as a\n"
+        "import builder.bundle.archive as a\n"
         "real = a.write_archive\n"
         "def dying(dest, files, top):\n"
         "    real(dest, files, top)\n"

@@ -1,5 +1,5 @@
 """The build's time checks agree with systemd itself: every expression of the corpus is given
-to the real `systemd-analyze calendar` / `systemd-analyze timespan` and to builder.timespec,
+to the real `systemd-analyze calendar` / `systemd-analyze timespan` and to builder.stack.timespec,
 and both must accept it or both refuse it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from builder.timespec import calendar_problem, timespan_problem
+from builder.stack.timespec import calendar_problem, timespan_problem
 
 CALENDAR = (
     # special names, in any case, with a zone

@@ -37,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from builder import model
+from builder.stack import model
 from tests.faults.proxy import Proxy
 from tests.harness import Target
 from tests.server.conftest import DeployProject

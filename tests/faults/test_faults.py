@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from builder.push import stream
-from builder.store import Store
-from builder.words import plural
+from builder.base.words import plural
+from builder.bundle.store import Store
+from builder.deploy.push import stream
 from tests.faults.harness import STATE, Lab, Outcome
 from tests.harness import Target
 from tests.server.conftest import make_deploy_project

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.registry_client import MAX_BODY, RegistryClient, RegistryProblem, locate
+from builder.images.registry import MAX_BODY, RegistryClient, RegistryProblem, locate
 from tests.outdated.conftest import APP, REGISTRY, StackProject
 from tests.outdated.loopback import PlainHTTP
 

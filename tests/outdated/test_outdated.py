@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from builder.build import Paths
-from builder.outdated import check_hosts
-from builder.registry_client import RegistryClient, locate
+from builder.bundle.paths import Paths
+from builder.images.outdated import check_hosts
+from builder.images.registry import RegistryClient, locate
 from tests.harness import Registry
 from tests.outdated.conftest import APP, APP_TAGS, REGISTRY, StackProject
 from tests.outdated.loopback import SilentServer

@@ -1,4 +1,4 @@
-"""builder/registry_client.py: image names, challenges, pages, failures (loopback only)."""
+"""builder/images/registry.py: image names, challenges, pages, failures (loopback only)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from builder.errors import BundleError
-from builder.registry_client import (
+from builder.base.errors import BundleError
+from builder.images.registry import (
     Location,
     RegistryClient,
     RegistryProblem,

@@ -1,10 +1,10 @@
-"""builder/versions.py: reading tags and comparing a pinned one with a registry's list."""
+"""builder/images/versions.py: reading tags and comparing a pinned one with a registry's list."""
 
 from __future__ import annotations
 
 import pytest
 
-from builder.versions import compare, newest_release, parse_tag
+from builder.images.versions import compare, newest_release, parse_tag
 
 # ---- reading tags ---------------------------------------------------------------------
 

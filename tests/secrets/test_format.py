@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import secrets as s
-from builder import secrets_format
-from builder.secrets_cli import from_toml, to_toml
+from builder.commands.secrets import from_toml, to_toml
+from builder.secrets import fileformat as secrets_format
+from builder.secrets import files as s
 
 
 @pytest.fixture(autouse=True)

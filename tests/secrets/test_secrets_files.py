@@ -1,4 +1,4 @@
-"""Secrets files are read like every other file of the stack tree (builder/stackfiles.py).
+"""Secrets files are read like every other file of the stack tree (builder/stack/stackfiles.py).
 
 A symlink out of stacks/ would let a build decrypt and use a file nobody reviewed in the
 repository (and a folder or a dangling link in place of a file was skipped, as if the host had

@@ -2,7 +2,7 @@
 
 `podman create --health-interval/--health-timeout/--health-start-period/--health-retries` on
 the test server, for a corpus of valid, near-valid and hostile values, against the checker in
-builder/timespec.py and builder/validate.py: what the checker takes, podman takes (a built unit
+builder/stack/timespec.py and builder/render/validate.py: what the checker takes, podman takes (a built unit
 never fails at start), and what podman refuses, the checker refuses. The one deliberate
 difference: podman stores a negative interval; the checker refuses it.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import shlex
 
-from builder import timespec
-from builder.validate import HEALTH_TIMES
+from builder.render.validate import HEALTH_TIMES
+from builder.stack import timespec
 from tests.harness import Registry, Target
 
 IMAGE = "registry.test:5000/bundle/web:1.0.0"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from builder.store import Store
+from builder.bundle.store import Store
 from tests.server.conftest import DeployProject
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from builder.remote import EMPTY_SHA256, switcher_damage
+from builder.deploy.remote import EMPTY_SHA256, switcher_damage
 from tests.harness import Target
 from tests.server.conftest import DeployProject, make_deploy_project
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.transport.ssh import SshTransport, connect
+from builder.deploy.transport.ssh import SshTransport, connect
 from tests.harness import Target
 
 from .sshkit import pinned_options

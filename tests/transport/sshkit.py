@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from builder.transport import SshOptions
+from builder.deploy.transport import SshOptions
 from tests.harness import Target
 
 

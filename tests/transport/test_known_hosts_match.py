@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.transport.host_patterns import glob_match, lookup_name
-from builder.transport.known_hosts import KnownHosts
+from builder.deploy.transport.host_patterns import glob_match, lookup_name
+from builder.deploy.transport.known_hosts import KnownHosts
 
 from .sshkit import new_key
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.transport import LocalTransport, Transport, TransportError, open_transport
-from builder.transport.address import SshAddress, parse_jump, parse_target
+from builder.base.errors import InputError
+from builder.deploy.transport import LocalTransport, Transport, TransportError, open_transport
+from builder.deploy.transport.address import SshAddress, parse_jump, parse_target
 
 MiB = 1024 * 1024
 
@@ -108,8 +108,8 @@ def test_open_transport_dir_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_no_paramiko_at_build_time() -> None:
     code = (
-        "import sys, builder.transport, builder.transport.local, builder.transport.address\n"
-        "from builder.transport import open_transport\n"
+        "import sys, builder.deploy.transport, builder.deploy.transport.local, builder.deploy.transport.address\n"
+        "from builder.deploy.transport import open_transport\n"
         "open_transport('./x', 'h')\n"
         "print('paramiko' in sys.modules)"
     )

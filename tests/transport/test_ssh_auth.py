@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.transport import TransportError
-from builder.transport.ssh import connect
+from builder.deploy.transport import TransportError
+from builder.deploy.transport.ssh import connect
 from tests.harness import Target
 
 from .sshkit import new_key, pinned_options

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.transport import TransportError, open_transport
-from builder.transport.ssh import connect
+from builder.deploy.transport import TransportError, open_transport
+from builder.deploy.transport.ssh import connect
 from tests.harness import Target
 
 from .sshkit import host_key_lines, pinned_options
@@ -210,7 +210,7 @@ def test_host_key_alias_is_looked_up_as_written() -> None:
     # server's own known_hosts line)
     import paramiko
 
-    from builder.transport.ssh import resolve
+    from builder.deploy.transport.ssh import resolve
 
     config = paramiko.SSHConfig.from_text(
         "Host via-proxy\n  HostName 127.0.0.1\n  Port 40022\n  HostKeyAlias server1\n"

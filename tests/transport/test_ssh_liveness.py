@@ -10,9 +10,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from builder.errors import InputError
-from builder.transport import TransportError
-from builder.transport.ssh import connect, resolve
+from builder.base.errors import InputError
+from builder.deploy.transport import TransportError
+from builder.deploy.transport.ssh import connect, resolve
 from tests.harness import Target
 from tests.server.test_deadlines import silent_network
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.transport import TransportError
-from builder.transport.ssh import SshTransport, connect
+from builder.deploy.transport import TransportError
+from builder.deploy.transport.ssh import SshTransport, connect
 from tests.harness import Target
 
 from .sshkit import pinned_options

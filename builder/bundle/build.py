@@ -1,0 +1,149 @@
+"""The build pipeline: load → structure → validate → render → manifest → store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from builder.base.errors import StackError
+from builder.bundle.paths import Paths
+from builder.bundle.store import Generation, Store
+
+FINGERPRINT_FILE = ".inputs"
+
+
+@attrs.frozen
+class BuildResult:
+    generation: Generation
+    created: bool
+    bundle_hash: str
+
+
+def switcher_dir() -> Path:
+    import activate
+
+    return Path(activate.__file__).parent
+
+
+def switcher_files() -> dict[str, tuple[bytes, int]]:
+    root = switcher_dir()
+    return {
+        f"activate/{p.relative_to(root).as_posix()}": (p.read_bytes(), 0o644)
+        for p in sorted(root.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
+
+
+def input_fingerprint(paths: Paths, host: str) -> str:
+    """Hash of everything a build reads, so an unchanged tree skips the build entirely."""
+    h = hashlib.sha256(host.encode() + b"\0")
+    code = Path(__file__).resolve().parents[1]  # the whole builder package
+    sources = [
+        *(("stacks", p, paths.stacks_dir) for p in paths.stacks_dir.rglob("*")),
+        *(("builder", p, code) for p in code.rglob("*.py")),
+        *(("activate", p, switcher_dir()) for p in switcher_dir().rglob("*.py")),
+    ]
+    for label, path, base in sorted(sources, key=lambda s: (s[0], str(s[1]))):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
+            h.update(f"{label}/{path.relative_to(base).as_posix()}\0".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_stack(paths: Paths, host: str, index: Any = None) -> Any:
+    """Load, structure and validate a host's stack; raise StackError with every problem.
+
+    A host that names other hosts (WireGuard peers) has them loaded too, through `index` (a
+    builder.render.hosts.StackIndex): their own problems are reported with their own file:line.
+    """
+    from builder.render.features import wireguard
+    from builder.render.hosts import StackIndex
+    from builder.render.validate import validate
+    from builder.stack.load import load_stack as load_raw
+    from builder.stack.structure import structure
+
+    raw = load_raw(paths.stacks_dir, host)
+    stack = structure(raw)
+    problems = validate(stack, raw, paths.templates_dir)
+    if problems:
+        raise StackError(problems)
+    index = index if index is not None else StackIndex(paths.stacks_dir, paths.templates_dir)
+    index.add(stack, raw)
+    wireguard.resolve_peers(stack, raw, index)
+    return stack
+
+
+def render(paths: Paths, host: str) -> tuple[Any, Any]:
+    from builder.render.features import wireguard
+    from builder.render.features.secrets import SecretBinding
+    from builder.render.hosts import Hosts, StackIndex
+    from builder.render.renderer import render_stack
+    from builder.render.templates import TemplateRenderer
+
+    index = StackIndex(paths.stacks_dir, paths.templates_dir)
+    stack = load_stack(paths, host, index)
+    raw = index.load(host)[1]
+    secrets = SecretBinding(paths.stacks_dir, host, stack.host.state_dir)
+    rendered = render_stack(
+        stack,
+        TemplateRenderer(paths.templates_dir),
+        extra_context={"hosts": Hosts(index, stack)},
+        secrets=secrets,
+        peers=wireguard.resolve_peers(stack, raw, index),
+    )
+    problems = [*rendered.problems, *secrets.problems(lambda: raw)]
+    tunnel = stack.tunnel()
+    if tunnel is not None and secrets.secrets() is not None:
+        value = secrets.secrets().value(tunnel.private_key)  # type: ignore[union-attr]
+        problems += wireguard.key_problems(stack, raw, value)
+    if problems:
+        raise StackError(problems)
+    return stack, rendered
+
+
+def check(paths: Paths, host: str) -> Any:
+    return render(paths, host)
+
+
+def build(paths: Paths, host: str) -> BuildResult:
+    store = Store(paths.bundles_dir, host)
+    fingerprint = input_fingerprint(paths, host)
+    marker = store.dir / FINGERPRINT_FILE
+    latest = store.latest()
+    if latest is not None and marker.is_file():
+        seen = marker.read_text().split()
+        if seen[:2] == [fingerprint, latest.name] and len(seen) == 3:
+            return BuildResult(latest, False, seen[2])
+    from builder.bundle import archive, manifest
+    from builder.render.output import BundleFile
+
+    stack, rendered = render(paths, host)
+    switcher = {p: BundleFile(d, m) for p, (d, m) in switcher_files().items()}
+    h = stack.host
+    deploy = {
+        "health_timeout": h.health_timeout,
+        "health_settle": h.health_settle,
+        "confirm_timeout": h.confirm_timeout,
+    }
+    rootless_user = h.ssh_user if h.rootless else None
+    body = manifest.build_manifest(host, h.state_dir, rendered, switcher, deploy, rootless_user)
+    digest = manifest.bundle_hash(body)
+    with store.locked():
+        latest = store.latest()
+        if latest is not None and manifest.bundle_hash(latest.manifest()) == digest:
+            gen, created = latest, False
+        else:
+            number = latest.number + 1 if latest else 1
+            stamped = manifest.stamp(body, number, latest.number if latest else None)
+            files = {p: (f.data, f.mode) for p, f in {**rendered.files, **switcher}.items()}
+            files["manifest.json"] = (manifest.dump(stamped), 0o644)
+            top = f"{number}-{digest[:12]}"
+            gen = store.add(
+                number, digest[:12], files, lambda dest: archive.write_archive(dest, files, top)
+            )
+            created = True
+        marker.write_text(f"{fingerprint} {gen.name} {digest}\n")
+    return BuildResult(gen, created, digest)

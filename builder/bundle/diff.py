@@ -1,0 +1,257 @@
+"""What changed between two generations: images, units, files. Pure; formatting at the end."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from builder.base.words import plural
+
+Reader = Callable[[str], bytes]
+HIDDEN = ("manifest.json",)
+
+
+@attrs.frozen
+class ImageChange:
+    service: str
+    old: str | None
+    new: str | None
+
+    def line(self) -> str:
+        if self.old and self.new:
+            old_repo, old_tag = split_ref(self.old)
+            new_repo, new_tag = split_ref(self.new)
+            if old_repo == new_repo:
+                return f"{self.service}: {old_tag} -> {new_tag}"
+            return f"{self.service}: {self.old} -> {self.new}"
+        if self.new:
+            return f"{self.service}: added {self.new}"
+        return f"{self.service}: removed {self.old}"
+
+
+@attrs.frozen
+class FileChange:
+    path: str
+    status: str  # added, removed, changed
+    lines: tuple[str, ...]  # unified diff lines, empty for binary files
+    added: int
+    removed: int
+    binary: bool = False
+
+
+@attrs.frozen
+class Diff:
+    host: str
+    old: tuple[int, str]
+    new: tuple[int, str]
+    images: tuple[ImageChange, ...]
+    units_added: tuple[str, ...]
+    units_removed: tuple[str, ...]
+    units_changed: tuple[str, ...]
+    files: tuple[FileChange, ...]
+    switcher_changed: bool
+    secrets: tuple[tuple[str, str], ...] = ()  # (name, added/removed/changed/set/unset)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.secrets
+            or self.images
+            or self.units_added
+            or self.units_removed
+            or self.units_changed
+            or self.files
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "from": {"generation": self.old[0], "hash": self.old[1]},
+            "to": {"generation": self.new[0], "hash": self.new[1]},
+            "images": [attrs.asdict(i) for i in self.images],
+            "units": {
+                "added": list(self.units_added),
+                "removed": list(self.units_removed),
+                "changed": list(self.units_changed),
+            },
+            "switcher_changed": self.switcher_changed,
+            "secrets": [{"name": n, "status": st} for n, st in self.secrets],
+            "files": [
+                {
+                    "path": f.path,
+                    "status": f.status,
+                    "added": f.added,
+                    "removed": f.removed,
+                    "binary": f.binary,
+                    "diff": "".join(f.lines),
+                }
+                for f in self.files
+            ],
+        }
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    if "@" in ref:
+        repo, digest = ref.split("@", 1)
+        return repo, digest
+    repo, _, tag = ref.rpartition(":")
+    return repo, tag
+
+
+def diff_generations(
+    host: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    read_old: Reader,
+    read_new: Reader,
+    old_hash: str,
+    new_hash: str,
+) -> Diff:
+    old_images, new_images = old.get("images", {}), new.get("images", {})
+    images = tuple(
+        ImageChange(s, old_images.get(s), new_images.get(s))
+        for s in sorted(set(old_images) | set(new_images))
+        if old_images.get(s) != new_images.get(s)
+    )
+    old_units, new_units = old["units"], new["units"]
+    added = tuple(sorted(set(new_units) - set(old_units)))
+    removed = tuple(sorted(set(old_units) - set(new_units)))
+    changed = tuple(
+        sorted(
+            k
+            for k in set(old_units) & set(new_units)
+            if old_units[k]["closure"] != new_units[k]["closure"]
+        )
+    )
+    old_files, new_files = old["files"], new["files"]
+    files = []
+    for path in sorted(set(old_files) | set(new_files)):
+        if path in HIDDEN or path.startswith("activate/"):
+            continue
+        a, b = old_files.get(path), new_files.get(path)
+        if a and b and a["sha256"] == b["sha256"] and a["mode"] == b["mode"]:
+            continue
+        status = "added" if a is None else "removed" if b is None else "changed"
+        files.append(_file_change(path, status, read_old if a else None, read_new if b else None))
+    return Diff(
+        host,
+        (old["generation"], old_hash),
+        (new["generation"], new_hash),
+        images,
+        added,
+        removed,
+        changed,
+        tuple(files),
+        old.get("switcher") != new.get("switcher"),
+        secret_changes(old.get("secrets") or {}, new.get("secrets") or {}),
+    )
+
+
+def secret_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Names only: a secret's keyed fingerprint says whether it changed, never its value."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a = old[name].get("fingerprint") if name in old else None
+        b = new[name].get("fingerprint") if name in new else None
+        if name not in old:
+            out.append((name, "added" if b else "added, not set"))
+        elif name not in new:
+            out.append((name, "removed"))
+        elif a != b:
+            out.append((name, "changed" if a and b else "set" if b else "unset"))
+    return tuple(out)
+
+
+def _file_change(
+    path: str, status: str, read_old: Reader | None, read_new: Reader | None
+) -> FileChange:
+    a = read_old(path) if read_old else b""
+    b = read_new(path) if read_new else b""
+    try:
+        a_text, b_text = a.decode(), b.decode()
+    except UnicodeDecodeError:
+        return FileChange(path, status, (), 0, 0, binary=True)
+    lines = tuple(
+        difflib.unified_diff(
+            a_text.splitlines(keepends=True),
+            b_text.splitlines(keepends=True),
+            fromfile=f"a/{path}" if read_old else "/dev/null",
+            tofile=f"b/{path}" if read_new else "/dev/null",
+        )
+    )
+    lines = tuple(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
+    plus = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
+    minus = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
+    return FileChange(path, status, lines, plus, minus)
+
+
+class Style:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+
+def format_text(d: Diff, colour: bool, stat: bool = False) -> str:
+    s = Style(colour)
+    out = [
+        s.paint(
+            f"{d.host}: generation {d.old[0]} ({d.old[1][:12]}) -> {d.new[0]} ({d.new[1][:12]})",
+            "1",
+        )
+    ]
+    if d.empty:
+        out.append("no changes")
+        return "\n".join(out) + "\n"
+    if d.images:
+        out.append(s.paint("images:", "1"))
+        out += [f"  {i.line()}" for i in d.images]
+    if d.units_added or d.units_removed or d.units_changed:
+        out.append(s.paint("units:", "1"))
+        out += [s.paint(f"  + {u}", "32") for u in d.units_added]
+        out += [s.paint(f"  - {u}", "31") for u in d.units_removed]
+        out += [s.paint(f"  ~ {u}", "33") for u in d.units_changed]
+    out += [f"secret {name} {status}" for name, status in d.secrets]
+    if d.switcher_changed:
+        out.append("switcher: changed")
+    if stat:
+        out.append(s.paint("files:", "1"))
+        width = max(len(f.path) for f in d.files) if d.files else 0
+        for f in d.files:
+            counts = (
+                "binary"
+                if f.binary
+                else f"{s.paint('+' + str(f.added), '32')} {s.paint('-' + str(f.removed), '31')}"
+            )
+            out.append(f"  {f.path.ljust(width)} | {f.status:<7} {counts}")
+        total_plus = sum(f.added for f in d.files)
+        total_minus = sum(f.removed for f in d.files)
+        out.append(
+            f"  {plural(len(d.files), 'file')} changed, {plural(total_plus, 'insertion')}(+), "
+            f"{plural(total_minus, 'deletion')}(-)"
+        )
+        return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    for f in d.files:
+        text += "\n"
+        if f.binary:
+            text += f"binary file {f.path} {f.status}\n"
+            continue
+        for line in f.lines:
+            if line.startswith(("+++", "---")):
+                text += s.paint(line.rstrip("\n"), "1") + "\n"
+            elif line.startswith("@@"):
+                text += s.paint(line.rstrip("\n"), "36") + "\n"
+            elif line.startswith("+"):
+                text += s.paint(line.rstrip("\n"), "32") + "\n"
+            elif line.startswith("-"):
+                text += s.paint(line.rstrip("\n"), "31") + "\n"
+            else:
+                text += line
+    return text

@@ -1,0 +1,129 @@
+"""The local generation store: bundles/HOST/<N>-<hash12>/ plus its archive, created atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from activate import strict_json
+from builder.base.errors import InputError
+
+GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
+BUILD_LOG = "builds.jsonl"
+
+
+@attrs.frozen
+class Generation:
+    host: str
+    number: int
+    hash12: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.number}-{self.hash12}"
+
+    @property
+    def archive(self) -> Path:
+        return self.path.with_name(self.name + ".tar.zst")
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.path / "manifest.json"
+        try:
+            return strict_json.loads(path.read_bytes(), str(path), "build it again")
+        except strict_json.JsonRefused as exc:
+            raise InputError(exc.message) from None
+
+    def read(self, rel: str) -> bytes:
+        return (self.path / rel).read_bytes()
+
+
+class Store:
+    def __init__(self, bundles_dir: Path, host: str) -> None:
+        self.host = host
+        self.dir = bundles_dir / host
+
+    def generations(self) -> list[Generation]:
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for entry in self.dir.iterdir():
+            m = GENERATION_DIR.fullmatch(entry.name)
+            if m and (entry / "manifest.json").is_file():
+                found.append(Generation(self.host, int(m.group(1)), m.group(2), entry))
+        return sorted(found, key=lambda g: g.number)
+
+    def latest(self) -> Generation | None:
+        gens = self.generations()
+        return gens[-1] if gens else None
+
+    def get(self, number: int) -> Generation:
+        for gen in self.generations():
+            if gen.number == number:
+                return gen
+        have = ", ".join(str(g.number) for g in self.generations()) or "none"
+        raise InputError(
+            f"{self.host}: generation {number} is not built (built: {have}); run `bundle build {self.host}`"
+        )
+
+    def build_times(self) -> dict[str, str]:
+        log = self.dir / BUILD_LOG
+        times: dict[str, str] = {}
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = strict_json.loads(line, BUILD_LOG, "")
+                    times[entry["generation"]] = entry["built_at"]
+        return times
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def add(
+        self, number: int, hash12: str, files: dict[str, tuple[bytes, int]], archive_writer: Any
+    ) -> Generation:
+        """Write a generation: everything goes into a temporary folder, then one rename."""
+        gen = Generation(self.host, number, hash12, self.dir / f"{number}-{hash12}")
+        for stale in self.dir.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir))
+        try:
+            root = tmp / gen.name
+            for rel, (data, mode) in files.items():
+                dest = root / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+                dest.chmod(mode)
+            archive_tmp = tmp / (gen.name + ".tar.zst")
+            archive_writer(archive_tmp)
+            # the archive lands first: a generation folder only exists with its archive beside it
+            os.replace(archive_tmp, gen.archive)
+            os.replace(root, gen.path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with open(self.dir / BUILD_LOG, "a") as log:
+            built_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            log.write(json.dumps({"generation": gen.name, "built_at": built_at}) + "\n")
+        return gen
+
+    def remove(self, gen: Generation) -> None:
+        # the folder goes first so a half-removed generation is never listed
+        trash = self.dir / f".tmp-rm-{gen.name}"
+        os.replace(gen.path, trash)
+        gen.archive.unlink(missing_ok=True)
+        shutil.rmtree(trash, ignore_errors=True)

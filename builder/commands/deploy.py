@@ -1,0 +1,322 @@
+"""`bundle push`, `activate`, `switch`, `rollback`, `status`, `gc`, `plan`, `log`: one host or a fleet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from builder.base.errors import BundleError
+from builder.base.words import change, plural
+from builder.bundle.store import Store
+from builder.commands.common import emit_json, human_size, paths_from
+from builder.deploy.deployer import (
+    Safety,
+    connect,
+    do_activate,
+    do_gc,
+    do_log,
+    do_plan,
+    do_push,
+    do_rollback,
+    do_status,
+    do_switch,
+    local_generation,
+)
+from builder.deploy.fleet import run_fleet, select_hosts, summary_table
+
+
+def _summary(report: dict[str, Any]) -> str:
+    plan = report.get("plan") or {}
+    parts = []
+    for key, label in (("restart", "restarted"), ("start", "started"), ("stop", "stopped")):
+        if plan.get(key):
+            parts.append(f"{label} {', '.join(plan[key])}")
+    parts.append(f"{plural(len(plan.get('leave', [])), 'unit')} left running untouched")
+    if report.get("services") == "not managed":
+        parts.append("files only (services not managed)")
+    return "; ".join(parts)
+
+
+def _deploy_args(args: argparse.Namespace) -> tuple[Any, str]:
+    return paths_from(args), args.host
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    def job(paths: Any, host: str) -> dict[str, Any]:
+        gen = local_generation(paths, host, args.generation)
+        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
+            return {**do_push(server, gen), "where": server.where}
+
+    def show(report: dict[str, Any]) -> None:
+        host, n = report["host"], report["generation"]
+        if report["already_present"]:
+            print(
+                f"{host}: generation {n} is already on {report['where']} ({human_size(report['bytes_sent'])} sent)"
+            )
+        else:
+            print(
+                f"{host}: pushed generation {n} ({report['hash'][:12]}) to {report['where']}: "
+                f"{report['objects_sent']} of {plural(report['objects_total'], 'file')} sent, {human_size(report['bytes_sent'])}; "
+                f"not active yet (bundle activate {host} --generation {n})"
+            )
+        if report.get("switcher_repaired"):
+            _print_repaired(args, report["switcher_repaired"])
+
+    return _for_hosts(args, job, show)
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    paths, host = _deploy_args(args)
+    gen = local_generation(paths, host, args.generation)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_activate(server, gen, args.force, _safety(args))
+    _print_switch(args, report, host)
+    return 0
+
+
+def _print_repaired(args: argparse.Namespace, what: str) -> None:
+    # shown even with --quiet (on stderr then): the server was damaged and this command fixed it
+    aside = args.quiet or getattr(args, "json", False)  # --json keeps stdout for the JSON
+    print(f"  repaired first: {what}", file=sys.stderr if aside else sys.stdout)
+
+
+def _repaired_of(server: Any) -> dict[str, str]:
+    """What running the switcher fixed on the server first, as a report key (none: empty)."""
+    return {"switcher_repaired": "; ".join(server.repaired)} if server.repaired else {}
+
+
+def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -> None:
+    if args.json:
+        emit_json(report)
+        return
+    print(
+        f"{host}: {report['action']} {change(report.get('from'), report['to'])}: {report.get('result', 'ok')}"
+    )
+    repaired = (report.get("push") or {}).get("switcher_repaired")
+    if repaired:
+        _print_repaired(args, repaired)
+    if not args.quiet:
+        print(f"  {_summary(report)}")
+        for line in _safety_lines(report):
+            print(f"  {line}")
+        for warning in report.get("warnings", []):
+            print(f"  warning: {warning}")
+
+
+def _safety_lines(report: dict[str, Any]) -> list[str]:
+    """What the health gate, the dead-man and the data snapshots did (docs/reliability.md)."""
+    lines = []
+    health = report.get("health") or {}
+    if health and not health.get("skipped"):
+        checks = [c for c in health.get("checks", []) if c.get("kind") != "unit"]
+        confirmed = "; confirmed over a new connection" if report.get("confirmed") else ""
+        lines.append(
+            f"health: every unit up and {plural(len(checks), 'check')} passed in "
+            f"{health.get('seconds', 0):.1f} s{confirmed}"
+        )
+    kept = report.get("snapshot")
+    if kept:
+        lines.append(f"data kept before the switch: {', '.join(kept['units'])} in {kept['path']}")
+    for r in report.get("restored", []):
+        lines.append(
+            f"data restored: {r['unit']} from {r['path']} (the data it replaced is kept in "
+            f"{r['replaced_data_kept_in']})"
+        )
+    return lines
+
+
+def _safety(args: argparse.Namespace) -> Any:
+    for flag, value in (
+        ("--health-timeout", args.health_timeout),
+        ("--confirm-timeout", args.confirm_timeout),
+    ):
+        if value is not None and value < (1 if flag == "--health-timeout" else 0):
+            raise BundleError(
+                f"{flag} must be at least {1 if flag == '--health-timeout' else 0}", 2
+            )
+    return Safety(args.no_rollback, args.health_timeout, args.confirm_timeout)
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    def job(paths: Any, host: str) -> dict[str, Any]:
+        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
+            return do_switch(paths, server, args.force, _safety(args))
+
+    return _for_hosts(args, job, lambda report: _print_switch(args, report, report["host"]))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_rollback(server, args.to, args.force, args.restore_data, _safety(args))
+    _print_switch(args, report, host)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    def job(paths: Any, host: str) -> dict[str, Any]:
+        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
+            return {
+                **do_status(server, Store(paths.bundles_dir, host).latest()),
+                "where": server.where,
+                **_repaired_of(server),
+            }
+
+    return _for_hosts(args, job, lambda report: _print_status(args, report))
+
+
+def _print_status(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    host = report["host"]
+    if report["current"] is None:
+        print(f"{host}: no generation is active on {report['where']}")
+    else:
+        print(
+            f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {report['where']}"
+        )
+    if report.get("switcher_repaired"):
+        _print_repaired(args, report["switcher_repaired"])
+    if report["current"] is None:
+        return
+    last = report.get("last")
+    if last:
+        print(
+            f"  last deploy: {last.get('time')} {last.get('action')} {change(last.get('from'), last.get('to'))}: {last.get('result')}"
+        )
+    for line in report.get("drift", []):
+        print(f"  drift: {line}")
+    if report.get("interrupted"):
+        print(
+            f"  an activation was interrupted: {report['interrupted']}; the next switch finishes or undoes it"
+        )
+    repaired = report.get("recovered")
+    if repaired and repaired.get("error"):
+        print(f"  could not repair a switch that was killed halfway: {repaired['error']}")
+    elif repaired:  # the switcher repaired a switch that was killed halfway, then reported
+        print(f"  repaired first: {repaired['detail']}: {repaired['result']}")
+    if report.get("switching"):
+        print(f"  a switch is running now: {report['switching']}")
+    if report["units"]:
+        width = max(len(k) for k in report["units"])
+        for key, unit in report["units"].items():
+            state = f"{unit['active'] or '?'}/{unit['sub'] or '?'}"
+            pid = f"pid {unit['main_pid']}" if unit.get("main_pid") else ""
+            print(f"  {key.ljust(width)}  {state:<20} {pid}")
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    paths, host = _deploy_args(args)
+    if args.keep < 1:
+        raise BundleError("--keep must be at least 1", 2)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = {**do_gc(paths, server, args.keep), **_repaired_of(server)}
+    if args.json:
+        emit_json(report)
+    else:
+        removed, local = report["server"].get("removed", []), report["local_removed"]
+        print(
+            f"{host}: removed {plural(len(removed), 'generation')} on the server{_listed(removed)}, "
+            f"{plural(report['server'].get('objects_removed', 0), 'unused file')}; "
+            f"{plural(len(local), 'local generation')}{_listed(local)}"
+        )
+        if report.get("switcher_repaired"):
+            _print_repaired(args, report["switcher_repaired"])
+    return 0
+
+
+def _listed(numbers: list[int]) -> str:
+    return f" ({', '.join(map(str, numbers))})" if numbers else ""
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        report = do_plan(paths, server, args.generation)
+    if args.json:
+        emit_json(report)
+        return 0
+    plan = report["plan"]
+    now = f"now {report['from']}" if report.get("from") is not None else "first deploy"
+    print(f"{host}: activating {report['to']} ({now}) would:")
+    for key, label in (
+        ("stop", "stop"),
+        ("start", "start"),
+        ("restart", "restart"),
+        ("leave", "leave alone"),
+    ):
+        for unit in plan.get(key, []):
+            reason = plan.get("reasons", {}).get(unit, "")
+            print(f"  {label:<13} {unit}" + (f"  ({reason})" if reason and key != "leave" else ""))
+    for line in report.get("drift", []):
+        print(f"  hand edit:    {line}")
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    paths, host = _deploy_args(args)
+    with connect(paths, host, args.target, args.accept_new) as server:
+        entries = do_log(server, Store(paths.bundles_dir, host).latest(), args.limit)
+    for what in server.repaired:
+        _print_repaired(args, what)
+    if args.json:
+        emit_json(entries)
+        return 0
+    if not entries:
+        print(f"{host}: no deploys yet")
+    for e in entries:
+        message = f"  {e['message']}" if e.get("message") else ""
+        print(
+            f"{e.get('time', '?')}  {e.get('user', '?'):<8} {e.get('action', '?'):<9} "
+            f"{change(e.get('from'), e.get('to'))}  {e.get('result', '?')}{message}"
+        )
+    return 0
+
+
+def _target_for(args: argparse.Namespace, host: str) -> str | None:
+    # one --target for a fleet: `--target /srv/fake/{host}` gives each host its own folder
+    return args.target.replace("{host}", host) if args.target else None
+
+
+def _for_hosts(
+    args: argparse.Namespace,
+    job: Callable[[Any, str], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+) -> int:
+    """One host: its report, errors as usual. Several: in parallel, a line each, then a table."""
+    paths = paths_from(args)
+    hosts = select_hosts(paths.stacks_dir, args.hosts, args.all)
+    fleet = len(hosts) > 1 or args.all or any(h.startswith("@") for h in args.hosts)
+    if args.target and len(hosts) > 1 and "{host}" not in args.target:
+        raise BundleError(
+            "--target with several hosts must contain {host}, e.g. --target /srv/fake/{host}", 2
+        )
+    if not fleet:
+        report = job(paths, hosts[0])
+        emit_json(report) if args.json else show(report)
+        return 0
+
+    def done(outcome: Any) -> None:
+        if args.json or (args.quiet and outcome.ok):
+            return
+        if outcome.ok:
+            show(outcome.report)
+        else:
+            print(
+                f"{outcome.host}: FAILED: {outcome.error}",
+                file=sys.stderr if outcome.skipped or args.quiet else sys.stdout,
+            )
+
+    outcomes = run_fleet(hosts, lambda h: job(paths, h), args.parallel, args.fail_fast, done)
+    if args.json:
+        emit_json([o.to_json() for o in outcomes])
+    else:
+        print()
+        print(summary_table(outcomes))
+    failed = [o.host for o in outcomes if not o.ok]
+    if failed and not args.json:
+        print(
+            f"error: {len(failed)} of {plural(len(outcomes), 'host')} failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0

@@ -1,0 +1,160 @@
+"""`bundle generations`, `show` and `diff`: what the built (or pushed) generations hold."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from builder.base.errors import BundleError
+from builder.bundle.diff import diff_generations, format_text
+from builder.bundle.manifest import bundle_hash
+from builder.bundle.store import Store
+from builder.commands.common import emit_json, human_size, paths_from, use_colour
+from builder.commands.deploy import _print_repaired
+from builder.deploy.deployer import connect, do_remote_generations
+
+
+def cmd_generations(args: argparse.Namespace) -> int:
+    paths = paths_from(args)
+    if args.remote:
+        return _remote_generations(args, paths)
+    store = Store(paths.bundles_dir, args.host)
+    gens = store.generations()
+    times = store.build_times()
+    rows = []
+    for gen in gens:
+        manifest = gen.manifest()
+        rows.append(
+            {
+                "generation": gen.number,
+                "hash": gen.hash12,
+                "built_at": times.get(gen.name),
+                "size": gen.archive.stat().st_size if gen.archive.exists() else None,
+                "units": len(manifest["units"]),
+                "latest": gen is gens[-1],
+            }
+        )
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print(f"{args.host}: no generations built yet; run `bundle build {args.host}`")
+        return 0
+    print(f"{'GEN':>5}  {'HASH':<12}  {'BUILT AT':<20}  {'SIZE':>9}  {'UNITS':>5}")
+    for row in rows:
+        mark = "  (latest)" if row["latest"] else ""
+        size = human_size(row["size"]) if row["size"] is not None else "-"
+        print(
+            f"{row['generation']:>5}  {row['hash']:<12}  {row['built_at'] or '-':<20}  {size:>9}  {row['units']:>5}{mark}"
+        )
+    return 0
+
+
+def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
+    with connect(paths, args.host, args.target, args.accept_new) as server:
+        rows = do_remote_generations(server, Store(paths.bundles_dir, args.host))
+    for what in server.repaired:
+        _print_repaired(args, what)
+    if args.json:
+        emit_json(rows)
+        return 0
+    if not rows:
+        print(f"{args.host}: the server has no generations yet; run `bundle push {args.host}`")
+        return 0
+    print(f"{'GEN':>5}  {'HASH':<12}  {'BUILT AT':<20}  {'UNITS':>5}")
+    for row in rows:
+        mark = (
+            "  (active)"
+            if row.get("active")
+            else "  (rollback target)"
+            if row.get("rollback_target")
+            else ""
+        )
+        print(
+            f"{row['generation']:>5}  {(row.get('hash') or '')[:12]:<12}  "
+            f"{row.get('built_at') or '-':<20}  {row.get('units') or 0:>5}{mark}"
+        )
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    paths = paths_from(args)
+    store = Store(paths.bundles_dir, args.host)
+    if args.new is not None:
+        old, new = store.get(args.old), store.get(args.new)
+    elif args.old is not None:
+        latest = store.latest()
+        if latest is None:
+            raise BundleError(
+                f"{args.host}: no generations built yet; run `bundle build {args.host}`", 2
+            )
+        old, new = store.get(args.old), latest
+    else:
+        gens = store.generations()
+        if len(gens) < 2:
+            raise BundleError(
+                f"{args.host}: diff needs two generations, {len(gens)} built; change the stack and build again",
+                2,
+            )
+        old, new = gens[-2], gens[-1]
+    old_m, new_m = old.manifest(), new.manifest()
+    d = diff_generations(
+        args.host, old_m, new_m, old.read, new.read, bundle_hash(old_m), bundle_hash(new_m)
+    )
+    if args.json:
+        emit_json(d.to_json())
+    else:
+        sys.stdout.write(format_text(d, use_colour(sys.stdout), stat=args.stat))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    paths = paths_from(args)
+    store = Store(paths.bundles_dir, args.host)
+    gen = store.get(args.generation) if args.generation is not None else store.latest()
+    if gen is None:
+        raise BundleError(
+            f"{args.host}: no generation built yet; run `bundle build {args.host}`", 2
+        )
+    manifest = gen.manifest()
+    units = manifest["units"]
+    if args.unit is None:
+        if args.json:
+            emit_json({"generation": gen.number, "units": units, "files": manifest["files"]})
+            return 0
+        print(f"{args.host}: generation {gen.number} ({gen.hash12}), {gen.path}")
+        for key, unit in units.items():
+            extra = [f for f in unit["files"] if f != unit["path"]]
+            print(
+                f"  {key:<32} {unit['service']:<34} {'image ' + unit['image'] if unit['image'] else ''}"
+            )
+            for f in extra:
+                print(f"      uses {f}")
+        return 0
+    key = (
+        args.unit
+        if args.unit in units
+        else next(
+            (k for k, u in units.items() if args.unit in (u["service"], k.rsplit(".", 1)[0])), None
+        )
+    )
+    if key is None:
+        raise BundleError(
+            f"{args.host}: generation {gen.number} has no unit {args.unit!r}; see `bundle show {args.host}`",
+            2,
+        )
+    if args.json:
+        emit_json(
+            {
+                "unit": key,
+                **units[key],
+                "contents": {f: gen.read(f).decode(errors="replace") for f in units[key]["files"]},
+            }
+        )
+        return 0
+    for f in [units[key]["path"], *[f for f in units[key]["files"] if f != units[key]["path"]]]:
+        print(f"# {f}")
+        sys.stdout.write(gen.read(f).decode(errors="replace"))
+        print()
+    return 0

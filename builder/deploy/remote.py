@@ -1,0 +1,349 @@
+"""The deployer's side of the switcher protocol (docs/architecture.md): one Server per host.
+
+Every call runs `python3 -B -m activate COMMAND --state STATE --root ROOT` on the server, in a
+folder holding the switcher, and reads JSON back. The switcher of the bundle being pushed is
+installed first under STATE/switchers/<switcher hash>/ (once; later pushes find it there) by
+BOOTSTRAP, the builder's own script run with the server's python3, so no push depends on a
+switcher the server already has. Its check also lists the server's generation folders, which
+lets a push name one of them as the base of its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import tarfile
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from activate import strict_json
+from builder.base.errors import BundleError
+from builder.base.words import plural
+from builder.deploy.deadlines import SWITCHING, Deadlines, doing, stdin_size
+from builder.deploy.transport.base import (
+    CommandResult,
+    ConnectionLost,
+    DeadlineExceeded,
+    Stdin,
+    Transport,
+)
+
+# Runs with the server's python3 before any switcher is there. `check DEST STATE` prints the
+# sha256 of every file of the switcher in DEST (null: no folder), removes the temp folders of
+# installs that died (a power cut, a kill) and lists the generations under STATE. `install
+# DEST` writes the switcher from the tar on stdin into a temp folder, fsyncs every file and
+# folder, then renames it over DEST (a damaged DEST is moved aside first) and fsyncs the parent.
+BOOTSTRAP = r"""
+import hashlib, io, json, os, re, shutil, sys, tarfile
+dest = sys.argv[2]
+parent = os.path.dirname(dest)
+
+def fsync(path, flags=os.O_RDONLY):
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+def drop(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+def hashes(folder):
+    found = {}
+    for here, dirs, names in os.walk(os.path.join(folder, "activate")):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in names:
+            path = os.path.join(here, name)
+            try:
+                with open(path, "rb") as f:
+                    found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                found[os.path.relpath(path, folder)] = None
+    return found
+
+def leftovers():
+    removed = []
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        m = re.fullmatch(r"[0-9a-f]{64}\.(?:tmp|old)([0-9]+)", name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # that install still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        drop(os.path.join(parent, name))
+        removed.append(name)
+    return removed
+
+if sys.argv[1] == "check":
+    gens = os.path.join(sys.argv[3], "generations")
+    names = os.listdir(gens) if os.path.isdir(gens) else []
+    print(json.dumps({
+        "switcher": hashes(dest) if os.path.lexists(dest) else None,
+        "leftovers": leftovers(),
+        "generations": sorted(n for n in names if re.fullmatch(r"[0-9]+-[0-9a-f]{12}", n)),
+    }))
+    sys.exit(0)
+os.makedirs(parent, exist_ok=True)
+tmp = "%s.tmp%d" % (dest, os.getpid())
+drop(tmp)
+with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode="r:gz") as tar:
+    for m in tar.getmembers():
+        if not m.isfile() or not m.name.startswith("activate/") or ".." in m.name.split("/"):
+            sys.exit("bootstrap: refused archive entry %r" % m.name)
+        path = os.path.join(tmp, m.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(tar.extractfile(m).read())
+            f.flush()
+            os.fsync(f.fileno())
+for here, _dirs, _names in sorted(os.walk(tmp), key=lambda w: -len(w[0])):
+    fsync(here, os.O_RDONLY | os.O_DIRECTORY)
+old = None
+if os.path.lexists(dest):
+    old = "%s.old%d" % (dest, os.getpid())
+    os.rename(dest, old)
+try:
+    os.rename(tmp, dest)
+except OSError:
+    drop(tmp)  # another push installed it meanwhile
+fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
+if old:
+    drop(old)
+"""
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def switcher_damage(expected: dict[str, str], found: dict[str, str | None]) -> str | None:
+    """What is wrong with an installed switcher, in words; None when it is whole."""
+    problems = [
+        f"{path} is missing"
+        if path not in found
+        else f"{path} is empty"
+        if found[path] == EMPTY_SHA256
+        else f"{path} is unreadable"
+        if found[path] is None
+        else f"{path} differs"
+        for path in sorted(expected)
+        if found.get(path, "") != expected[path]
+    ]
+    problems += [f"{path} does not belong to it" for path in sorted(found.keys() - expected.keys())]
+    if not problems:
+        return None
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return ", ".join(problems[:3]) + more
+
+
+@attrs.frozen
+class Found:
+    """What the bootstrap check found: whether the switcher was sent now (and, if it was there
+    but damaged, what was wrong with it), the generations."""
+
+    switcher_sent: bool
+    generations: frozenset[str]
+    repaired: str | None = None
+
+
+class RemoteError(BundleError):
+    """The server refused or failed an operation (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@attrs.define
+class Server:
+    host: str
+    transport: Transport
+    state: str
+    root: str
+    reopen: Callable[[float], Server] | None = None  # a new connection (connect timeout)
+    bytes_sent: int = 0
+    stacks_dir: Any = None  # where secrets files are read when a push delivers secrets
+    deadlines: Deadlines = attrs.field(
+        factory=Deadlines
+    )  # how long each step may take ([host] command_timeout)
+    repaired: list[str] = attrs.field(factory=list)  # what ensure_switcher fixed on this server
+
+    @property
+    def where(self) -> str:
+        return self.transport.describe()
+
+    def switcher_dir(self, switcher_hash: str) -> str:
+        return posixpath.join(self.state, "switchers", switcher_hash)
+
+    def _run(
+        self,
+        argv: list[str],
+        stdin: Stdin = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        step: str | None = None,
+        after: str = "",
+    ) -> CommandResult:
+        """Run argv within its deadline (by default: a look-up, or a transfer of its stdin);
+        `step` names it in messages (default: from argv), `after` says what goes on there if
+        it is cut off."""
+        if timeout is None:
+            timeout = self.deadlines.for_stdin(stdin_size(stdin))
+        step = step or _step(argv)
+        try:
+            result = self.transport.run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
+        except DeadlineExceeded as exc:
+            raise self._no_answer(step, exc.seconds, after) from None
+        except ConnectionLost as exc:
+            raise ConnectionLost(
+                f"{self.host}: lost the connection to {self.where} while {doing(step)} ({step}): "
+                f"{exc.reason}; {self._advice(step, 'lost')}{after}",
+                exc.reason,
+            ) from None
+        self.bytes_sent += result.bytes_sent
+        if result.rc == 127 and argv[0] == "python3":
+            raise RemoteError(
+                f"{self.host}: the server has no python3 ({self.where}); install it: the switcher needs it"
+            )
+        return result
+
+    def _no_answer(self, step: str, seconds: float, after: str = "") -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"{self.host}: no answer from the server for {seconds:.0f} s while {doing(step)} "
+            f"({step}); {self._advice(step, 'late')}{after}",
+            seconds,
+        )
+
+    def shell(self, script: str, step: str, after: str = "") -> CommandResult:
+        """A shell script as a look-up (its deadline: command_timeout), named `step`."""
+        return self._run(["sh", "-c", script], step=step, after=after)
+
+    def _advice(self, step: str, how: str) -> str:
+        """What to do next, in the error's one line."""
+        probe = self.transport.check_command()
+        up = f"check that the host is up ({probe})" if probe else "check what hangs there"
+        if step in SWITCHING:
+            return (
+                "the switch goes on there without this deploy and ends on the old or the new "
+                "generation (with the dead-man on, unconfirmed, on the old one, by itself); "
+                f"run `bundle status {self.host}` once it answers to see which"
+            )
+        if how == "lost":
+            return f"{up} and the network, then run again"
+        return f"{up} or raise [host] command_timeout"
+
+    def ensure_switcher(self, switcher_hash: str, files: dict[str, bytes]) -> Found:
+        """Install this bundle's switcher on the server unless a whole copy is there.
+
+        The check hashes the installed files on the server, so a copy that a power cut left
+        empty, a hand edit or a missing file is reinstalled (and said so in `repaired`)."""
+        dest = self.switcher_dir(switcher_hash)
+        check = self._run(["python3", "-c", BOOTSTRAP, "check", dest, self.state])
+        if check.rc != 0:
+            raise RemoteError(f"{self.host}: cannot look for the switcher: {check.stderr_line()}")
+        try:
+            seen = strict_json.loads(check.stdout, "check", "")
+            installed = seen["switcher"]
+            left = [str(name) for name in seen.get("leftovers", [])]
+            names = frozenset(map(str, seen["generations"]))
+            if installed is not None and not isinstance(installed, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise RemoteError(
+                f"{self.host}: the switcher check printed {check.stdout[:80]!r}, not its JSON; "
+                "is python3 on the server a Python 3.11 or newer?"
+            ) from None
+        expected = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+        damage = switcher_damage(expected, installed) if installed is not None else None
+        leftover = (
+            f"removed {plural(len(left), 'temp folder')} of an install cut short ({', '.join(left)})"
+            if left
+            else None
+        )
+        if installed is not None and damage is None:
+            self.repaired += [leftover] if leftover else []
+            return Found(switcher_sent=False, generations=names, repaired=leftover)
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+            for path in sorted(files):
+                info = tarfile.TarInfo(path)
+                info.size = len(files[path])
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(files[path]))
+        result = self._run(["python3", "-c", BOOTSTRAP, "install", dest], stdin=raw.getvalue())
+        if result.rc != 0:
+            raise RemoteError(f"{self.host}: cannot install the switcher: {result.stderr_line()}")
+        repaired = (
+            f"the switcher in {dest} was damaged ({damage}); reinstalled it" if damage else None
+        )
+        notes = "; ".join(n for n in (repaired, leftover) if n) or None
+        self.repaired += [notes] if notes else []
+        return Found(switcher_sent=True, generations=names, repaired=notes)
+
+    def call(
+        self,
+        command: str,
+        *args: str,
+        cwd: str,
+        stdin: Stdin = None,
+        allow_report_on_failure: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run a switcher command within `timeout` (default: see _run); its JSON, or
+        RemoteError with the switcher's one line."""
+        argv = [
+            "python3",
+            "-B",
+            "-m",
+            "activate",
+            command,
+            "--state",
+            self.state,
+            "--root",
+            self.root,
+            *args,
+        ]
+        result = self._run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
+        report = None
+        if result.stdout.strip():
+            try:
+                report = strict_json.loads(result.stdout, command, "", expect=None)
+            except strict_json.JsonRefused:
+                report = None
+        if result.rc != 0:
+            line = result.stderr_line().removeprefix("activate: ")
+            if not result.stderr.strip() and (result.rc < 0 or result.rc > 128):
+                # killed by a signal (kill -9, the OOM killer): it had no time to say anything
+                line = (
+                    f"the switcher's `{command}` was killed on the server before it finished "
+                    f"(exit code {result.rc}); run `bundle status {self.host}`: it finishes or "
+                    "undoes a switch that was cut short"
+                )
+            raise RemoteError(f"{self.host}: {line}", report if allow_report_on_failure else None)
+        if report is None:
+            raise RemoteError(
+                f"{self.host}: the switcher's `{command}` printed no report; run it by hand with --debug"
+            )
+        return report
+
+    def generation_dir(self, name: str) -> str:
+        return posixpath.join(self.state, "generations", name)
+
+
+def _step(argv: list[str]) -> str:
+    """The step a command is, for messages: the switcher's command or the bootstrap's."""
+    if argv[:4] == ["python3", "-B", "-m", "activate"] and len(argv) > 4:
+        return argv[4]
+    if argv[:2] == ["python3", "-c"] and len(argv) > 3:
+        return argv[3]
+    return argv[0] if argv else "?"

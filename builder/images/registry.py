@@ -1,0 +1,345 @@
+"""Read-only image registry client: list an image's tags (OCI distribution API), urllib only.
+
+    where = locate("docker.io/library/nginx")   # Location(registry-1.docker.io, library/nginx)
+    tags = RegistryClient().tags(where)
+
+* Names are read as podman does: a first component with a dot or a colon, or `localhost`, is a
+  registry host (quay.io, ghcr.io, registry.example.org:5000); otherwise the image is on
+  Docker Hub (`docker.io`, asked at registry-1.docker.io), and a single name gets `library/`.
+* `GET /v2/REPO/tags/list?n=…`, following the `Link: <…>; rel="next"` pages.
+* Anonymous token flow: a 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` makes
+  the client fetch a token from the realm (without credentials) and ask again. Only public
+  images can be read; a registry that wants a login is reported as such.
+* HTTPS, except for registries named in BUNDLE_INSECURE_REGISTRIES (comma or space separated
+  `host[:port]`), which are asked over plain HTTP.
+* BUNDLE_REGISTRY_MIRRORS (`name=address`, comma or space separated) sends the requests for a
+  registry name to another address, as a registries.conf `location` does for podman: e.g.
+  `registry.test:5000=127.0.0.1:35123`. An address written `http://host:port` is plain HTTP.
+
+Every failure is a RegistryProblem with a one-line message naming the registry. What a
+registry sends is untrusted: its JSON goes through activate/strict_json.py, an answer is read
+up to MAX_BODY bytes, and a tag or token that is not one is refused, never printed or sent on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import attrs
+
+from activate import strict_json
+from builder.base.errors import BundleError
+from builder.stack.names import TAG
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+PAGE_SIZE = 1000
+MAX_PAGES = 200
+TIMEOUT = 20.0
+USER_AGENT = "bundle-outdated (quadlet-bundle)"
+ACCEPT = "application/json"
+MAX_BODY = 16 * 1024 * 1024  # a page of 1000 tags is under 150 KiB
+TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # it goes into an Authorization header as it is
+
+
+class RegistryProblem(BundleError):
+    """Asking a registry failed: unreachable, no such repository, refused, or nonsense back."""
+
+
+@attrs.frozen
+class Location:
+    """Where an image's tags are listed."""
+
+    registry: str  # as the image names it: docker.io, quay.io, registry.test:5000
+    repository: str  # library/nginx, prometheus/node-exporter
+    base_url: str  # https://registry-1.docker.io, http://127.0.0.1:35123
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v for v in re.split(r"[,\s]+", value or "") if v]
+
+
+def mirrors_from_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    out: dict[str, str] = {}
+    for item in _split_list(env.get("BUNDLE_REGISTRY_MIRRORS")):
+        name, sep, address = item.partition("=")
+        if not sep or not name or not address:
+            raise BundleError(
+                f"BUNDLE_REGISTRY_MIRRORS: {item!r} is not NAME=ADDRESS "
+                "(e.g. registry.test:5000=127.0.0.1:35123)",
+                2,
+            )
+        out[name.lower()] = address
+    return out
+
+
+def insecure_from_env(env: dict[str, str] | None = None) -> set[str]:
+    env = os.environ if env is None else env
+    return {v.lower() for v in _split_list(env.get("BUNDLE_INSECURE_REGISTRIES"))}
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """`image` (without tag) -> (registry, repository), the way podman and docker read it."""
+    image = image.split("@", 1)[0]
+    first, sep, rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        registry, repository = first.lower(), rest
+    else:
+        registry, repository = DOCKER_HUB, image
+    if registry in DOCKER_HUB_ALIASES:
+        registry = DOCKER_HUB
+        if "/" not in repository:
+            repository = f"library/{repository}"
+    return registry, repository
+
+
+def locate(
+    image: str,
+    mirrors: dict[str, str] | None = None,
+    insecure: set[str] | None = None,
+) -> Location:
+    """Where to ask for `image`'s tags; mirrors and insecure default to the environment."""
+    mirrors = mirrors_from_env() if mirrors is None else mirrors
+    insecure = insecure_from_env() if insecure is None else insecure
+    registry, repository = split_image(image)
+    address = mirrors.get(registry) or (DOCKER_HUB_API if registry == DOCKER_HUB else registry)
+    if "://" in address:
+        base = address.rstrip("/")
+    else:
+        plain = registry in insecure or address.lower() in insecure
+        base = f"{'http' if plain else 'https'}://{address}"
+    return Location(registry, repository, base)
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="…",service="…",scope="…"` -> ("bearer", {realm, service, scope})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m[1].lower(): m[2] if m[2] is not None else m[3] for m in _CHALLENGE_PARAM.finditer(rest)
+    }
+    return scheme.lower(), params
+
+
+def next_link(header: str | None) -> str | None:
+    """The target of `Link: <url>; rel="next"`, if any."""
+    for part in (header or "").split(","):
+        m = re.match(r"\s*<([^>]*)>\s*;(.*)", part)
+        if m and re.search(r'rel\s*=\s*"?next"?', m[2]):
+            return m[1]
+    return None
+
+
+class RegistryClient:
+    """Lists tags. Thread-safe enough for a small pool: each call makes its own requests."""
+
+    def __init__(self, timeout: float = TIMEOUT, page_size: int = PAGE_SIZE) -> None:
+        self.timeout = timeout
+        self.page_size = page_size
+        self._tokens: dict[tuple[str, str, str], str] = {}
+
+    def tags(self, where: Location) -> list[str]:
+        """Every tag of the repository, in the registry's order (pages followed)."""
+        url = f"{where.base_url}/v2/{where.repository}/tags/list?n={self.page_size}"
+        seen: set[str] = set()
+        tags: list[str] = []
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            if url in seen:
+                break
+            seen.add(url)
+            status, headers, body = self._get(where, url, token)
+            if status == 401:
+                token = self._token(where, headers.get("www-authenticate", ""))
+                status, headers, body = self._get(where, url, token)
+                if status == 401:
+                    raise RegistryProblem(
+                        f"{where.registry} refused access to {where.repository} even with an "
+                        "anonymous token: the repository does not exist or is private"
+                    )
+            if status == 400 and not tags and "n=" in url:
+                # distribution 3.1 refuses an `n` above its limit: ask for its own page size
+                url = url.split("?", 1)[0]
+                status, headers, body = self._get(where, url, token)
+            self._check(where, status, body)
+            tags.extend(_tag_page(where, body))
+            link = next_link(headers.get("link"))
+            if link is None:
+                break
+            url = urllib.parse.urljoin(url, link)
+        return tags
+
+    def _check(self, where: Location, status: int, body: bytes) -> None:
+        if status == 200:
+            return
+        if status == 404:
+            raise RegistryProblem(f"{where.registry} has no repository {where.repository}")
+        if status == 403:
+            raise RegistryProblem(
+                f"{where.registry} refused access to {where.repository} (HTTP 403)"
+            )
+        detail = _error_detail(body)
+        raise RegistryProblem(
+            f"{where.registry} answered HTTP {status} for {where.repository}"
+            + (f": {detail}" if detail else "")
+        )
+
+    def _token(self, where: Location, challenge: str) -> str:
+        scheme, params = parse_challenge(challenge)
+        if scheme != "bearer" or "realm" not in params:
+            raise RegistryProblem(
+                f"{where.registry} wants a login for {where.repository} "
+                f"({_printable(challenge.split(' ', 1)[0][:40]) or 'no challenge'}); only public images can be checked"
+            )
+        realm = params["realm"]
+        service = params.get("service", "")
+        scope = params.get("scope") or f"repository:{where.repository}:pull"
+        cached = self._tokens.get((realm, service, scope))
+        if cached:
+            return cached
+        query = urllib.parse.urlencode(
+            {k: v for k, v in (("service", service), ("scope", scope)) if v}
+        )
+        url = realm + ("&" if "?" in realm else "?") + query
+        status, _, body = self._get(where, url, None, what="token server")
+        if status != 200:
+            raise RegistryProblem(
+                f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc} "
+                f"refused an anonymous token for {where.repository} (HTTP {status})"
+            )
+        server = f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc}"
+        try:
+            doc = strict_json.loads(body, f"{server} sent an answer", "")
+        except strict_json.JsonRefused as e:
+            raise RegistryProblem(e.message) from None
+        token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryProblem(f"{server} sent no token")
+        if not TOKEN.fullmatch(token):
+            raise RegistryProblem(f"{server} sent a token with spaces or control characters")
+        self._tokens[(realm, service, scope)] = token
+        return token
+
+    def _get(
+        self, where: Location, url: str, token: str | None, what: str = "registry"
+    ) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(url, headers=headers)
+        host = urllib.parse.urlsplit(url).netloc
+        label = where.registry if what == "registry" else f"{where.registry}: the {what} {host}"
+        via = "" if host == where.registry or what != "registry" else f" (at {host})"
+        try:
+            with _opener.open(req, timeout=self.timeout) as resp:
+                return resp.status, _lower(resp.headers.items()), _read(resp, f"{label}{via}")
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, _lower(e.headers.items()), _read(e, f"{label}{via}")
+        except TimeoutError:
+            raise RegistryProblem(
+                f"{label}{via} did not answer within {self.timeout:g} s"
+            ) from None
+        except urllib.error.URLError as e:
+            reason: Any = e.reason
+            if isinstance(reason, ssl.SSLError):
+                raise RegistryProblem(
+                    f"{label}{via}: TLS failed ({_reason(reason)}); a plain-HTTP registry "
+                    "must be listed in BUNDLE_INSECURE_REGISTRIES"
+                ) from None
+            if isinstance(reason, TimeoutError):
+                raise RegistryProblem(
+                    f"{label}{via} did not answer within {self.timeout:g} s"
+                ) from None
+            raise RegistryProblem(f"{label}{via} is unreachable: {_reason(reason)}") from None
+        except (ConnectionError, OSError) as e:
+            raise RegistryProblem(f"{label}{via} is unreachable: {_reason(e)}") from None
+
+
+class _RedirectWithoutToken(urllib.request.HTTPRedirectHandler):
+    """Follow redirects (some registries send tag pages elsewhere), never with our token."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if (
+            new is not None
+            and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
+        ):
+            new.remove_header("Authorization")
+        return new
+
+
+_opener = urllib.request.build_opener(_RedirectWithoutToken())
+
+
+def _lower(items: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in items:
+        k = k.lower()
+        out[k] = f"{out[k]}, {v}" if k in out else v
+    return out
+
+
+def _reason(e: Any) -> str:
+    if isinstance(e, ssl.SSLError):
+        return getattr(e, "reason", None) or str(e)
+    if isinstance(e, socket.gaierror):
+        return "unknown host name"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return str(e)
+
+
+def _read(resp: Any, who: str) -> bytes:
+    body: bytes = resp.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise RegistryProblem(f"{who} sent an answer over {MAX_BODY >> 20} MiB")
+    return body
+
+
+def _tag_page(where: Location, body: bytes) -> list[str]:
+    """The tags of one page of a tag list; a page that is not one is refused in one line."""
+    said = f"{where.registry} sent a tag list for {where.repository}"
+    try:
+        page = strict_json.loads(body, said, "")
+    except strict_json.JsonRefused as e:
+        raise RegistryProblem(e.message) from None
+    tags = page.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RegistryProblem(f'{said}: its "tags" are not a list of strings')
+    for tag in tags:
+        if not TAG.fullmatch(tag):
+            raise RegistryProblem(f"{said}: {_printable(tag)[:80]!r} is not a tag name")
+    return tags
+
+
+def _printable(text: str) -> str:
+    """A registry's text as one terminal-safe line: control characters become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _error_detail(body: bytes) -> str:
+    try:
+        doc = strict_json.loads(body, "error", "")
+        errors = doc.get("errors") or []
+        detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+    except (strict_json.JsonRefused, AttributeError, TypeError):
+        return ""
+    return _printable(detail[:200])
