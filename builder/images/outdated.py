@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from builder.base.words import plural
+from builder.bundle.build import load_stack
 from builder.images.registry import RegistryClient, RegistryProblem, locate
 from builder.images.versions import Comparison, compare, newest_release
 
@@ -84,8 +85,6 @@ def check_hosts(
     list_tags: Callable[[str], list[str]] | None = None,
 ) -> list[Row]:
     """One row per enabled container of each host, in stack order."""
-    from builder.bundle.build import load_stack
-
     services = []
     for host in hosts:
         stack = load_stack(paths, host)

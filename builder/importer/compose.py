@@ -26,6 +26,8 @@ from builder.importer.interpolate import Unset, interpolate_tree, parse_env_file
 from builder.importer.report import Note
 from builder.importer.service import mapping, translate
 from builder.importer.yaml_reader import read_yaml
+from builder.secrets.files import SecretsError, open_file
+from builder.stack.load import stack_path
 
 TOP_LEVEL = {"services", "volumes", "networks", "secrets", "configs", "version", "name"}
 
@@ -332,9 +334,6 @@ def import_compose(
     compose: Path, host: str, stacks_dir: Path, force: bool
 ) -> tuple[Written, Imported]:
     """Convert, then store the secrets and write the stack; nothing is written on an error."""
-    from builder.secrets.files import SecretsError, open_file
-    from builder.stack.load import stack_path
-
     dest = stack_path(stacks_dir, host)
     if dest.exists() and not force:
         raise InputError(f"{dest} already exists; pass --force to replace it")

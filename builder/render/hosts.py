@@ -19,9 +19,11 @@ import jinja2
 
 from builder.base.errors import StackError
 from builder.render.features import monitoring, wireguard
-from builder.stack.load import RawStack
+from builder.render.validate import validate
+from builder.stack.load import RawStack, load_stack
 from builder.stack.model import Stack
 from builder.stack.names import service_name
+from builder.stack.structure import structure
 
 
 class StackIndex:
@@ -39,10 +41,6 @@ class StackIndex:
 
     def load(self, name: str) -> tuple[Stack, RawStack]:
         if name not in self._loaded:
-            from builder.render.validate import validate
-            from builder.stack.load import load_stack
-            from builder.stack.structure import structure
-
             raw = load_stack(self.stacks_dir, name)
             stack = structure(raw)
             problems = validate(stack, raw, self.templates_dir)

