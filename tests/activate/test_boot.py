@@ -15,11 +15,9 @@ from activate import boot, scope
 from activate.store import Store
 from activate.systemd import FilesOnly
 
+from .conftest import Run, calls, n_calls
 from .switcherkit import REPO
 from .test_recover import assert_runs, two_generations
-from .test_services import Run, calls, fake, n_calls, run
-
-__all__ = ["fake", "run"]  # fixtures shared with test_services
 
 
 def test_the_unit_runs_before_every_default_service_and_only_with_a_journal() -> None:
