@@ -19,27 +19,18 @@ from pathlib import Path
 
 from builder.base.errors import BundleError
 from builder.testserver import Registry, Target, host_problems
+from builder.testserver.webstack import DEMO_PAGE, web_stack, write_stack
 
-STACK = """\
-# The demo host: two small web servers from a registry running next to the demo server.
-[host]
-name = "demo"
-address = "demo-server"          # an alias in this demo's own ~/.ssh/config
-
-[vars]
-message = "Hello from generation one"
-
-[containers.web]
-image = "registry.test:5000/bundle/web"
-version = "1.0.0"
-ports = ["0.0.0.0:8080:8080"]
-configs = [{ template = "web/index.html.j2", mount = "/www/index.html" }]
-
-[containers.other]
-image = "registry.test:5000/bundle/web"
-version = "1.0.0"
-ports = ["0.0.0.0:8081:8080"]
-"""
+STACK = web_stack(
+    "demo",
+    "demo-server",
+    message="Hello from generation one",
+    volume=False,
+    header=(
+        "# The demo host: two small web servers from a registry running next to the demo server.\n"
+        "# demo-server is an alias in this demo's own ~/.ssh/config.\n"
+    ),
+)
 
 Say = Callable[[str], None]
 
@@ -138,11 +129,7 @@ def _write_project(demo: Demo, target: object) -> None:
     import shutil
 
     assert isinstance(target, Target)
-    (demo.project / "stacks/templates/web").mkdir(parents=True)
-    (demo.project / "stacks/demo.toml").write_text(STACK)
-    (demo.project / "stacks/templates/web/index.html.j2").write_text(
-        "{{ vars.message }} ({{ host.name }})\n"
-    )
+    write_stack(demo.project / "stacks", "demo", STACK, page=DEMO_PAGE)
     ssh = demo.home / ".ssh"
     ssh.mkdir(parents=True, mode=0o700)
     key = ssh / "id_demo"

@@ -15,44 +15,55 @@ from activate import boot, scope
 from activate.store import Store
 from activate.systemd import FilesOnly
 
+from .conftest import Run, calls, n_calls
 from .switcherkit import REPO
 from .test_recover import assert_runs, two_generations
-from .test_services import Run, calls, fake, n_calls, run
 
-__all__ = ["fake", "run"]  # fixtures shared with test_services
+UNIT_TEXTS = [
+    pytest.param(
+        Path("/srv/state"),
+        False,
+        {
+            "DefaultDependencies=no",
+            "After=local-fs.target sysinit.target",
+            "Before=basic.target shutdown.target",
+            "ConditionPathExists=/srv/state/pending.json",
+            "Type=oneshot",
+            "WorkingDirectory=/srv/state/boot",
+            "ExecStart=/usr/bin/python3 -B -m activate.boot --state /srv/state",
+            f"TimeoutStartSec={boot.TIMEOUT}",
+            "WantedBy=multi-user.target",
+        },
+        id="system",
+    ),
+    pytest.param(
+        Path("/home/apps/.local/state/bundle"),
+        True,
+        {
+            "DefaultDependencies=no",
+            "Before=basic.target shutdown.target",
+            "ConditionPathExists=/home/apps/.local/state/bundle/pending.json",
+            "WorkingDirectory=/home/apps/.local/state/bundle/boot",
+            "ExecStart=/usr/bin/python3 -B -m activate.boot --state /home/apps/.local/state/bundle",
+            f"TimeoutStartSec={boot.USER_TIMEOUT}",
+            "WantedBy=default.target",
+        },
+        id="user",
+    ),
+]
 
 
-def test_the_unit_runs_before_every_default_service_and_only_with_a_journal() -> None:
-    text = boot.unit_text(Path("/srv/state"), "/usr/bin/python3")
+@pytest.mark.parametrize(("state", "rootless", "wanted"), UNIT_TEXTS)
+def test_the_unit_runs_before_the_managers_basic_target_and_only_with_a_journal(
+    state: Path, rootless: bool, wanted: set[str]
+) -> None:
+    text = boot.unit_text(state, "/usr/bin/python3", rootless)
     lines = set(text.splitlines())
-    assert {
-        "DefaultDependencies=no",
-        "After=local-fs.target sysinit.target",
-        "Before=basic.target shutdown.target",
-        "ConditionPathExists=/srv/state/pending.json",
-        "Type=oneshot",
-        "WorkingDirectory=/srv/state/boot",
-        "ExecStart=/usr/bin/python3 -B -m activate.boot --state /srv/state",
-        f"TimeoutStartSec={boot.TIMEOUT}",
-        "WantedBy=multi-user.target",
-    } <= lines
-
-
-def test_a_rootless_unit_runs_in_the_users_manager_before_its_basic_target() -> None:
-    text = boot.unit_text(Path("/home/apps/.local/state/bundle"), "/usr/bin/python3", True)
-    lines = set(text.splitlines())
-    assert {
-        "DefaultDependencies=no",
-        "Before=basic.target shutdown.target",
-        "ConditionPathExists=/home/apps/.local/state/bundle/pending.json",
-        "WorkingDirectory=/home/apps/.local/state/bundle/boot",
-        "ExecStart=/usr/bin/python3 -B -m activate.boot --state /home/apps/.local/state/bundle",
-        f"TimeoutStartSec={boot.USER_TIMEOUT}",
-        "WantedBy=default.target",
-    } <= lines
-    # the user manager has neither; it starts long after the system reached both
-    assert not any(line.startswith("After=") for line in lines), text
-    assert f"journalctl --user -u {boot.UNIT}" in text
+    assert wanted <= lines
+    if rootless:
+        # the user manager has neither; it starts long after the system reached both
+        assert not any(line.startswith("After=") for line in lines), text
+        assert f"journalctl --user -u {boot.UNIT}" in text
 
 
 APPS = scope.Scope(True, "apps", 1000, Path("/home/apps"))

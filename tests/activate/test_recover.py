@@ -16,11 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import web_stack
+from .conftest import Run, services, web_stack
 from .switcherkit import Bundle, U, push
-from .test_services import Run, fake, run, services
-
-__all__ = ["fake", "run"]  # fixtures shared with test_services
 
 QUADLET = Path("etc/containers/systemd")
 SYSTEMD = Path("etc/systemd/system")

@@ -8,61 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from .conftest import web_stack
-from .switcherkit import Bundle, Result, U, finish, push, switcher
-
-FAKE = Path(__file__).with_name("fake_tools.py")
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def fake(tmp_path: Path, state: Path, root: Path) -> dict[str, str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("systemctl", "podman", "quadlet"):
-        (bin_dir / tool).write_text(f"#!{sys.executable}\nexec(open({str(FAKE)!r}).read())\n")
-        (bin_dir / tool).chmod(0o755)
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "FAKE_STATE": str(tmp_path / "fake.json"),
-        "FAKE_ROOT": str(root),
-        "BUNDLE_QUADLET": str(bin_dir / "quadlet"),
-    }
-
-
-@pytest.fixture
-def run(fake: dict[str, str], state: Path, root: Path) -> Run:
-    def run(command: str, *args: str, env: dict[str, str] | None = None) -> Result:
-        return switcher(
-            command, state, root, *args, "--services", "systemd", env={**fake, **(env or {})}
-        )
-
-    return run
-
-
-def calls(fake: dict[str, str], since: int = 0) -> list[str]:
-    lines = Path(fake["FAKE_STATE"]).with_suffix(".log").read_text().splitlines()
-    return [
-        ln
-        for ln in lines[since:]
-        if not ln.startswith(("systemctl show", "systemctl is-system", "systemctl reset-failed"))
-    ]
-
-
-def n_calls(fake: dict[str, str]) -> int:
-    log = Path(fake["FAKE_STATE"]).with_suffix(".log")
-    return len(log.read_text().splitlines()) if log.exists() else 0
-
-
-def services(fake: dict[str, str]) -> dict[str, list[str]]:
-    return json.loads(Path(fake["FAKE_STATE"]).read_text())
+from .conftest import Run, calls, n_calls, raw_calls, services, web_stack
+from .switcherkit import Bundle, U, finish, push
 
 
 def current_generation(state: Path) -> int:
@@ -169,10 +118,6 @@ def test_failed_start_puts_the_old_generation_back(
     last = json.loads((state / "history.jsonl").read_text().splitlines()[-1])
     assert (last["from"], last["to"], last["result"]) == (1, 2, "rolled back")
     assert not (state / "pending.json").exists()
-
-
-def raw_calls(fake: dict[str, str]) -> list[str]:
-    return Path(fake["FAKE_STATE"]).with_suffix(".log").read_text().splitlines()
 
 
 def test_a_unit_left_failed_by_a_crash_loop_is_reset_before_it_is_started(

@@ -83,3 +83,12 @@ def quadlet_dryrun(
         text=True,
         check=False,
     )
+
+
+def small_stack(name: str, *web: str) -> str:
+    """The stack of host `name` (at NAME.example.org) with one nginx container, `web`, and the
+    lines `web` added to it."""
+    return (
+        f'[host]\nname = "{name}"\naddress = "{name}.example.org"\n\n'
+        '[containers.web]\nimage = "docker.io/library/nginx"\nversion = "1.27.3"\n'
+    ) + "".join(f"{line}\n" for line in web)

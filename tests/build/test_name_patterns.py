@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.build.conftest import Project
+from tests.build.conftest import Project, small_stack
 
-STACK = """[host]
-name = "web1"
-address = "web1.example.org"
-
-[containers.web]
-image = "docker.io/library/nginx"
-version = "1.27.3"
-"""
+STACK = small_stack("web1")
 
 
 @pytest.mark.parametrize("host", ["web1\n", "web١"], ids=["trailing-newline", "arabic-digit"])

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.build.conftest import Project
+from tests.build.conftest import Project, small_stack
 
-STACK = """[host]
-name = "bad"
-address = "bad.example.org"
-
-[containers.web]
-image = "docker.io/library/nginx"
-version = "1.27.3"
-configs = [{ KIND = "site.conf", mount = "/etc/nginx/conf.d/site.conf" }]
-"""
+STACK = small_stack(
+    "bad", 'configs = [{ KIND = "site.conf", mount = "/etc/nginx/conf.d/site.conf" }]'
+)
 
 
 def refused(project: Project, *lines: str) -> None:

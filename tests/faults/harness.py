@@ -1,9 +1,9 @@
 """The crash-test lab: one real server, one project, faults injected by name, the truth checked.
 
-A fault point is a test in test_faults.py that (1) writes the next version of the stack,
-(2) deploys it while something goes wrong, (3) asks `bundle status --json` and checks it
-against the server itself, (4) deploys again and checks that this completes, (5) checks every
-object in the state folder. `Lab.record` keeps what happened for the table in
+A fault point is a row of POINTS in test_faults.py; its test (1) writes the next version of
+the stack, (2) deploys it while something goes wrong, (3) asks `bundle status --json` and
+checks it against the server itself, (4) deploys again and checks that this completes, (5)
+checks every object in the state folder. `Lab.record` keeps what happened for the table in
 docs/reliability.md (tests/faults/render.py).
 
 Ways to hurt a deploy:
@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 
 from builder.stack import model
+from builder.testserver.webstack import web_stack
 from tests.faults.proxy import Proxy
 from tests.harness import Target
 from tests.server.conftest import DeployProject
@@ -57,28 +58,6 @@ SAFETY = "".join(
     if key in _HOST_KEYS
 )
 
-STACK = """\
-[host]
-name = "web1"
-address = "web1-test"
-{safety}
-[vars]
-message = "{message}"
-
-[volumes.web-data]
-
-[containers.web]
-image = "registry.test:5000/bundle/web"
-version = "1.0.0"
-ports = ["0.0.0.0:8080:8080"]
-volumes = ["web-data:/data"]
-configs = [{{ template = "web/index.html.j2", mount = "/www/index.html" }}{blob}]
-
-[containers.{variant}]
-image = "registry.test:5000/bundle/web"
-version = "1.0.0"
-ports = ["0.0.0.0:{port}:8080"]
-{broken}"""
 
 # Server-side view of everything a generation is made of: one SSH round trip.
 OBSERVE = r"""
@@ -151,6 +130,8 @@ class Lab:
     version: int = 0
     variant: str = "other"
     running: int = 0  # the generation the last point left running
+    host: str = ""  # more [host] lines of the stack (each ending in a newline)
+    state: str = STATE  # the switcher's state folder on the server
 
     @property
     def target(self) -> Target:
@@ -168,13 +149,13 @@ class Lab:
         blob = self.p.stacks / "templates" / BLOB
         if big:
             blob.write_bytes(os.urandom(1 << 20))
-        text = STACK.format(
-            safety=SAFETY,
+        text = web_stack(
             message=message,
-            variant=self.variant,
-            port=VARIANTS[self.variant],
-            blob=f', {{ source = "{BLOB}", mount = "/www/blob.bin" }}' if big else "",
-            broken='volumes = ["/nonexistent/bundle-fault:/x"]\n' if broken else "",
+            host=self.host + SAFETY,
+            more_configs=f', {{ source = "{BLOB}", mount = "/www/blob.bin" }}' if big else "",
+            other=self.variant,
+            other_port=VARIANTS[self.variant],
+            other_lines='volumes = ["/nonexistent/bundle-fault:/x"]\n' if broken else "",
         )
         (self.p.stacks / "web1.toml").write_text(text)
         return message
@@ -232,7 +213,7 @@ class Lab:
     def stopped_switcher(self, timeout: float = 60) -> int:
         """The pid of the switcher that stopped itself at its fault point (it holds the lock)."""
         script = (
-            f'pid=$(python3 -c \'import json; print(json.load(open("{STATE}/lock"))["pid"])\' '
+            f'pid=$(python3 -c \'import json; print(json.load(open("{self.state}/lock"))["pid"])\' '
             "2>/dev/null) && [ \"$(awk '{print $3}' /proc/$pid/stat 2>/dev/null)\" = T ] && echo $pid"
         )
         deadline = time.monotonic() + timeout
@@ -275,7 +256,7 @@ class Lab:
         return None
 
     def history(self) -> list[dict[str, Any]]:
-        text = self.target.ssh(f"cat {STATE}/history.jsonl", check=False).stdout
+        text = self.target.ssh(f"cat {self.state}/history.jsonl", check=False).stdout
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def resume(self, pid: int) -> None:

@@ -18,6 +18,12 @@ from typing import Any
 import pytest
 
 from tests.faults.harness import BOOT_UNIT, STATE, Lab
+from tests.faults.managers import (
+    Manager,
+    power_cut_mid_switch_is_repaired_at_boot,
+    sh,
+    the_unit_is_installed_before_the_units,
+)
 from tests.harness import Target
 from tests.server.conftest import make_deploy_project
 
@@ -32,32 +38,15 @@ def lab(target: Target, registry: Any, tmp_path_factory: pytest.TempPathFactory)
     yield lab
 
 
-def sh(lab: Lab, command: str) -> str:
-    return lab.target.ssh(command, check=False).stdout.strip()
+SYSTEM = Manager()
 
 
 def unit_show(lab: Lab, *props: str) -> dict[str, str]:
-    out = sh(lab, f"systemctl show {BOOT_UNIT} " + " ".join(f"-p {p}" for p in props))
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def containers(lab: Lab, number: int) -> set[str]:
-    """The containers generation `number` runs (the builder names each after its key)."""
-    manifest = json.loads((lab.local(number) / "manifest.json").read_text())
-    return {
-        key.removesuffix(".container")
-        for key, unit in manifest["units"].items()
-        if key.endswith(".container") and unit["enable"]
-    }
+    return SYSTEM.show(lab, BOOT_UNIT, *props)
 
 
 def test_the_unit_is_installed_enabled_and_not_drift(lab: Lab) -> None:
-    assert sh(lab, f"systemctl is-enabled {BOOT_UNIT}") == "enabled"
-    unit = lab.target.read_file(f"/etc/systemd/system/{BOOT_UNIT}")
-    assert f"ConditionPathExists={STATE}/pending.json" in unit
-    assert "Before=basic.target" in unit and "DefaultDependencies=no" in unit
-    assert sh(lab, f"test -f {STATE}/boot/activate/boot.py && echo yes") == "yes"
-    assert lab.status()["drift"] == []
+    the_unit_is_installed_before_the_units(lab, SYSTEM)
 
 
 def test_a_boot_with_nothing_pending_runs_nothing(lab: Lab) -> None:
@@ -73,27 +62,6 @@ def test_a_boot_with_nothing_pending_runs_nothing(lab: Lab) -> None:
     assert lab.check(lab.status(), (lab.running,)) == lab.running
 
 
-def monotonic(lab: Lab, unit: str, prop: str) -> int:
-    return int(sh(lab, f"systemctl show {unit} -p {prop} --value") or 0)
-
-
-def ran_before_units(lab: Lab, want: int, other: int) -> None:
-    """Nothing of `want` started before the repair ended, and the units only `other` has
-    never started in this boot: the server never ran a mixture."""
-    repaired = monotonic(lab, BOOT_UNIT, "ExecMainExitTimestampMonotonic")
-    began = monotonic(lab, BOOT_UNIT, "ExecMainStartTimestampMonotonic")
-    assert 0 < began < repaired
-    print(f"{BOOT_UNIT} took {(repaired - began) / 1e6:.2f} s")
-    assert repaired - began < 15e6, "the repair held up the boot"  # µs; the unit allows 60 s
-    mine = {f"{name}.service" for name in containers(lab, want)}
-    for service in mine:
-        started = monotonic(lab, service, "InactiveExitTimestampMonotonic")
-        assert started > repaired, (service, started, repaired)
-    for service in {f"{name}.service" for name in containers(lab, other)} - mine:
-        said = sh(lab, f"journalctl -b -u {service} -o cat --no-pager")
-        assert "Started" not in said and "Starting" not in said, (service, said)
-
-
 POINTS = [
     ("install-wrote-file", "old", "one new unit file written, the others still old"),
     ("switch-starting", "old", "the new units loaded and the first one restarted"),
@@ -106,37 +74,7 @@ POINTS = [
 def test_power_cut_mid_switch_is_repaired_at_boot(
     lab: Lab, point: str, ends_on: str, why: str
 ) -> None:
-    old = lab.running
-    lab.next_stack(f"power cut at {point}: {why}")
-    lab.power_cut_at(point)
-    new = lab.latest()
-    want = old if ends_on == "old" else new
-    folder = lab.local(want).name
-
-    # the server, read with plain commands: no switcher ran since the boot but the unit
-    assert sh(lab, f"test -e {STATE}/pending.json && echo left") == ""
-    assert sh(lab, f"readlink {STATE}/current") == f"generations/{folder}"
-    etc = sh(lab, "cd /etc/containers/systemd && sha256sum * | sort -k2")
-    mine = sh(lab, f"cd {STATE}/current/units/quadlet && sha256sum * | sort -k2")
-    assert etc == mine, "the unit files in /etc are not those of the generation"
-    assert set(sh(lab, "podman ps --format '{{.Names}}'").split()) == containers(lab, want)
-    assert lab.p.fetch(8080) == lab.page(want)
-    entry = lab.history()[-1]
-    assert (entry["from"], entry["to"]) == (old, new), entry
-    assert BOOT_UNIT in entry["message"], entry
-    assert entry["result"] == ("ok" if ends_on == "new" else "rolled back"), entry
-    shown = unit_show(lab, "ConditionResult", "Result", "ExecMainStatus")
-    assert shown == {"ConditionResult": "yes", "Result": "success", "ExecMainStatus": "0"}
-    said = sh(lab, f"journalctl -b -u {BOOT_UNIT} -o cat --no-pager")
-    assert ("finished" if ends_on == "new" else "undone") in said, said
-    ran_before_units(lab, want, other=new if want == old else old)
-
-    # then the deployer agrees, and goes on
-    status = lab.status()
-    assert status["recovered"] is None and status["interrupted"] is None, status
-    lab.running = lab.check(status, (want,))
-    lab.p.ok("switch", "web1")
-    lab.running = lab.check(lab.status(), (lab.latest(),))
+    power_cut_mid_switch_is_repaired_at_boot(lab, SYSTEM, point, ends_on, why)
 
 
 def test_a_damaged_journal_does_not_hold_up_the_boot(lab: Lab) -> None:

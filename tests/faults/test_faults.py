@@ -3,8 +3,9 @@
 with that generation's units, the next `bundle switch` must complete and every object must
 still hash to its name.
 
-One server and one project serve all the points in order; each point starts from the
-generation the previous one left running. What happened at each point is written to
+Each point is a row of POINTS: what is done, and a function that does it. One server and one
+project serve all the points in order; each point starts from the generation the previous one
+left running. What happened at each point is written to
 $BUNDLE_FAULT_RESULTS (default build/fault-results.json) and rendered into
 docs/reliability.md by `python -m tests.faults.render`.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from builder.base.words import plural
@@ -43,60 +45,42 @@ def lab(target: Target, registry: Any, tmp_path_factory: pytest.TempPathFactory)
     RESULTS.write_text(json.dumps([o.as_json() for o in lab.results], indent=2) + "\n")
 
 
-def begin(lab: Lab, point: str, fault: str, **stack: bool) -> tuple[Outcome, int]:
-    old = lab.running
-    lab.next_stack(point, **stack)
-    return Outcome(point, fault), old
+Hurt = Callable[[Lab], str]  # does the harm; returns what the deployer saw
+
+
+@attrs.frozen
+class Point:
+    """A fault point: one row of the table in docs/reliability.md."""
+
+    name: str
+    fault: str  # what is done, in the table's words
+    hurt: Hurt
+    big: bool = False  # the push carries a 1 MiB random file (it takes a while)
+    broken: bool = False  # a container of the new generation cannot start
+    ends_on: tuple[str, ...] = ("old",)  # the generations ("old", "new") that may run after
 
 
 # ---- the deployer and the network, during the push ------------------------------------------
 
 
-def test_client_killed_during_push(lab: Lab) -> None:
-    out, old = begin(
-        lab,
-        "client-killed-during-push",
-        "`bundle switch` gets SIGKILL halfway through sending a 1 MiB file",
-        big=True,
-    )
+def client_killed_during_push(lab: Lab) -> str:
     with lab.proxy("stall", MID_STREAM) as proxy:
         client = lab.start("switch", "web1")
         assert proxy.stalled.wait(60), "the push never got halfway"
         client.kill()
-        out.deployer = lab.saw(client)
-    lab.settle(out, old, lab.latest(), (old,))
+        return lab.saw(client)
 
 
-def test_connection_dropped_during_push(lab: Lab) -> None:
-    out, old = begin(
-        lab,
-        "connection-dropped-during-push",
-        "the TCP connection breaks halfway through the push",
-        big=True,
-    )
-    with lab.proxy("drop", MID_STREAM):
-        out.deployer = lab.saw(lab.run("switch", "web1"))
-    lab.settle(out, old, lab.latest(), (old,))
+def through_proxy(mode: str) -> Hurt:
+    def hurt(lab: Lab) -> str:
+        with lab.proxy(mode, MID_STREAM):
+            return lab.saw(lab.run("switch", "web1"))
+
+    return hurt
 
 
-def test_flipped_bit_in_transit(lab: Lab) -> None:
-    out, old = begin(
-        lab,
-        "flipped-bit-in-transit",
-        "one bit of the SSH stream flipped on the way to the server",
-        big=True,
-    )
-    with lab.proxy("flip", MID_STREAM):
-        out.deployer = lab.saw(lab.run("switch", "web1"))
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-def test_corrupt_stream_past_the_transport(lab: Lab) -> None:
-    out, old = begin(
-        lab,
-        "corrupt-stream-past-the-transport",
-        "the push stream reaches `receive` with one byte changed (corruption SSH did not catch)",
-    )
+def corrupt_stream_past_the_transport(lab: Lab) -> str:
+    old = lab.running
     new = lab.build()
     gen = Store(lab.p.bundles, "web1").get(new)
     manifest = gen.manifest()
@@ -112,48 +96,101 @@ def test_corrupt_stream_past_the_transport(lab: Lab) -> None:
     )
     lines = r.stderr.strip().splitlines()
     assert r.returncode in (1, 2) and len(lines) == 1, r.stderr
-    out.deployer = f"receive: exit {r.returncode}: {lines[0]}"
-    lab.settle(out, old, new, (old,))
+    return f"receive: exit {r.returncode}: {lines[0]}"
 
 
-def test_disk_full_during_receive(lab: Lab) -> None:
-    out, old = begin(
-        lab,
-        "disk-full-during-receive",
-        "STATE/incoming is a 256 KiB tmpfs; the push brings a 1 MiB file",
-        big=True,
-    )
+def disk_full_during_receive(lab: Lab) -> str:
     with lab.small_disk("incoming", 256):
-        out.deployer = lab.saw(lab.run("switch", "web1"))
-        assert "space" in out.deployer
-    lab.settle(out, old, lab.latest(), (old,))
+        saw = lab.saw(lab.run("switch", "web1"))
+        assert "space" in saw
+    return saw
 
 
-# ---- the switcher killed while it receives ---------------------------------------------------
+# ---- the switcher killed at a step of receiving or switching ---------------------------------
 
 
-@pytest.mark.parametrize(
-    ("point", "where"),
-    [
-        ("receive-after-object", "after the first object of the push is stored in staging"),
-        (
-            "receive-before-publish",
-            "with the new generation assembled, before it is renamed into generations/",
-        ),
-        ("receive-after-publish", "right after the new generation is registered"),
-    ],
-)
-def test_switcher_killed_while_receiving(lab: Lab, point: str, where: str) -> None:
-    out, old = begin(
-        lab, f"switcher-killed-{point}", f"the switcher gets SIGKILL {where}", big=True
-    )
-    lab.fault(point)
-    out.deployer = lab.saw(lab.run("switch", "web1"))
-    lab.settle(out, old, lab.latest(), (old,))
+def killed_at(step: str) -> Hurt:
+    def hurt(lab: Lab) -> str:
+        lab.fault(step)
+        return lab.saw(lab.run("switch", "web1"))
+
+    return hurt
 
 
-# ---- the switcher killed at each step of a switch ----------------------------------------------
+def killed_on_its_way_back(lab: Lab) -> str:
+    saw = killed_at("switch-restoring")(lab)
+    lab.no_fault()
+    lab.next_stack("switcher-killed-switch-restoring, fixed")
+    return saw
 
+
+def killed_from_outside(lab: Lab) -> str:
+    lab.fault("switch-reloaded:stop")
+    client = lab.start("switch", "web1")
+    pid = lab.stopped_switcher()
+    lab.target.ssh(f"kill -9 {pid}")
+    return lab.saw(client)
+
+
+# ---- the deployer or its connection lost while the server switches -------------------------
+
+
+def client_killed_during_activation(lab: Lab) -> str:
+    lab.fault("switch-flipped:stop")
+    client = lab.start("switch", "web1")
+    pid = lab.stopped_switcher()
+    lab.no_fault()
+    client.kill()
+    saw = lab.saw(client)
+    lab.resume(pid)
+    lab.wait_idle()
+    return saw
+
+
+def connection_dropped_during_activation(lab: Lab) -> str:
+    lab.fault("switch-flipped:stop")
+    with lab.proxy("pass") as proxy:
+        client = lab.start("switch", "web1")
+        pid = lab.stopped_switcher()
+        lab.no_fault()
+        proxy.cut()
+        saw = lab.saw(client)
+    lab.resume(pid)
+    lab.wait_idle()
+    return saw
+
+
+def disk_full_during_activation(lab: Lab) -> str:
+    lab.fault("switch-flipped:stop")
+    client = lab.start("switch", "web1")
+    pid = lab.stopped_switcher()
+    lab.no_fault()
+    with lab.small_disk("", 512):
+        lab.fill()
+        lab.resume(pid)
+        saw = lab.saw(client)
+        lab.wait_idle()
+    return saw
+
+
+# ---- the power ----------------------------------------------------------------------------
+
+
+def power_cut_at(step: str) -> Hurt:
+    def hurt(lab: Lab) -> str:
+        return lab.power_cut_at(step)
+
+    return hurt
+
+
+RECEIVING = [
+    ("receive-after-object", "after the first object of the push is stored in staging"),
+    (
+        "receive-before-publish",
+        "with the new generation assembled, before it is renamed into generations/",
+    ),
+    ("receive-after-publish", "right after the new generation is registered"),
+]
 STEPS = [
     ("switch-started", "with its journal written, before any change"),
     ("switch-stopped", "after stopping the container that goes away"),
@@ -163,140 +200,115 @@ STEPS = [
     ("switch-starting", "after starting or restarting the first unit"),
     ("switch-running", "with every unit started, before the health gate"),
 ]
+AFTER_THE_FLIP = ("old", "new")  # the switcher, resumed, may finish or undo the switch
 
-
-@pytest.mark.parametrize(("point", "where"), STEPS, ids=[s[0] for s in STEPS])
-def test_switcher_killed_during_a_switch_is_undone(lab: Lab, point: str, where: str) -> None:
-    out, old = begin(lab, f"switcher-killed-{point}", f"the switcher gets SIGKILL {where}")
-    lab.fault(point)
-    out.deployer = lab.saw(lab.run("switch", "web1"))
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-def test_switcher_killed_after_its_last_change_is_finished(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+# In the order of the table in docs/reliability.md.
+POINTS = [
+    Point(
+        "client-killed-during-push",
+        "`bundle switch` gets SIGKILL halfway through sending a 1 MiB file",
+        client_killed_during_push,
+        big=True,
+    ),
+    Point(
+        "connection-dropped-during-push",
+        "the TCP connection breaks halfway through the push",
+        through_proxy("drop"),
+        big=True,
+    ),
+    Point(
+        "flipped-bit-in-transit",
+        "one bit of the SSH stream flipped on the way to the server",
+        through_proxy("flip"),
+        big=True,
+    ),
+    Point(
+        "corrupt-stream-past-the-transport",
+        "the push stream reaches `receive` with one byte changed (corruption SSH did not catch)",
+        corrupt_stream_past_the_transport,
+    ),
+    Point(
+        "disk-full-during-receive",
+        "STATE/incoming is a 256 KiB tmpfs; the push brings a 1 MiB file",
+        disk_full_during_receive,
+        big=True,
+    ),
+    *(
+        Point(
+            f"switcher-killed-{step}",
+            f"the switcher gets SIGKILL {where}",
+            killed_at(step),
+            big=True,
+        )
+        for step, where in RECEIVING
+    ),
+    *(
+        Point(f"switcher-killed-{step}", f"the switcher gets SIGKILL {where}", killed_at(step))
+        for step, where in STEPS
+    ),
+    Point(
         "switcher-killed-switch-done",
         "the switcher gets SIGKILL after the last change, before its history line",
-    )
-    lab.fault("switch-done")
-    out.deployer = lab.saw(lab.run("switch", "web1"))
-    lab.settle(out, old, lab.latest(), (lab.latest(),))
-
-
-def test_switcher_killed_on_its_way_back(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+        killed_at("switch-done"),
+        ends_on=("new",),
+    ),
+    Point(
         "switcher-killed-switch-restoring",
         "a container of the new generation cannot start; the switcher gets SIGKILL as it starts going back",
+        killed_on_its_way_back,
         broken=True,
-    )
-    lab.fault("switch-restoring")
-    out.deployer = lab.saw(lab.run("switch", "web1"))
-    lab.no_fault()
-    lab.next_stack("switcher-killed-switch-restoring, fixed")
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-def test_switcher_killed_from_outside(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+    ),
+    Point(
         "switcher-killed-from-outside",
         "`kill -9` of the switcher's pid from another shell, with the new units loaded",
-    )
-    lab.fault("switch-reloaded:stop")
-    client = lab.start("switch", "web1")
-    pid = lab.stopped_switcher()
-    lab.target.ssh(f"kill -9 {pid}")
-    out.deployer = lab.saw(client)
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-# ---- the deployer or its connection lost while the server switches -------------------------
-
-
-def test_client_killed_during_activation(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+        killed_from_outside,
+    ),
+    Point(
         "client-killed-during-activation",
         "`bundle switch` gets SIGKILL while the server is switching (right after the flip)",
-    )
-    lab.fault("switch-flipped:stop")
-    client = lab.start("switch", "web1")
-    pid = lab.stopped_switcher()
-    lab.no_fault()
-    client.kill()
-    out.deployer = lab.saw(client)
-    lab.resume(pid)
-    lab.wait_idle()
-    lab.settle(out, old, lab.latest(), (old, lab.latest()))
-
-
-def test_connection_dropped_during_activation(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+        client_killed_during_activation,
+        ends_on=AFTER_THE_FLIP,
+    ),
+    Point(
         "connection-dropped-during-activation",
         "the TCP connection breaks while the server is switching (right after the flip)",
-    )
-    lab.fault("switch-flipped:stop")
-    with lab.proxy("pass") as proxy:
-        client = lab.start("switch", "web1")
-        pid = lab.stopped_switcher()
-        lab.no_fault()
-        proxy.cut()
-        out.deployer = lab.saw(client)
-    lab.resume(pid)
-    lab.wait_idle()
-    lab.settle(out, old, lab.latest(), (old, lab.latest()))
-
-
-def test_disk_full_during_activation(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+        connection_dropped_during_activation,
+        ends_on=AFTER_THE_FLIP,
+    ),
+    Point(
         "disk-full-during-activation",
         "the state folder fills up right after the flip (a tmpfs, filled to the last block)",
-    )
-    lab.fault("switch-flipped:stop")
-    client = lab.start("switch", "web1")
-    pid = lab.stopped_switcher()
-    lab.no_fault()
-    with lab.small_disk("", 512):
-        lab.fill()
-        lab.resume(pid)
-        out.deployer = lab.saw(client)
-        lab.wait_idle()
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-# ---- the power ----------------------------------------------------------------------------
-
-
-def test_power_cut_during_receive(lab: Lab) -> None:
-    out, old = begin(
-        lab, "power-cut-during-receive", "power cut while the push is being received", big=True
-    )
-    out.deployer = lab.power_cut_at("receive-after-object")
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-def test_power_cut_after_flip(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+        disk_full_during_activation,
+    ),
+    Point(
+        "power-cut-during-receive",
+        "power cut while the push is being received",
+        power_cut_at("receive-after-object"),
+        big=True,
+    ),
+    Point(
         "power-cut-after-flip",
         "power cut right after `current` was flipped, with the old unit files still in /etc",
-    )
-    out.deployer = lab.power_cut_at("switch-flipped")
-    lab.settle(out, old, lab.latest(), (old,))
-
-
-def test_power_cut_while_starting(lab: Lab) -> None:
-    out, old = begin(
-        lab,
+        power_cut_at("switch-flipped"),
+    ),
+    Point(
         "power-cut-while-starting",
         "power cut while the new units are being started, with the new unit files in /etc",
-    )
-    out.deployer = lab.power_cut_at("switch-starting")
-    lab.settle(out, old, lab.latest(), (old,))
+        power_cut_at("switch-starting"),
+    ),
+]
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
+def test_a_hurt_deploy_leaves_one_whole_generation_and_the_next_one_works(
+    lab: Lab, point: Point
+) -> None:
+    old = lab.running
+    lab.next_stack(point.name, big=point.big, broken=point.broken)
+    out = Outcome(point.name, point.fault)
+    out.deployer = point.hurt(lab)
+    new = lab.latest()
+    lab.settle(out, old, new, tuple(old if g == "old" else new for g in point.ends_on))
 
 
 def test_the_table_in_docs_is_current(lab: Lab, request: pytest.FixtureRequest) -> None:

@@ -14,30 +14,10 @@ from typing import Any
 
 import pytest
 
+from builder.testserver.webstack import web_stack, write_stack
 from tests.harness import Target
 
-WEB_STACK = """\
-[host]
-name = "web1"
-address = "web1-test"
-
-[vars]
-message = "first"
-
-[volumes.web-data]
-
-[containers.web]
-image = "registry.test:5000/bundle/web"
-version = "1.0.0"
-ports = ["0.0.0.0:8080:8080"]
-volumes = ["web-data:/data"]
-configs = [{ template = "web/index.html.j2", mount = "/www/index.html" }]
-
-[containers.other]
-image = "registry.test:5000/bundle/web"
-version = "1.0.0"
-ports = ["0.0.0.0:8081:8080"]
-"""
+WEB_STACK = web_stack()
 
 
 @dataclass
@@ -100,11 +80,7 @@ class DeployProject:
 
 def make_deploy_project(tmp_path: Path, target: Target, stack: str = WEB_STACK) -> DeployProject:
     root = tmp_path / "project"
-    (root / "stacks/templates/web").mkdir(parents=True)
-    (root / "stacks/web1.toml").write_text(stack)
-    (root / "stacks/templates/web/index.html.j2").write_text(
-        "{{ vars.message }} from {{ host.name }}\n"
-    )
+    write_stack(root / "stacks", "web1", stack)
     home = tmp_path / "home"
     ssh = home / ".ssh"
     ssh.mkdir(parents=True, mode=0o700)
