@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,8 +127,6 @@ def run_demo(say: Say = print, keep: bool = False) -> None:
 
 
 def _write_project(demo: Demo, target: object) -> None:
-    import shutil
-
     assert isinstance(target, Target)
     write_stack(demo.project / "stacks", "demo", STACK, page=DEMO_PAGE)
     ssh = demo.home / ".ssh"
