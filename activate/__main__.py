@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from . import activation, gc, lock, receive, rollback, secrets, status, strict_json
 from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
 from .errors import BadInput, Failed, Reported, SwitcherError
+from .protocol import Action
 from .recover import recover
 from .report import emit, error
 from .store import Store
@@ -92,6 +93,14 @@ def _read_have_request() -> Any:
     )
 
 
+def _action() -> Action:
+    """What this activation is: a rollback's own switcher is told so by its caller."""
+    named = os.environ.get(rollback.ACTION_ENV) or Action.ACTIVATE
+    if named not in (Action.ACTIVATE, Action.ROLLBACK):
+        raise BadInput(f"{rollback.ACTION_ENV}={named!r}: expected activate or rollback")
+    return Action(named)
+
+
 def _run(args: argparse.Namespace) -> int:
     store = Store(args.state.absolute())
     root: Path = args.root.absolute()
@@ -113,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         emit(activation.preview(store, root, services, args.generation))
     elif command == "activate":
         store.require_exists()
-        action = os.environ.get(rollback.ACTION_ENV) or "activate"
+        action = _action()
         if args.detach and services.managed:
             target = store.find(args.generation)
             emit(start_detached(store, target, root, action, passed_on(args)))

@@ -31,6 +31,7 @@ from .health import Health, gate
 from .install import find_drift, install_units
 from .manifest import Manifest
 from .planner import RUNNING_STATES, Plan, plan
+from .protocol import Action, Stage
 from .safety import Safety
 from .snapshot import take as take_snapshot
 from .store import Generation, Store, history_entry
@@ -374,7 +375,7 @@ def activate(
     services: Services,
     number: int,
     force: bool,
-    action: str,
+    action: Action,
     safety: Safety | None = None,
 ) -> dict[str, Any]:
     """Switch to generation `number`; the caller holds the lock."""
@@ -395,19 +396,19 @@ def activate(
     if recovered:
         outcome["recovered"] = recovered
     # A rollback is already the way back: a failed gate there is reported, not undone.
-    undo_on_failure = safety.rollback and action != "rollback"
+    undo_on_failure = safety.rollback and action is not Action.ROLLBACK
     try:
         with _signals_become_errors():
             journal.begin(store, action, from_n, number)
             if run:
-                run.phase("switching", **{"from": from_n, "to": number})
+                run.phase(Stage.SWITCHING, **{"from": from_n, "to": number})
             kept = take_snapshot(store, services, sw.current, sw.old, sw.new, progress.touched.add)
             if kept:
                 outcome["snapshot"] = kept
             files = _forward(sw, progress)
             timeout, settle = safety.timeouts(sw.new)
             if run:
-                run.phase("checking", **{"from": from_n, "to": number, "timeout": timeout})
+                run.phase(Stage.CHECKING, **{"from": from_n, "to": number, "timeout": timeout})
             health = _health_gate(sw, timeout, settle)
             outcome["health"] = health.as_json()
             if not health.passed and undo_on_failure:
@@ -458,7 +459,7 @@ def activate(
     result = "ok"
     if not health.passed:
         result = "unhealthy"
-        why = "--no-rollback" if action != "rollback" else "this is a rollback"
+        why = "--no-rollback" if action is not Action.ROLLBACK else "this is a rollback"
         summary = f"{health.summary()}; generation {number} stays active ({why})"
     store.append_history(history_entry(action, from_n, number, result, summary))
     store.clear_pending()  # after the history line: the journal says `done` until then

@@ -38,6 +38,7 @@ from typing import Any
 
 from . import durable, strict_json
 from .errors import BadInput, Failed, Reported, SwitcherError
+from .protocol import Action, Stage, switcher_argv
 from .safety import Safety
 from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
@@ -82,7 +83,7 @@ class Run:
     def report(self) -> dict[str, Any] | None:
         return self._read("report.json")
 
-    def phase(self, phase: str, **extra: Any) -> None:
+    def phase(self, phase: Stage, **extra: Any) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write("status.json", {"phase": phase, "run": self.id, "pid": os.getpid(), **extra})
 
@@ -90,13 +91,15 @@ class Run:
         """The final word: written once, after history.jsonl."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write("report.json", {"report": report, "exit": exit_code, "error": error})
-        self.phase("done", exit=exit_code)
+        self.phase(Stage.DONE, exit=exit_code)
 
     def await_confirmation(self, seconds: float, waiting: dict[str, Any]) -> bool:
         """Create the canary and wait for `confirm` to remove it; False when time runs out."""
         self.canary.write_text(f"remove to confirm; expires in {seconds:.0f} s\n")
         deadline = time.monotonic() + seconds
-        self.phase("confirm", confirm_by=time.time() + seconds, confirm_timeout=seconds, **waiting)
+        self.phase(
+            Stage.CONFIRM, confirm_by=time.time() + seconds, confirm_timeout=seconds, **waiting
+        )
         while time.monotonic() < deadline:
             if not self.canary.exists():
                 return True
@@ -136,24 +139,24 @@ def _unit_gone(unit: str) -> bool:
     )
 
 
-def wait(run: Run, unit: str, phases: tuple[str, ...]) -> dict[str, Any]:
+def wait(run: Run, unit: str, phases: tuple[Stage, ...]) -> dict[str, Any]:
     """Wait for one of `phases`; the status, or the final report once the run is done."""
     checked = 0.0
     while True:
         status = run.status() or {}
-        if status.get("phase") == "done" or (status.get("phase") in phases):
+        if status.get("phase") == Stage.DONE or (status.get("phase") in phases):
             break
         if time.monotonic() - checked > 1.0:
             checked = time.monotonic()
             if _unit_gone(unit):
                 status = run.status() or {}
-                if status.get("phase") in (*phases, "done"):
+                if status.get("phase") in (*phases, Stage.DONE):
                     break
                 raise Failed(
                     f"the activation ({unit}) ended without a report; see `{SCOPE.journal(unit)}`"
                 )
         time.sleep(POLL)
-    if status.get("phase") != "done":
+    if status.get("phase") != Stage.DONE:
         left = max(0.0, float(status.get("confirm_by", time.time())) - time.time())
         folder = run.dir.parent.parent / "generations"
         names = [p.name for p in folder.glob(f"{run.id.split('-')[0]}-*")]
@@ -173,14 +176,14 @@ def _final(run: Run) -> dict[str, Any]:
     code = int(final.get("exit", 1))
     if code != 0:
         raise Reported(final.get("error") or "the activation failed", report, code)
-    return {**report, "run": run.id, "phase": "done"}
+    return {**report, "run": run.id, "phase": Stage.DONE}
 
 
 def start_detached(
     store: Store,
     gen: Generation,
     root: Path,
-    action: str,
+    action: Action,
     options: list[str],
 ) -> dict[str, Any]:
     """Start `activate --generation N` of `gen`'s own switcher detached; wait as above."""
@@ -194,7 +197,7 @@ def start_detached(
     with lock.held(store.lock_path, f"start {action} {gen.number}"):
         pass  # fail now, with the holder's name, rather than inside the detached unit
     run = Run(store, f"{gen.number}-{time.time_ns() // 1_000_000}")
-    run.phase("starting")
+    run.phase(Stage.STARTING)
     _prune(store)
     unit = unit_name(run.id)
     argv = [
@@ -208,20 +211,13 @@ def start_detached(
         f"--setenv={ACTION_ENV}={action}",
         f"--description=bundle: {action} generation {gen.number}",
         "--",
-        sys.executable,
-        "-B",
-        "-m",
-        "activate",
-        "activate",
-        "--generation",
-        str(gen.number),
-        "--state",
-        str(store.root),
-        "--root",
-        str(root),
-        "--run",
-        run.id,
-        *options,
+        *switcher_argv(
+            "activate",
+            str(store.root),
+            str(root),
+            ["--generation", str(gen.number), "--run", run.id, *options],
+            python=sys.executable,
+        ),
     ]
     try:
         done = subprocess.run(
@@ -235,7 +231,7 @@ def start_detached(
             f"systemd-run could not start the activation as {unit} ({lines[-1]}); "
             f"see `{' '.join(SCOPE.systemctl('status', unit))}`"
         )
-    return wait(run, unit, ("confirm",))
+    return wait(run, unit, (Stage.CONFIRM,))
 
 
 def confirm_run(store: Store, run_id: str) -> dict[str, Any]:
@@ -247,12 +243,13 @@ def confirm_run(store: Store, run_id: str) -> dict[str, Any]:
     try:
         os.unlink(run.canary)
     except FileNotFoundError:
-        if status.get("phase") not in ("confirm", "done"):
+        if status.get("phase") not in (Stage.CONFIRM, Stage.DONE):
             raise Failed(
                 f"run {run_id} does not wait for confirmation yet (phase "
                 f"{status.get('phase')!r}); confirm after `activate --detach` returned"
             ) from None
-        if not run.canary.with_name("canary.expired").exists() and status.get("phase") != "done":
+        expired = run.canary.with_name("canary.expired").exists()
+        if not expired and status.get("phase") != Stage.DONE:
             raise Failed(f"run {run_id} has no canary to remove; see {run.dir}") from None
     return wait(run, unit_name(run.id), ())
 

@@ -15,6 +15,7 @@ from typing import Any
 from . import snapshot, strict_json
 from .errors import BadInput, Failed
 from .manifest import Manifest
+from .protocol import Action, switcher_argv
 from .report import emit
 from .store import Generation, Store, history_entry, rollback_target
 from .systemd import Services
@@ -48,21 +49,9 @@ def run_own_switcher(
 ) -> tuple[int, str]:
     """Run `python3 -m activate activate` inside the generation; its stderr is ours, its
     stdout too unless `capture` (then it is returned)."""
-    argv = [
-        sys.executable,
-        "-B",  # never write __pycache__ into a read-only generation
-        "-m",
-        "activate",
-        "activate",
-        "--generation",
-        str(gen.number),
-        "--state",
-        str(state),
-        "--root",
-        str(root),
-        *extra,
-    ]
-    env = {**os.environ, ACTION_ENV: "rollback"}
+    args = ["--generation", str(gen.number), *extra]
+    argv = switcher_argv("activate", str(state), str(root), args, python=sys.executable)
+    env = {**os.environ, ACTION_ENV: Action.ROLLBACK.value}
     try:
         done = subprocess.run(
             argv,
@@ -166,7 +155,7 @@ def rollback(
     if detach is not None and can_detach and not (current and current.number == target.number):
         from .detach import start_detached
 
-        waiting = start_detached(store, target, root, "rollback", detach)
+        waiting = start_detached(store, target, root, Action.ROLLBACK, detach)
         waiting["snapshots"] = notes
         waiting["data_warnings"] = [snapshot.warning(n, hint) for n in notes]
         emit(waiting)
@@ -184,7 +173,9 @@ def rollback(
             return rc
     else:
         with lock.held(store.lock_path, f"rollback {target.number}"):
-            report = activation.activate(store, root, services, target.number, force, "rollback")
+            report = activation.activate(
+                store, root, services, target.number, force, Action.ROLLBACK
+            )
         report["warnings"].append(f"generation {target.number} carries no switcher; used this one")
         rc = 0
     if notes:

@@ -1,5 +1,6 @@
 """How a switch proves that it worked: the health gate's windows, the deployer's confirmation,
-and whether a failed gate rolls back (docs/reliability.md)."""
+and whether a failed gate rolls back (docs/reliability.md). One Safety for both sides: the
+deployer builds it from its options and passes it on as the switcher's (`argv`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ class Safety:
     confirm_timeout: float | None = None  # with `run`; None: the manifest's deploy.confirm_timeout
     rollback: bool = True  # False (--no-rollback): a failed gate leaves the generation active
     run: Run | None = None  # a detached activation (activate/detach.py)
+
+    def argv(self) -> list[str]:
+        """The switcher's options that ask for this (a deployer's call, a detached run's)."""
+        out = ["--no-rollback"] * (not self.rollback)
+        for flag, value in (
+            ("--health-timeout", self.health_timeout),
+            ("--confirm-timeout", self.confirm_timeout),
+        ):
+            if value is not None:
+                out += [flag, str(value)]
+        return out
 
     def timeouts(self, manifest: Manifest) -> tuple[float, float]:
         deploy = manifest.deploy

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from activate.protocol import HistoryEntry, Plan, Switched
+from activate.safety import Safety
 from builder.base.errors import BundleError
 from builder.base.words import change, plural
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from
 from builder.deploy.deployer import (
-    Safety,
     connect,
     do_activate,
     do_gc,
@@ -25,16 +26,28 @@ from builder.deploy.deployer import (
     local_generation,
 )
 from builder.deploy.fleet import run_fleet, select_hosts, summary_table
+from builder.deploy.results import Pushed, StatusResult, SwitchResult
 
 
-def _summary(report: dict[str, Any]) -> str:
-    plan = report.get("plan") or {}
+class Report(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Report)
+
+
+def _summary(report: Switched) -> str:
+    plan = report.plan or Plan()
     parts = []
-    for key, label in (("restart", "restarted"), ("start", "started"), ("stop", "stopped")):
-        if plan.get(key):
-            parts.append(f"{label} {', '.join(plan[key])}")
-    parts.append(f"{plural(len(plan.get('leave', [])), 'unit')} left running untouched")
-    if report.get("services") == "not managed":
+    for units, label in (
+        (plan.restart, "restarted"),
+        (plan.start, "started"),
+        (plan.stop, "stopped"),
+    ):
+        if units:
+            parts.append(f"{label} {', '.join(units)}")
+    parts.append(f"{plural(len(plan.leave), 'unit')} left running untouched")
+    if report.services == "not managed":
         parts.append("files only (services not managed)")
     return "; ".join(parts)
 
@@ -44,25 +57,26 @@ def _deploy_args(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    def job(paths: Any, host: str) -> dict[str, Any]:
+    def job(paths: Any, host: str) -> Pushed:
         gen = local_generation(paths, host, args.generation)
         with connect(paths, host, _target_for(args, host), args.accept_new) as server:
-            return {**do_push(server, gen), "where": server.where}
+            return do_push(server, gen)
 
-    def show(report: dict[str, Any]) -> None:
-        host, n = report["host"], report["generation"]
-        if report["already_present"]:
+    def show(pushed: Pushed) -> None:
+        report, where = pushed.report, pushed.where
+        host, n = report.host, report.generation
+        if report.already_present:
             print(
-                f"{host}: generation {n} is already on {report['where']} ({human_size(report['bytes_sent'])} sent)"
+                f"{host}: generation {n} is already on {where} ({human_size(report.bytes_sent)} sent)"
             )
         else:
             print(
-                f"{host}: pushed generation {n} ({report['hash'][:12]}) to {report['where']}: "
-                f"{report['objects_sent']} of {plural(report['objects_total'], 'file')} sent, {human_size(report['bytes_sent'])}; "
+                f"{host}: pushed generation {n} ({report.hash[:12]}) to {where}: "
+                f"{report.objects_sent} of {plural(report.objects_total, 'file')} sent, {human_size(report.bytes_sent)}; "
                 f"not active yet (bundle activate {host} --generation {n})"
             )
-        if report.get("switcher_repaired"):
-            _print_repaired(args, report["switcher_repaired"])
+        if report.switcher_repaired:
+            _print_repaired(args, report.switcher_repaired)
 
     return _for_hosts(args, job, show)
 
@@ -82,52 +96,46 @@ def _print_repaired(args: argparse.Namespace, what: str) -> None:
     print(f"  repaired first: {what}", file=sys.stderr if aside else sys.stdout)
 
 
-def _repaired_of(server: Any) -> dict[str, str]:
-    """What running the switcher fixed on the server first, as a report key (none: empty)."""
-    return {"switcher_repaired": "; ".join(server.repaired)} if server.repaired else {}
-
-
-def _print_switch(args: argparse.Namespace, report: dict[str, Any], host: str) -> None:
+def _print_switch(args: argparse.Namespace, result: SwitchResult, host: str) -> None:
     if args.json:
-        emit_json(report)
+        emit_json(result.to_json())
         return
-    print(
-        f"{host}: {report['action']} {change(report.get('from'), report['to'])}: {report.get('result', 'ok')}"
-    )
-    repaired = (report.get("push") or {}).get("switcher_repaired")
+    report = result.reply
+    print(f"{host}: {result.action} {change(report.from_, report.to)}: {report.result}")
+    repaired = result.push.switcher_repaired if result.push is not None else None
     if repaired:
         _print_repaired(args, repaired)
     if not args.quiet:
         print(f"  {_summary(report)}")
         for line in _safety_lines(report):
             print(f"  {line}")
-        for warning in report.get("warnings", []):
+        for warning in report.warnings:
             print(f"  warning: {warning}")
 
 
-def _safety_lines(report: dict[str, Any]) -> list[str]:
+def _safety_lines(report: Switched) -> list[str]:
     """What the health gate, the dead-man and the data snapshots did (docs/reliability.md)."""
     lines = []
-    health = report.get("health") or {}
-    if health and not health.get("skipped"):
-        checks = [c for c in health.get("checks", []) if c.get("kind") != "unit"]
-        confirmed = "; confirmed over a new connection" if report.get("confirmed") else ""
+    health = report.health
+    if health is not None and not health.skipped:
+        checks = [c for c in health.checks if c.kind != "unit"]
+        confirmed = "; confirmed over a new connection" if report.confirmed else ""
         lines.append(
             f"health: every unit up and {plural(len(checks), 'check')} passed in "
-            f"{health.get('seconds', 0):.1f} s{confirmed}"
+            f"{health.seconds:.1f} s{confirmed}"
         )
-    kept = report.get("snapshot")
+    kept = report.snapshot
     if kept:
-        lines.append(f"data kept before the switch: {', '.join(kept['units'])} in {kept['path']}")
-    for r in report.get("restored", []):
+        lines.append(f"data kept before the switch: {', '.join(kept.units)} in {kept.path}")
+    for r in report.restored:
         lines.append(
-            f"data restored: {r['unit']} from {r['path']} (the data it replaced is kept in "
-            f"{r['replaced_data_kept_in']})"
+            f"data restored: {r.unit} from {r.path} (the data it replaced is kept in "
+            f"{r.replaced_data_kept_in})"
         )
     return lines
 
 
-def _safety(args: argparse.Namespace) -> Any:
+def _safety(args: argparse.Namespace) -> Safety:
     for flag, value in (
         ("--health-timeout", args.health_timeout),
         ("--confirm-timeout", args.confirm_timeout),
@@ -136,15 +144,19 @@ def _safety(args: argparse.Namespace) -> Any:
             raise BundleError(
                 f"{flag} must be at least {1 if flag == '--health-timeout' else 0}", 2
             )
-    return Safety(args.no_rollback, args.health_timeout, args.confirm_timeout)
+    return Safety(
+        health_timeout=args.health_timeout,
+        confirm_timeout=args.confirm_timeout,
+        rollback=not args.no_rollback,
+    )
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
-    def job(paths: Any, host: str) -> dict[str, Any]:
+    def job(paths: Any, host: str) -> SwitchResult:
         with connect(paths, host, _target_for(args, host), args.accept_new) as server:
             return do_switch(paths, server, args.force, _safety(args))
 
-    return _for_hosts(args, job, lambda report: _print_switch(args, report, report["host"]))
+    return _for_hosts(args, job, lambda result: _print_switch(args, result, result.host))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -156,52 +168,48 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    def job(paths: Any, host: str) -> dict[str, Any]:
+    def job(paths: Any, host: str) -> StatusResult:
         with connect(paths, host, _target_for(args, host), args.accept_new) as server:
-            return {
-                **do_status(server, Store(paths.bundles_dir, host).latest()),
-                "where": server.where,
-                **_repaired_of(server),
-            }
+            return do_status(server, Store(paths.bundles_dir, host).latest())
 
-    return _for_hosts(args, job, lambda report: _print_status(args, report))
+    return _for_hosts(args, job, lambda result: _print_status(args, result))
 
 
-def _print_status(args: argparse.Namespace, report: dict[str, Any]) -> None:
-    host = report["host"]
-    if report["current"] is None:
-        print(f"{host}: no generation is active on {report['where']}")
+def _print_status(args: argparse.Namespace, result: StatusResult) -> None:
+    host, report, where = result.host, result.reply, result.where
+    if report.current is None:
+        print(f"{host}: no generation is active on {where}")
     else:
         print(
-            f"{host}: generation {report['current']} ({(report['hash'] or '')[:12]}) is active on {report['where']}"
+            f"{host}: generation {report.current} ({(report.hash or '')[:12]}) is active on {where}"
         )
-    if report.get("switcher_repaired"):
-        _print_repaired(args, report["switcher_repaired"])
-    if report["current"] is None:
+    if result.switcher_repaired:
+        _print_repaired(args, result.switcher_repaired)
+    if report.current is None:
         return
-    last = report.get("last")
+    last = report.last
     if last:
         print(
-            f"  last deploy: {last.get('time')} {last.get('action')} {change(last.get('from'), last.get('to'))}: {last.get('result')}"
+            f"  last deploy: {last.time} {last.action} {change(last.from_, last.to)}: {last.result}"
         )
-    for line in report.get("drift", []):
+    for line in report.drift:
         print(f"  drift: {line}")
-    if report.get("interrupted"):
+    if report.interrupted:
         print(
-            f"  an activation was interrupted: {report['interrupted']}; the next switch finishes or undoes it"
+            f"  an activation was interrupted: {report.interrupted}; the next switch finishes or undoes it"
         )
-    repaired = report.get("recovered")
-    if repaired and repaired.get("error"):
-        print(f"  could not repair a switch that was killed halfway: {repaired['error']}")
+    repaired = report.recovered
+    if repaired and repaired.error:
+        print(f"  could not repair a switch that was killed halfway: {repaired.error}")
     elif repaired:  # the switcher repaired a switch that was killed halfway, then reported
-        print(f"  repaired first: {repaired['detail']}: {repaired['result']}")
-    if report.get("switching"):
-        print(f"  a switch is running now: {report['switching']}")
-    if report["units"]:
-        width = max(len(k) for k in report["units"])
-        for key, unit in report["units"].items():
-            state = f"{unit['active'] or '?'}/{unit['sub'] or '?'}"
-            pid = f"pid {unit['main_pid']}" if unit.get("main_pid") else ""
+        print(f"  repaired first: {repaired.detail}: {repaired.result}")
+    if report.switching:
+        print(f"  a switch is running now: {report.switching}")
+    if report.units:
+        width = max(len(k) for k in report.units)
+        for key, unit in report.units.items():
+            state = f"{unit.active or '?'}/{unit.sub or '?'}"
+            pid = f"pid {unit.main_pid}" if unit.main_pid else ""
             print(f"  {key.ljust(width)}  {state:<20} {pid}")
 
 
@@ -210,45 +218,46 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if args.keep < 1:
         raise BundleError("--keep must be at least 1", 2)
     with connect(paths, host, args.target, args.accept_new) as server:
-        report = {**do_gc(paths, server, args.keep), **_repaired_of(server)}
+        result = do_gc(paths, server, args.keep)
     if args.json:
-        emit_json(report)
+        emit_json(result.to_json())
     else:
-        removed, local = report["server"].get("removed", []), report["local_removed"]
+        removed, local = result.server.removed, result.local_removed
         print(
             f"{host}: removed {plural(len(removed), 'generation')} on the server{_listed(removed)}, "
-            f"{plural(report['server'].get('objects_removed', 0), 'unused file')}; "
+            f"{plural(result.server.objects_removed, 'unused file')}; "
             f"{plural(len(local), 'local generation')}{_listed(local)}"
         )
-        if report.get("switcher_repaired"):
-            _print_repaired(args, report["switcher_repaired"])
+        if result.switcher_repaired:
+            _print_repaired(args, result.switcher_repaired)
     return 0
 
 
-def _listed(numbers: list[int]) -> str:
+def _listed(numbers: tuple[int, ...]) -> str:
     return f" ({', '.join(map(str, numbers))})" if numbers else ""
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     paths, host = _deploy_args(args)
     with connect(paths, host, args.target, args.accept_new) as server:
-        report = do_plan(paths, server, args.generation)
+        result = do_plan(paths, server, args.generation)
     if args.json:
-        emit_json(report)
+        emit_json(result.to_json())
         return 0
-    plan = report["plan"]
-    now = f"now {report['from']}" if report.get("from") is not None else "first deploy"
-    print(f"{host}: activating {report['to']} ({now}) would:")
-    for key, label in (
-        ("stop", "stop"),
-        ("start", "start"),
-        ("restart", "restart"),
-        ("leave", "leave alone"),
+    report = result.reply
+    plan = report.plan
+    now = f"now {report.from_}" if report.from_ is not None else "first deploy"
+    print(f"{host}: activating {report.to} ({now}) would:")
+    for units, label, why in (
+        (plan.stop, "stop", True),
+        (plan.start, "start", True),
+        (plan.restart, "restart", True),
+        (plan.leave, "leave alone", False),
     ):
-        for unit in plan.get(key, []):
-            reason = plan.get("reasons", {}).get(unit, "")
-            print(f"  {label:<13} {unit}" + (f"  ({reason})" if reason and key != "leave" else ""))
-    for line in report.get("drift", []):
+        for unit in units:
+            reason = plan.reasons.get(unit, "") if why else ""
+            print(f"  {label:<13} {unit}" + (f"  ({reason})" if reason else ""))
+    for line in report.drift:
         print(f"  hand edit:    {line}")
     return 0
 
@@ -260,17 +269,21 @@ def cmd_log(args: argparse.Namespace) -> int:
     for what in server.repaired:
         _print_repaired(args, what)
     if args.json:
-        emit_json(entries)
+        emit_json([e.to_json() for e in entries])
         return 0
     if not entries:
         print(f"{host}: no deploys yet")
     for e in entries:
-        message = f"  {e['message']}" if e.get("message") else ""
-        print(
-            f"{e.get('time', '?')}  {e.get('user', '?'):<8} {e.get('action', '?'):<9} "
-            f"{change(e.get('from'), e.get('to'))}  {e.get('result', '?')}{message}"
-        )
+        print(_history_line(e))
     return 0
+
+
+def _history_line(e: HistoryEntry) -> str:
+    message = f"  {e.message}" if e.message else ""
+    time, user, action, result = (
+        "?" if v is None else v for v in (e.time, e.user, e.action, e.result)
+    )
+    return f"{time}  {user:<8} {action:<9} {change(e.from_, e.to)}  {result}{message}"
 
 
 def _target_for(args: argparse.Namespace, host: str) -> str | None:
@@ -280,8 +293,8 @@ def _target_for(args: argparse.Namespace, host: str) -> str | None:
 
 def _for_hosts(
     args: argparse.Namespace,
-    job: Callable[[Any, str], dict[str, Any]],
-    show: Callable[[dict[str, Any]], None],
+    job: Callable[[Any, str], R],
+    show: Callable[[R], None],
 ) -> int:
     """One host: its report, errors as usual. Several: in parallel, a line each, then a table."""
     paths = paths_from(args)
@@ -293,14 +306,14 @@ def _for_hosts(
         )
     if not fleet:
         report = job(paths, hosts[0])
-        emit_json(report) if args.json else show(report)
+        emit_json(report.to_json()) if args.json else show(report)
         return 0
 
     def done(outcome: Any) -> None:
         if args.json or (args.quiet and outcome.ok):
             return
         if outcome.ok:
-            show(outcome.report)
+            show(outcome.value)
         else:
             print(
                 f"{outcome.host}: FAILED: {outcome.error}",

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from activate.protocol import GenerationRow
 from builder.base.errors import BundleError
 from builder.bundle.diff import diff_generations, format_text
 from builder.bundle.manifest import bundle_hash
@@ -57,25 +58,23 @@ def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
     for what in server.repaired:
         _print_repaired(args, what)
     if args.json:
-        emit_json(rows)
+        emit_json([row.to_json() for row in rows])
         return 0
     if not rows:
         print(f"{args.host}: the server has no generations yet; run `bundle push {args.host}`")
         return 0
     print(f"{'GEN':>5}  {'HASH':<12}  {'BUILT AT':<20}  {'UNITS':>5}")
     for row in rows:
-        mark = (
-            "  (active)"
-            if row.get("active")
-            else "  (rollback target)"
-            if row.get("rollback_target")
-            else ""
-        )
-        print(
-            f"{row['generation']:>5}  {(row.get('hash') or '')[:12]:<12}  "
-            f"{row.get('built_at') or '-':<20}  {row.get('units') or 0:>5}{mark}"
-        )
+        print(_remote_row(row))
     return 0
+
+
+def _remote_row(row: GenerationRow) -> str:
+    mark = "  (active)" if row.active else "  (rollback target)" if row.rollback_target else ""
+    return (
+        f"{row.generation:>5}  {(row.hash or '')[:12]:<12}  "
+        f"{row.built_at or '-':<20}  {row.units or 0:>5}{mark}"
+    )
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from activate.safety import Safety
+
 DEFAULT_COMMAND_TIMEOUT = 30
 MIN_RATE = 64 * 1024  # bytes a second even a poor uplink sustains; slower counts as stalled
 ACTIVATION_MARGIN = 10  # times command_timeout, for pulls, snapshots and unit starts
@@ -83,13 +85,16 @@ class Deadlines:
         """A step that sends `size` bytes on stdin."""
         return self.command + size / MIN_RATE
 
-    def activation(self, deploy: dict[str, Any] | None = None, safety: Any = None) -> float:
+    def activation(
+        self, deploy: dict[str, Any] | None = None, safety: Safety | None = None
+    ) -> float:
         """A switch: the generation's health and confirmation windows (`deploy`, its manifest's
-        section; the stack's without one), as overridden for this deploy by `safety`
-        (builder.deploy.deployer.Safety), plus a margin."""
+        section; the stack's without one), as overridden for this deploy by `safety`, plus a
+        margin."""
         deploy = {**self.windows, **(deploy or {})}
-        health = _chosen(safety, "health_timeout", deploy.get("health_timeout", 60))
-        confirm = _chosen(safety, "confirm_timeout", deploy.get("confirm_timeout", 30))
+        chosen = safety or Safety()
+        health = _chosen(chosen.health_timeout, deploy.get("health_timeout", 60))
+        confirm = _chosen(chosen.confirm_timeout, deploy.get("confirm_timeout", 30))
         settle = deploy.get("health_settle", 0)
         windows = float(health) + float(settle) + float(confirm)
         return self.command * (1 + ACTIVATION_MARGIN) + windows
@@ -99,8 +104,7 @@ class Deadlines:
         return self.transfer(size) if size else self.lookup()
 
 
-def _chosen(safety: Any, name: str, default: Any) -> Any:
-    value = getattr(safety, name, None)
+def _chosen(value: float | None, default: Any) -> Any:
     return default if value is None else value
 
 

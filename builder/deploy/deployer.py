@@ -1,7 +1,7 @@
 """push, activate, switch, rollback, status, remote generations, gc: the deployer's commands.
 
 Each opens one transport to the host (or to `--target`), talks to the switcher through
-builder/deploy/remote.py, and returns a report (dict) that the CLI prints as text or JSON.
+builder/deploy/remote.py, and returns a typed report that the CLI prints as text or JSON.
 """
 
 from __future__ import annotations
@@ -15,20 +15,38 @@ from typing import Any
 
 import attrs
 
+from activate.protocol import (
+    Action,
+    Collected,
+    GenerationRow,
+    HistoryEntry,
+    Planned,
+    Status,
+    Switched,
+)
+from activate.safety import Safety
 from builder.base.errors import BundleError
-from builder.bundle.build import build, load_stack
+from builder.bundle.build import build, load_stack, switcher_files
+from builder.bundle.manifest import closure_hash, sha256
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
 from builder.deploy.deadlines import Deadlines
 from builder.deploy.push import push, switcher_of
 from builder.deploy.remote import RemoteError, Server
+from builder.deploy.replies import Misfit, structure
+from builder.deploy.results import GcResult, PlanResult, Pushed, StatusResult, SwitchResult
+from builder.deploy.secrets_push import deliver, require_set
+from builder.deploy.transport import open_transport
+from builder.deploy.transport.options import SshOptions
+
+
+def repaired_of(server: Server) -> str | None:
+    """What running the switcher fixed on the server first (None: nothing)."""
+    return "; ".join(server.repaired) if server.repaired else None
 
 
 @contextmanager
 def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> Iterator[Server]:
-    from builder.deploy.transport import open_transport
-    from builder.deploy.transport.options import SshOptions
-
     spec = load_stack(paths, host).host
     deadlines = Deadlines.of(spec)
     transport, root = open_transport(target, spec.address, spec.ssh_user, spec.ssh_port, accept_new)
@@ -68,64 +86,52 @@ def _switcher_cwd(server: Server, gen: Generation | None) -> str:
         files = switcher_of(gen, manifest)
         digest = manifest["switcher"]
     else:
-        from builder.bundle.build import switcher_files
-        from builder.bundle.manifest import closure_hash, sha256
-
         files = {path: data for path, (data, _mode) in switcher_files().items()}
         digest = closure_hash(sorted(files), {p: {"sha256": sha256(d)} for p, d in files.items()})
     server.ensure_switcher(digest, files)
     return server.switcher_dir(digest)
 
 
-def do_push(server: Server, gen: Generation) -> dict[str, Any]:
-    from builder.deploy.secrets_push import deliver, require_set
-
+def do_push(server: Server, gen: Generation) -> Pushed:
     require_set(gen)
-    report = {"action": "push", **push(server, gen).to_json()}
-    return {**report, "secrets_sent": deliver(server, gen, server.stacks_dir)}
+    report = push(server, gen)
+    sent = deliver(server, gen, server.stacks_dir)
+    return Pushed(report, tuple(sent), server.where)
 
 
-@attrs.frozen
-class Safety:
-    """How a deploy proves it worked: docs/reliability.md."""
-
-    no_rollback: bool = False
-    health_timeout: int | None = None  # None: the generation's ([host] health_timeout)
-    confirm_timeout: int | None = None  # None: the generation's ([host] confirm_timeout)
-
-    def options(self, server: Server, manifest: dict[str, Any]) -> list[str]:
-        """The switcher's options; a generation whose switcher predates them gets none."""
-        if "activate/detach.py" not in manifest.get("files", {}):
-            return []
-        args = ["--no-rollback"] * self.no_rollback
-        if self.health_timeout is not None:
-            args += ["--health-timeout", str(self.health_timeout)]
-        confirm = self.confirm_timeout
-        if confirm is None:
-            confirm = manifest.get("deploy", {}).get("confirm_timeout", 30)
-        # files only (ROOT is a folder) or no dead-man wanted: activate in this session
-        if server.root == "/" and confirm > 0 and not self.no_rollback:
-            args += ["--detach", "--confirm-timeout", str(confirm)]
-        return args
+def switcher_options(safety: Safety, server: Server, manifest: dict[str, Any]) -> list[str]:
+    """The switcher's options for an activation; a generation whose switcher predates them
+    gets none."""
+    if "activate/detach.py" not in manifest.get("files", {}):
+        return []
+    args = Safety(health_timeout=safety.health_timeout, rollback=safety.rollback).argv()
+    confirm = safety.confirm_timeout
+    if confirm is None:
+        confirm = manifest.get("deploy", {}).get("confirm_timeout", 30)
+    # files only (ROOT is a folder) or no dead-man wanted: activate in this session
+    if server.root == "/" and confirm > 0 and safety.rollback:
+        args += ["--detach", "--confirm-timeout", str(confirm)]
+    return args
 
 
 def do_activate(
     server: Server, gen: Generation, force: bool, safety: Safety | None = None
-) -> dict[str, Any]:
+) -> SwitchResult:
     safety = safety or Safety()
     args = ["--generation", str(gen.number), *(["--force"] if force else [])]
-    args += safety.options(server, gen.manifest())
+    args += switcher_options(safety, server, gen.manifest())
     deadline = server.deadlines.activation(gen.manifest().get("deploy"), safety)
     before = server.bytes_sent
     try:
         report = server.call(
             "activate",
             *args,
+            reply=Switched,
             cwd=server.generation_dir(gen.name),
             allow_report_on_failure=True,
             timeout=deadline,
         )
-        if report.get("phase") == "confirm":
+        if report.waiting:
             report = confirm(server, report, gen.name, gen.number, deadline)
     except RemoteError as exc:
         missing = server.generation_dir(gen.name) in str(exc) or "not on this server" in str(exc)
@@ -137,29 +143,24 @@ def do_activate(
         if named != str(exc):
             raise RemoteError(named, exc.report) from exc
         raise
-    return {
-        "action": "activate",
-        "host": server.host,
-        **report,
-        "bytes_sent": server.bytes_sent - before,
-    }
+    return SwitchResult(Action.ACTIVATE, server.host, report, server.bytes_sent - before)
 
 
 # "web1: rolled back to generation 6: ", "web1: rolled back to no generation: ", "web1: rolled back: "
 _ROLLED_BACK = re.compile(r"^(.*?: rolled back(?: to (?:generation [0-9]+|no generation))?: )")
 
 
-def failing_units(report: dict[str, Any] | None, manifest: dict[str, Any]) -> list[str]:
+def failing_units(report: Switched | None, manifest: dict[str, Any]) -> list[str]:
     """What the switcher's report says failed, one phrase per unit: "web.service failed its
     health check", "crashy.service did not keep running" (the report's last health round)."""
     units = manifest.get("units", {})
     phrases: list[str] = []
-    checks = ((report or {}).get("health") or {}).get("checks") or []
+    checks = report.health.checks if report is not None and report.health is not None else ()
     for check in checks:
-        if check.get("ok", True) or check.get("unit") in (None, "*"):
+        if check.ok or check.unit in (None, "*"):
             continue
-        service = units.get(check["unit"], {}).get("service") or check["unit"]
-        what = "did not keep running" if check.get("kind") == "unit" else "failed its health check"
+        service = units.get(check.unit, {}).get("service") or check.unit
+        what = "did not keep running" if check.kind == "unit" else "failed its health check"
         if f"{service} {what}" not in phrases:
             phrases.append(f"{service} {what}")
     return phrases
@@ -168,18 +169,23 @@ def failing_units(report: dict[str, Any] | None, manifest: dict[str, Any]) -> li
 def name_failing_units(
     message: str, report: dict[str, Any] | None, manifest: dict[str, Any]
 ) -> str:
-    """A rolled-back deploy's line, with the units that failed right after "rolled back ...:"."""
+    """A rolled-back deploy's line, with the units that failed right after "rolled back ...:"
+    (`report`: the failed switch's report as the switcher printed it)."""
+    try:
+        typed = structure(report, Switched) if report is not None else None
+    except Misfit:
+        typed = None  # a report that does not fit names nothing: the line stays as it was
     match = _ROLLED_BACK.match(message)
-    phrases = failing_units(report, manifest)
-    if not match or not phrases or (report or {}).get("result") != "rolled back":
+    phrases = failing_units(typed, manifest)
+    if not match or not phrases or typed is None or typed.result != "rolled back":
         return message
     shown = ", ".join(phrases[:3]) + (f" and {len(phrases) - 3} more" if len(phrases) > 3 else "")
     return f"{match.group(1)}{shown}; {message[match.end() :]}"
 
 
 def confirm(
-    server: Server, waiting: dict[str, Any], folder: str, number: int, deadline: float
-) -> dict[str, Any]:
+    server: Server, waiting: Switched, folder: str, number: int, deadline: float
+) -> Switched:
     """The dead-man's other half: confirm over a NEW connection that the server is reachable.
 
     Tries again until the server's window closes (each try bounded by what is left of it);
@@ -187,7 +193,7 @@ def confirm(
     (exit 1, "rolled back" on the first line). `deadline`: how long the confirm command may
     wait for the activation to finish (or to roll back, when it came too late).
     """
-    window = float(waiting.get("confirm_seconds_left") or 0)
+    window = float(waiting.confirm_seconds_left or 0)
     step_deadline = deadline
     deadline = time.monotonic() + window
     cwd = server.generation_dir(folder)
@@ -200,29 +206,30 @@ def confirm(
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             continue
         try:
-            report: dict[str, Any] = fresh.call(
+            return fresh.call(
                 "confirm",
                 "--run",
-                str(waiting["run"]),
+                str(waiting.run),
+                reply=Switched,
                 cwd=cwd,
                 allow_report_on_failure=True,
                 timeout=step_deadline,
             )
-            return report
         except RemoteError:
             raise  # the server's own answer: confirmed too late and rolled back, or failed
         except BundleError as exc:
             message = (
                 f"{server.host}: lost the new connection while confirming generation "
                 f"{number} ({exc}); the server keeps it if the confirmation arrived and "
-                f"rolls back to generation {waiting.get('from')} by itself otherwise; "
+                f"rolls back to generation {waiting.from_} by itself otherwise; "
                 f"check with `bundle status {server.host}`"
             )
-            raise RemoteError(message, {**waiting, "result": "unknown", "error": message}) from exc
+            unknown = {**waiting.to_json(), "result": "unknown", "error": message}
+            raise RemoteError(message, unknown) from exc
         finally:
             fresh.transport.close()
     left = max(0, round(deadline - time.monotonic()))
-    back = waiting.get("from")
+    back = waiting.from_
     message = (
         f"{server.host}: rolled back: generation {number} could not be confirmed over a new "
         f"SSH connection ({failure or 'no way to open one'}); the server rolls back to "
@@ -231,7 +238,8 @@ def confirm(
         f"{server.host}` once it answers"
     )
     raise RemoteError(
-        message, {**waiting, "result": "rolled back", "confirmed": False, "error": message}
+        message,
+        {**waiting.to_json(), "result": "rolled back", "confirmed": False, "error": message},
     )
 
 
@@ -240,21 +248,19 @@ CONNECT_TIMEOUT = 10.0
 
 def do_switch(
     paths: Paths, server: Server, force: bool, safety: Safety | None = None
-) -> dict[str, Any]:
-    from builder.deploy.secrets_push import deliver, require_set
-
+) -> SwitchResult:
     built = build(paths, server.host)
     require_set(built.generation)
     pushed = push(server, built.generation)
     deliver(server, built.generation, paths.stacks_dir)
     activated = do_activate(server, built.generation, force, safety)
-    return {
-        **activated,
-        "action": "switch",
-        "built": built.created,
-        "push": pushed.to_json(),
-        "bytes_sent": server.bytes_sent,
-    }
+    return attrs.evolve(
+        activated,
+        action=Action.SWITCH,
+        built=built.created,
+        push=pushed,
+        bytes_sent=server.bytes_sent,
+    )
 
 
 def do_rollback(
@@ -263,23 +269,28 @@ def do_rollback(
     force: bool,
     restore_data: bool = False,
     safety: Safety | None = None,
-) -> dict[str, Any]:
+) -> SwitchResult:
     """Back with the target's own switcher; on a real server detached, with the dead-man."""
     safety = safety or Safety()
     args = [*(["--to", str(to)] if to is not None else []), *(["--force"] if force else [])]
-    if safety.health_timeout is not None:
-        args += ["--health-timeout", str(safety.health_timeout)]
+    args += Safety(health_timeout=safety.health_timeout).argv()
     args += ["--restore-data"] * restore_data  # a detached rollback leaves it to us, below
     cwd = posixpath.join(server.state, "current")
     deadline = server.deadlines.activation(None, safety)  # the stack's windows: no manifest here
     before = server.bytes_sent
-    report: dict[str, Any] | None = None
-    if server.root == "/" and not safety.no_rollback and safety.confirm_timeout != 0:
+    report: Switched | None = None
+    if server.root == "/" and safety.rollback and safety.confirm_timeout != 0:
         confirm_s = [] if safety.confirm_timeout is None else [str(safety.confirm_timeout)]
         detach = ["--detach", *(["--confirm-timeout", *confirm_s] if confirm_s else [])]
         try:
             report = server.call(
-                "rollback", *args, *detach, cwd=cwd, allow_report_on_failure=True, timeout=deadline
+                "rollback",
+                *args,
+                *detach,
+                reply=Switched,
+                cwd=cwd,
+                allow_report_on_failure=True,
+                timeout=deadline,
             )
         except RemoteError as exc:
             if "unrecognized arguments" not in str(exc):
@@ -287,79 +298,83 @@ def do_rollback(
             report = None  # the server's switcher predates the dead-man for rollbacks
     if report is None:
         report = server.call(
-            "rollback", *args, cwd=cwd, allow_report_on_failure=True, timeout=deadline
+            "rollback",
+            *args,
+            reply=Switched,
+            cwd=cwd,
+            allow_report_on_failure=True,
+            timeout=deadline,
         )
-    elif report.get("phase") == "confirm":
-        notes, later = report.get("snapshots") or [], report.get("data_warnings") or []
-        report = confirm(server, report, str(report["folder"]), int(report["to"]), deadline)
+    elif report.waiting:
+        notes, later = report.snapshots, report.data_warnings
+        report = confirm(server, report, str(report.folder), int(report.to or 0), deadline)
         if notes:
-            report["snapshots"] = notes
+            report = report.evolve(snapshots=notes)
             if restore_data:
                 back = server.call(
                     "rollback",
                     "--to",
-                    str(report["to"]),
+                    str(report.to),
                     "--restore-data",
+                    reply=Switched,
                     cwd=cwd,
                     timeout=deadline,
                 )
-                report["restored"] = back.get("restored", [])
+                report = report.evolve(restored=back.restored)
             else:
-                report["warnings"] = [*report.get("warnings", []), *later]
-    report["warnings"] = [
-        w.replace("bundle rollback HOST", f"bundle rollback {server.host}")
-        for w in report.get("warnings", [])
-    ]
-    return {
-        "action": "rollback",
-        "host": server.host,
-        **report,
-        "bytes_sent": server.bytes_sent - before,
-    }
+                report = report.evolve(warnings=(*report.warnings, *later))
+    report = report.evolve(
+        warnings=tuple(
+            w.replace("bundle rollback HOST", f"bundle rollback {server.host}")
+            for w in report.warnings
+        )
+    )
+    return SwitchResult(Action.ROLLBACK, server.host, report, server.bytes_sent - before)
 
 
-def do_status(server: Server, gen: Generation | None) -> dict[str, Any]:
+def do_status(server: Server, gen: Generation | None) -> StatusResult:
     before = server.bytes_sent
-    report = server.call("status", cwd=_switcher_cwd(server, gen))
-    return {"host": server.host, **report, "bytes_sent": server.bytes_sent - before}
+    report = server.call("status", reply=Status, cwd=_switcher_cwd(server, gen))
+    where, repaired = server.where, repaired_of(server)
+    return StatusResult(server.host, report, server.bytes_sent - before, where, repaired)
 
 
-def do_remote_generations(server: Server, store: Store) -> list[dict[str, Any]]:
+def do_remote_generations(server: Server, store: Store) -> list[GenerationRow]:
     """The server's generations, each with its build time: the manifest holds none (so that
     builds are reproducible), the build log beside the local generations does; None when the
     generation was built elsewhere or its log line is gone."""
-    rows: list[dict[str, Any]] = server.call(
-        "generations", cwd=_switcher_cwd(server, store.latest())
+    rows = server.call_rows(
+        "generations", row=GenerationRow, cwd=_switcher_cwd(server, store.latest())
     )
     built = store.build_times()
-    for row in rows:
-        folder = row.get("folder") or f"{row['generation']}-{(row.get('hash') or '')[:12]}"
-        row["built_at"] = row.get("built_at") or built.get(folder) or None
-    return rows
+    return [
+        row.evolve(
+            built_at=row.built_at
+            or built.get(row.folder or f"{row.generation}-{(row.hash or '')[:12]}")
+            or None
+        )
+        for row in rows
+    ]
 
 
-def do_gc(paths: Paths, server: Server, keep: int) -> dict[str, Any]:
+def do_gc(paths: Paths, server: Server, keep: int) -> GcResult:
     store = Store(paths.bundles_dir, server.host)
     latest = store.latest()
     cwd = _switcher_cwd(server, latest)
-    remote = server.call("gc", "--keep", str(keep), cwd=cwd)
-    listing = server.call("generations", cwd=cwd)
+    remote = server.call("gc", "--keep", str(keep), reply=Collected, cwd=cwd)
+    listing = server.call_rows("generations", row=GenerationRow, cwd=cwd)
     # the server's active and rollback generations stay here too, so a rollback can be diffed
-    protected = {
-        g["generation"]
-        for g in listing
-        if g.get("active") or g.get("previous") or g.get("rollback_target")
-    }
+    protected = {g.generation for g in listing if g.active or g.previous or g.rollback_target}
     local = store.generations()
     removed_local = []
     for gen in local[:-keep] if keep > 0 else local:
         if gen.number not in protected and gen is not latest:
             store.remove(gen)
             removed_local.append(gen.number)
-    return {"host": server.host, "server": remote, "local_removed": removed_local}
+    return GcResult(server.host, remote, tuple(removed_local), repaired_of(server))
 
 
-def do_plan(paths: Paths, server: Server, number: int | None) -> dict[str, Any]:
+def do_plan(paths: Paths, server: Server, number: int | None) -> PlanResult:
     """What activating a generation would do; it is pushed first, nothing else changes."""
     gen = (
         local_generation(paths, server.host, number)
@@ -368,10 +383,12 @@ def do_plan(paths: Paths, server: Server, number: int | None) -> dict[str, Any]:
     )
     pushed = push(server, gen)
     report = server.call(
-        "plan", "--generation", str(gen.number), cwd=server.generation_dir(gen.name)
+        "plan", "--generation", str(gen.number), reply=Planned, cwd=server.generation_dir(gen.name)
     )
-    return {"action": "plan", "host": server.host, **report, "push": pushed.to_json()}
+    return PlanResult(server.host, report, pushed)
 
 
-def do_log(server: Server, gen: Generation | None, limit: int) -> list[dict[str, Any]]:
-    return server.call("history", "--limit", str(limit), cwd=_switcher_cwd(server, gen))
+def do_log(server: Server, gen: Generation | None, limit: int) -> list[HistoryEntry]:
+    return server.call_rows(
+        "history", "--limit", str(limit), row=HistoryEntry, cwd=_switcher_cwd(server, gen)
+    )

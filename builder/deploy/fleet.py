@@ -20,9 +20,10 @@ class Outcome:
     host: str
     ok: bool
     seconds: float
-    report: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None  # as JSON: the job's, or a failure's from its error
     error: str | None = None
     skipped: bool = False
+    value: Any = None  # the job's typed report, for its printer
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,7 +68,7 @@ def select_hosts(stacks_dir: Path, selectors: list[str], everything: bool) -> li
 
 def run_fleet(
     hosts: list[str],
-    job: Callable[[str], dict[str, Any]],
+    job: Callable[[str], Any],
     parallel: int,
     fail_fast: bool,
     on_done: Callable[[Outcome], None],
@@ -88,8 +89,8 @@ def run_fleet(
             )
         t0 = time.monotonic()
         try:
-            report = job(host)
-            return Outcome(host, True, time.monotonic() - t0, report)
+            report = job(host)  # a typed report: to_json() is what --json prints
+            return Outcome(host, True, time.monotonic() - t0, report.to_json(), value=report)
         except BundleError as exc:
             if fail_fast:
                 stop.set()  # here, not in the caller: the next host may start before it looks

@@ -29,6 +29,7 @@ import attrs
 from activate.delta import DELTA_FORMAT, DELTA_NAME, manifest_bytes, parse_delta, rebuild
 from activate.errors import BadInput
 from activate.manifest import bundle_hash
+from activate.protocol import HaveReply, HaveRequest, Received
 from builder.bundle.store import Generation, Store
 from builder.deploy import progress
 from builder.deploy.progress import PushProgress
@@ -60,7 +61,7 @@ class PushReport:
 class Sent:
     """What one push put on the wire after the switcher check."""
 
-    received: dict[str, Any]
+    received: Received
     objects: int
     base: str | None
 
@@ -154,24 +155,25 @@ def choose_base(gen: Generation, on_server: Iterable[str]) -> Generation | None:
 
 def have_request(base: str | None, hashes: Iterable[str]) -> bytes:
     """`have`'s stdin for a switcher that reads deltas: the base, and the hashes it lacks."""
-    return json.dumps({"base": base, "hashes": sorted(hashes)}, separators=(",", ":")).encode()
+    request = HaveRequest(base=base, hashes=tuple(hashes))
+    return json.dumps(request.to_json(), separators=(",", ":")).encode()
 
 
-def _receive(server: Server, cwd: str, gen: Generation, data: bytes, objects: int) -> Any:
+def _receive(server: Server, cwd: str, gen: Generation, data: bytes, objects: int) -> Received:
     body: bytes | PushProgress = data
     if progress.ENABLED:
         body = PushProgress(data, f"{server.host}: pushing generation {gen.number}", objects)
-    return server.call("receive", cwd=cwd, stdin=body)
+    return server.call("receive", reply=Received, cwd=cwd, stdin=body)
 
 
 def _send_whole(server: Server, cwd: str, gen: Generation, manifest: dict[str, Any]) -> Sent:
     """The full manifest, and the objects `have` says the server lacks."""
     hashes = hashes_of(manifest)
     if DELTA_MARKER in manifest["files"]:
-        answer = server.call("have", cwd=cwd, stdin=have_request(None, hashes))
+        answer = server.call("have", reply=HaveReply, cwd=cwd, stdin=have_request(None, hashes))
     else:  # a switcher that predates bases: it reads only a list
-        answer = server.call("have", cwd=cwd, stdin=json.dumps(hashes).encode())
-    missing = set(answer["missing"])
+        answer = server.call("have", reply=HaveReply, cwd=cwd, stdin=json.dumps(hashes).encode())
+    missing = set(answer.missing)
     received = _receive(server, cwd, gen, stream(gen, manifest, missing), len(missing))
     return Sent(received, len(missing), None)
 
@@ -185,10 +187,10 @@ def _send_delta(
     if base is None or delta is None:
         return None
     asked = set(hashes_of(manifest)) - set(hashes_of(base.manifest()))
-    answer = server.call("have", cwd=cwd, stdin=have_request(base.name, asked))
-    if answer.get("base") != base.name:
+    answer = server.call("have", reply=HaveReply, cwd=cwd, stdin=have_request(base.name, asked))
+    if answer.base != base.name:
         return None  # gone since the check, or damaged there
-    missing = set(answer["missing"])
+    missing = set(answer.missing)
     try:
         received = _receive(server, cwd, gen, stream(gen, manifest, missing, delta), len(missing))
     except RemoteError as exc:
@@ -206,7 +208,7 @@ def push(server: Server, gen: Generation) -> PushReport:
     cwd = server.switcher_dir(switcher_hash)
     sent: Sent | None = None
     if gen.name in found.generations:
-        sent = Sent({"hash": "", "already_present": True}, 0, None)
+        sent = Sent(Received(hash="", already_present=True), 0, None)
     elif DELTA_MARKER in manifest["files"]:
         sent = _send_delta(server, cwd, gen, manifest, found.generations)
     if sent is None:
@@ -214,12 +216,12 @@ def push(server: Server, gen: Generation) -> PushReport:
     return PushReport(
         host=server.host,
         generation=gen.number,
-        hash=sent.received.get("hash") or bundle_hash(manifest),
+        hash=sent.received.hash or bundle_hash(manifest),
         files=len(manifest["files"]),
         objects_total=len(hashes_of(manifest)),
         objects_sent=sent.objects,
         bytes_sent=server.bytes_sent - before,
-        already_present=bool(sent.received.get("already_present")),
+        already_present=sent.received.already_present,
         switcher_sent=found.switcher_sent,
         base=sent.base,
         switcher_repaired=found.repaired,

@@ -15,14 +15,16 @@ import io
 import posixpath
 import tarfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from activate import strict_json
+from activate.protocol import switcher_argv
 from builder.base.errors import BundleError
 from builder.base.words import plural
 from builder.deploy.deadlines import SWITCHING, Deadlines, doing, stdin_size
+from builder.deploy.replies import Misfit, structure, structure_list
 from builder.deploy.transport.base import (
     CommandResult,
     ConnectionLost,
@@ -120,6 +122,8 @@ fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
 if old:
     drop(old)
 """
+
+R = TypeVar("R")
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -290,29 +294,18 @@ class Server:
         self.repaired += [notes] if notes else []
         return Found(switcher_sent=True, generations=names, repaired=notes)
 
-    def call(
+    def _call(
         self,
         command: str,
-        *args: str,
+        args: tuple[str, ...],
         cwd: str,
-        stdin: Stdin = None,
-        allow_report_on_failure: bool = False,
-        timeout: float | None = None,
+        stdin: Stdin,
+        allow_report_on_failure: bool,
+        timeout: float | None,
     ) -> Any:
         """Run a switcher command within `timeout` (default: see _run); its JSON, or
-        RemoteError with the switcher's one line."""
-        argv = [
-            "python3",
-            "-B",
-            "-m",
-            "activate",
-            command,
-            "--state",
-            self.state,
-            "--root",
-            self.root,
-            *args,
-        ]
+        RemoteError with the switcher's one line (and its report, if asked for)."""
+        argv = switcher_argv(command, self.state, self.root, args)
         result = self._run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
         report = None
         if result.stdout.strip():
@@ -329,12 +322,44 @@ class Server:
                     f"(exit code {result.rc}); run `bundle status {self.host}`: it finishes or "
                     "undoes a switch that was cut short"
                 )
-            raise RemoteError(f"{self.host}: {line}", report if allow_report_on_failure else None)
+            failed = report if allow_report_on_failure and isinstance(report, dict) else None
+            raise RemoteError(f"{self.host}: {line}", failed)
         if report is None:
             raise RemoteError(
                 f"{self.host}: the switcher's `{command}` printed no report; run it by hand with --debug"
             )
         return report
+
+    def call(
+        self,
+        command: str,
+        *args: str,
+        reply: type[R],
+        cwd: str,
+        stdin: Stdin = None,
+        allow_report_on_failure: bool = False,
+        timeout: float | None = None,
+    ) -> R:
+        """A switcher command's reply, as `reply` (activate/protocol.py)."""
+        raw = self._call(command, args, cwd, stdin, allow_report_on_failure, timeout)
+        try:
+            return structure(raw, reply)
+        except Misfit as exc:
+            raise self._misfit(command, exc) from None
+
+    def call_rows(self, command: str, *args: str, row: type[R], cwd: str) -> list[R]:
+        """A switcher command that answers with a JSON list of `row`."""
+        raw = self._call(command, args, cwd, None, False, None)
+        try:
+            return structure_list(raw, row)
+        except Misfit as exc:
+            raise self._misfit(command, exc) from None
+
+    def _misfit(self, command: str, exc: Misfit) -> RemoteError:
+        return RemoteError(
+            f"{self.host}: the switcher's `{command}` printed a report that does not fit "
+            f"({exc}); run it by hand with --debug on the server and report it"
+        )
 
     def generation_dir(self, name: str) -> str:
         return posixpath.join(self.state, "generations", name)
@@ -342,7 +367,8 @@ class Server:
 
 def _step(argv: list[str]) -> str:
     """The step a command is, for messages: the switcher's command or the bootstrap's."""
-    if argv[:4] == ["python3", "-B", "-m", "activate"] and len(argv) > 4:
+    switcher = switcher_argv("", "", "")[:4]
+    if argv[:4] == switcher and len(argv) > 4:
         return argv[4]
     if argv[:2] == ["python3", "-c"] and len(argv) > 3:
         return argv[3]

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from activate.protocol import SecretsMissing, SecretsStored, SecretVersion, to_json
 from builder.base.errors import InputError
 from builder.base.words import plural
 from builder.bundle.store import Generation
@@ -45,8 +46,9 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
         return []
     require_set(gen, manifest)
     cwd = server.switcher_dir(manifest["switcher"])
-    ask = [{"name": n, "fingerprint": fp} for n, fp in wanted.items()]
-    missing = server.call("secrets-have", cwd=cwd, stdin=json.dumps(ask).encode())["missing"]
+    ask = [to_json(SecretVersion(name=n, fingerprint=fp)) for n, fp in wanted.items() if fp]
+    asked = json.dumps(ask).encode()
+    missing = server.call("secrets-have", reply=SecretsMissing, cwd=cwd, stdin=asked).missing
     if not missing:
         return []
     if stacks_dir is None:
@@ -54,7 +56,7 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
     local = host_secrets(stacks_dir, gen.host)
     payload = []
     for item in missing:
-        name, fp = item["name"], item["fingerprint"]
+        name, fp = item.name, item.fingerprint
         if wanted.get(name) != fp:
             raise InputError(f"{gen.host}: the server asked for {name!r}, which is not needed")
         if local.fingerprint(name) != fp:
@@ -74,7 +76,8 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
         "secrets-receive",
         "--generation",
         str(gen.number),
+        reply=SecretsStored,
         cwd=cwd,
         stdin=json.dumps({"secrets": payload}).encode(),
     )
-    return list(result.get("stored", []))
+    return list(result.stored)

@@ -231,3 +231,17 @@ def test_rolled_back_line_names_the_failing_unit_first() -> None:
     assert name_failing_units(f"web1: rolled back to generation 1: {cause}", kept, manifest) == (
         f"web1: rolled back to generation 1: {cause}"
     )
+
+
+def test_a_switcher_reply_that_does_not_fit_is_one_line(web1: Project, tmp_path: Path) -> None:
+    # the rollback runs the active generation's own switcher: here, one that answers nonsense
+    srv = tmp_path / "srv"
+    assert web1.run("-q", "switch", "web1", "--target", str(srv)).returncode == 0
+    (current,) = srv.glob("**/current")
+    (current / "activate" / "__main__.py").write_text('print(\'{"to": "two", "warnings": []}\')\n')
+    result = web1.run("rollback", "web1", "--target", str(srv))
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: web1: the switcher's `rollback` printed a report"), lines
+    assert "`to` must be an integer, not the string 'two'" in lines[0], lines

@@ -1,0 +1,284 @@
+"""What the deployer and the switcher say to each other: the command line, the stages of an
+activation, and the replies the switcher prints, as typed values both sides use.
+
+The switcher runs `python3 -B -m activate COMMAND --state STATE --root ROOT [options]` and
+prints one JSON object (or list) on stdout. A reply keeps `wire`, its JSON object as it came:
+a switcher of another version may add keys this one does not know, and the deployer's
+`--json` passes them on. Every field has a default unless every switcher ever shipped sends
+it, so an installed switcher's reply still reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+
+# Python keywords among the keys: the field is `from_`, the key "from".
+_KEYWORDS = {"from_": "from"}
+
+
+class Stage(StrEnum):
+    """Where a detached activation is (STATE/runs/RUN/status.json `phase`)."""
+
+    STARTING = "starting"  # the starter made the run folder; the unit is not up yet
+    SWITCHING = "switching"  # units are being stopped, written and started
+    CHECKING = "checking"  # the health gate runs
+    CONFIRM = "confirm"  # healthy; waits for `confirm` over a new connection (the dead-man)
+    DONE = "done"  # ended; report.json holds the final report and exit code
+
+    @property
+    def waits_for_confirmation(self) -> bool:
+        return self is Stage.CONFIRM
+
+
+class Action(StrEnum):
+    """What a deploy command does to a host (the `action` of reports and history lines)."""
+
+    PUSH = "push"  # send a generation; nothing changes in what runs
+    PLAN = "plan"  # push, then say what activating would do
+    ACTIVATE = "activate"  # switch to a generation already pushed
+    SWITCH = "switch"  # build, push and activate
+    ROLLBACK = "rollback"  # activate an older generation with its own switcher
+
+    @property
+    def switches(self) -> bool:
+        """Whether it changes what runs on the server (and so goes through the health gate)."""
+        return self in (Action.ACTIVATE, Action.SWITCH, Action.ROLLBACK)
+
+
+def switcher_argv(
+    command: str, state: str, root: str, args: Sequence[str] = (), python: str = "python3"
+) -> list[str]:
+    """The command line of a switcher command, run in the folder that holds `activate/`."""
+    # -B: never write __pycache__ into a generation or a switcher folder (they are read-only)
+    return [python, "-B", "-m", "activate", command, "--state", state, "--root", root, *args]
+
+
+def to_json(value: Any) -> Any:
+    """A reply's value as JSON: typed parts written back as the switcher writes them."""
+    if isinstance(value, Reply):
+        return value.to_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_KEYWORDS.get(f.name, f.name): to_json(getattr(value, f.name)) for f in _own(value)}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def _own(value: Any) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(value) if f.name != "wire"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reply:
+    """A reply of the switcher: typed fields, and the JSON object it came as."""
+
+    wire: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The reply as the switcher sent it (keys of other versions included)."""
+        if self.wire:
+            return dict(self.wire)
+        return {_KEYWORDS.get(f.name, f.name): to_json(getattr(self, f.name)) for f in _own(self)}
+
+    def evolve(self, **changes: Any) -> Self:
+        """Fields changed by the deployer, in the typed view and in the JSON alike."""
+        json = {_KEYWORDS.get(k, k): to_json(v) for k, v in changes.items()}
+        return dataclasses.replace(self, wire={**self.to_json(), **json}, **changes)
+
+
+# ---- requests --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HaveRequest:
+    """`have`'s stdin for a switcher that reads deltas: a base both sides have (None: none),
+    and the object hashes that base lacks."""
+
+    base: str | None
+    hashes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"base": self.base, "hashes": sorted(self.hashes)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretVersion:
+    """One version of a secret: asked for by `secrets-have`, named in its reply."""
+
+    name: str
+    fingerprint: str
+
+
+# ---- replies ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HaveReply(Reply):
+    missing: tuple[str, ...]  # the object hashes to send
+    base: str | None = None  # the base the server can rebuild a delta on; None: send it whole
+
+
+@dataclass(frozen=True, kw_only=True)
+class Received(Reply):
+    hash: str = ""
+    already_present: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretsMissing(Reply):
+    missing: tuple[SecretVersion, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretsStored(Reply):
+    stored: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """One health check's last result (activate/health.py)."""
+
+    unit: str | None = None  # "*": every unit at once
+    kind: str = ""  # "unit", "http", "tcp" or "command"
+    ok: bool = True
+    check: str = ""
+    output: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthReport:
+    checks: tuple[Check, ...] = ()
+    seconds: float = 0.0
+    skipped: str | None = None  # why the gate did not run (files only, no units)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kept:
+    """The data snapshot taken before a switch."""
+
+    units: tuple[str, ...]
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restored:
+    """A snapshot put back by `rollback --restore-data`."""
+
+    unit: str
+    path: str
+    replaced_data_kept_in: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What an activation does to each unit (activate/planner.py)."""
+
+    stop: tuple[str, ...] = ()
+    start: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+    leave: tuple[str, ...] = ()
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Switched(Reply):
+    """`activate`, `rollback` and `confirm`: the switch's report, or with `phase` CONFIRM a
+    detached run waiting for its confirmation."""
+
+    from_: int | None = None
+    to: int | None = None
+    result: str = "ok"
+    phase: Stage | None = None
+    run: str | None = None  # the detached run to `confirm`
+    folder: str | None = None  # the generation folder `confirm` runs in
+    confirm_seconds_left: float = 0.0
+    plan: Plan | None = None
+    services: str | None = None
+    warnings: tuple[str, ...] = ()
+    health: HealthReport | None = None
+    snapshot: Kept | None = None
+    confirmed: bool = False
+    snapshots: tuple[Any, ...] = ()  # what the generations rolled back past kept
+    data_warnings: tuple[str, ...] = ()
+    restored: tuple[Restored, ...] = ()
+
+    @property
+    def waiting(self) -> bool:
+        return self.phase is not None and self.phase.waits_for_confirmation
+
+
+@dataclass(frozen=True, kw_only=True)
+class Planned(Reply):
+    from_: int | None = None
+    to: int
+    plan: Plan
+    drift: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry(Reply):
+    """A line of STATE/history.jsonl."""
+
+    time: str | None = None
+    user: str | None = None
+    action: str | None = None  # an Action, "restore-data", "gc", "recover", ...
+    from_: int | None = None
+    to: int | None = None
+    result: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnitStatus:
+    active: str | None = None
+    sub: str | None = None
+    main_pid: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovered:
+    """A switch killed halfway that `status` finished or undid first."""
+
+    result: str | None = None
+    detail: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status(Reply):
+    current: int | None
+    hash: str | None = None
+    units: dict[str, UnitStatus] = field(default_factory=dict)
+    last: HistoryEntry | None = None
+    drift: tuple[str, ...] = ()
+    interrupted: Any = None
+    recovered: Recovered | None = None
+    switching: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRow(Reply):
+    """A generation on the server (`generations`)."""
+
+    generation: int
+    hash: str | None = None
+    built_at: str | None = None
+    active: bool = False
+    units: int | None = None
+    folder: str | None = None
+    rollback_target: bool = False
+    previous: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collected(Reply):
+    """`gc`: what went from the server."""
+
+    removed: tuple[int, ...] = ()
+    objects_removed: int = 0
