@@ -4,12 +4,9 @@ and whether a failed gate rolls back (docs/reliability.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .manifest import Manifest
-
-if TYPE_CHECKING:
-    from .detach import Run  # detach builds a Safety from the command line
+from .runs import Run
 
 
 @dataclass(frozen=True)
