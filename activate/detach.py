@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,79 +35,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import durable, strict_json
+from . import lock
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .protocol import Action, Stage, switcher_argv
+from .runs import POLL, RUN_RE, Run
 from .safety import Safety
 from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
 
-RUN_RE = re.compile(r"^[0-9]+-[0-9]+\Z")
 RUNS_KEPT = 20
-POLL = 0.1
 USER_ENV = "BUNDLE_USER"
+ACTION_ENV = "BUNDLE_ACTION"  # tells a started switcher that it runs a rollback
 
 
 def unit_name(run_id: str) -> str:
     # The run id, not the generation: the same generation may be activated again before
     # systemd has collected the unit of its previous run.
     return f"bundle-activate-{run_id}"
-
-
-class Run:
-    """STATE/runs/RUN: how an activation and the processes waiting for it talk."""
-
-    def __init__(self, store: Store, run_id: str) -> None:
-        if not RUN_RE.fullmatch(run_id):
-            raise BadInput(f"--run {run_id!r}: expected GENERATION-NUMBER")
-        self.id = run_id
-        self.dir = store.root / "runs" / run_id
-
-    @property
-    def canary(self) -> Path:
-        return self.dir / "canary"
-
-    def _write(self, name: str, data: dict[str, Any]) -> None:
-        durable.write_json(self.dir / name, data)
-
-    def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            return strict_json.loads((self.dir / name).read_bytes(), name, "")
-        except (FileNotFoundError, strict_json.JsonRefused):
-            return None
-
-    def status(self) -> dict[str, Any] | None:
-        return self._read("status.json")
-
-    def report(self) -> dict[str, Any] | None:
-        return self._read("report.json")
-
-    def phase(self, phase: Stage, **extra: Any) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._write("status.json", {"phase": phase, "run": self.id, "pid": os.getpid(), **extra})
-
-    def finish(self, report: dict[str, Any], exit_code: int, error: str | None = None) -> None:
-        """The final word: written once, after history.jsonl."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._write("report.json", {"report": report, "exit": exit_code, "error": error})
-        self.phase(Stage.DONE, exit=exit_code)
-
-    def await_confirmation(self, seconds: float, waiting: dict[str, Any]) -> bool:
-        """Create the canary and wait for `confirm` to remove it; False when time runs out."""
-        self.canary.write_text(f"remove to confirm; expires in {seconds:.0f} s\n")
-        deadline = time.monotonic() + seconds
-        self.phase(
-            Stage.CONFIRM, confirm_by=time.time() + seconds, confirm_timeout=seconds, **waiting
-        )
-        while time.monotonic() < deadline:
-            if not self.canary.exists():
-                return True
-            time.sleep(POLL)
-        try:
-            durable.rename(self.canary, self.canary.with_name("canary.expired"))
-        except FileNotFoundError:
-            return True  # confirmed at the last moment
-        return False
 
 
 def _prune(store: Store) -> None:
@@ -187,9 +130,6 @@ def start_detached(
     options: list[str],
 ) -> dict[str, Any]:
     """Start `activate --generation N` of `gen`'s own switcher detached; wait as above."""
-    from . import lock
-    from .rollback import ACTION_ENV
-
     store.require_exists()
     for tool in ("systemctl", "systemd-run"):
         if shutil.which(tool) is None:

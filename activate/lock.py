@@ -10,7 +10,8 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,20 +35,41 @@ class Busy(Failed):
     """Another process holds the lock."""
 
 
+RETRY = 2.0  # seconds between two tries of a caller that waits
+
+
+def _take(fd: int, path: Path, wait: float, waiting: Callable[[], None] | None) -> None:
+    """flock, tried again for `wait` seconds (telling `waiting` once); then Busy."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+                still = f"still held after {wait:.0f} s" if wait else "held"
+                raise Busy(
+                    f"{path} is {still} by {_describe_holder(text, path)}; wait for it to "
+                    "finish (the lock goes away by itself when that process ends)"
+                ) from None
+            if waiting is not None and not told:
+                waiting()
+                told = True
+            time.sleep(RETRY)
+
+
 @contextmanager
-def held(path: Path, command: str) -> Iterator[None]:
-    """Hold the lock for the block, or raise Failed at once naming the current holder."""
+def held(
+    path: Path, command: str, wait: float = 0, waiting: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Hold the lock for the block, or raise Failed naming the current holder: at once, or
+    after `wait` seconds (the backup program waits for a deploy to end)."""
     # O_TRUNC would wipe the holder's text before we know whether we got the lock.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-            raise Busy(
-                f"{path} is held by {_describe_holder(text, path)}; wait for it to finish "
-                "(the lock goes away by itself when that process ends)"
-            ) from None
+        _take(fd, path, wait, waiting)
         info = {
             "user": invoking_user(),
             "pid": os.getpid(),

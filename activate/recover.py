@@ -9,7 +9,7 @@ repairs that first:
 * the journal says `done`: every change was made, only the bookkeeping was cut short. The
   switch is finished: its history line is written if it is missing, the journal removed.
 * any other step: the switch is undone, the same way a failed switch goes back
-  (activation._restore): `current` back to the old generation, its unit files in /etc and
+  (activate/restore.py): `current` back to the old generation, its unit files in /etc and
   nothing else of ours, daemon-reload, units restarted if their files differ between the
   two generations, every unit of the old generation that should run started. History gets
   `"result": "rolled back"` with the step the switch was killed at. When there was no old
@@ -25,11 +25,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from . import activation
+from . import boot_unit, signals
 from .errors import Failed
 from .install import QUADLET_DIR, SYSTEMD_DIR
 from .planner import plan
+from .restore import restore
 from .store import Store, history_entry
+from .switch import Progress, prepare
 from .systemd import Services, UnitState
 
 BEFORE_FLIP = ("started", "stopped")
@@ -79,10 +81,8 @@ def recover(
 
 
 def _forget_boot_unit(store: Store, root: Path, services: Services) -> None:
-    from . import boot  # it runs this module at boot
-
-    if boot.applies(root, services):
-        boot.remove(store, root, services)
+    if boot_unit.applies(root, services):
+        boot_unit.remove(store, root, services)
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def _undo(
     store: Store, root: Path, services: Services, from_n: Any, to_n: int, step: Any
 ) -> list[str]:
     """Go back from a partial switch `from_n -> to_n` to `from_n` (None: to nothing)."""
-    sw = activation.prepare(store, root, services, to_n)
+    sw = prepare(store, root, services, to_n)
     old_gen = store.find(from_n) if isinstance(from_n, int) else None
     old = store.load_manifest(old_gen) if old_gen else None
     forward = plan(old, sw.new)
@@ -112,7 +112,7 @@ def _undo(
     running = UnitState(None, "active", None, None)
     live = {k: running for k, u in (old.units.items() if old else ()) if u.enable}
     sw = dataclasses.replace(sw, current=old_gen, old=old, plan=forward, live=live)
-    progress = activation._Progress(flipped=True, installed=True)
+    progress = Progress(flipped=True, installed=True)
     if step in BEFORE_FLIP:
         # nothing was restarted with the new files yet: only what was stopped comes back
         progress.touched.update((*forward.stop, *forward.networks))
@@ -122,8 +122,8 @@ def _undo(
     # Booted between two generations, units may have failed until their start limit: that is
     # the state being repaired, not a reason to refuse starting them.
     services.reset_failed(sorted({u.service for u in units}))
-    with activation._signals_ignored():
-        errors = activation._restore(sw, progress)
+    with signals.ignored():
+        errors = restore(sw, progress)
     for folder in (QUADLET_DIR, SYSTEMD_DIR):
         for tmp in (root / folder).glob(".*.bundle-*.tmp"):
             tmp.unlink(missing_ok=True)  # a unit file being written when the power went

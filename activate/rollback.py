@@ -12,15 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import snapshot, strict_json
+from . import activation, lock, snapshot, strict_json
+from .detach import ACTION_ENV, start_detached
 from .errors import BadInput, Failed
 from .manifest import Manifest
 from .protocol import Action, switcher_argv
 from .report import emit
 from .store import Generation, Store, history_entry, rollback_target
 from .systemd import Services
-
-ACTION_ENV = "BUNDLE_ACTION"
 
 
 def choose_target(store: Store, to: int | None) -> Generation:
@@ -123,8 +122,6 @@ def rollback(
     the dead-man, when it has one (activate/detach.py); the output is then the waiting status,
     with `snapshots` and `data_warnings` for the deployer to act on after confirming.
     """
-    from . import activation, lock
-
     manifest = store.load_manifest(target)
     notes = data_notes(store, target, manifest)
     current = store.current()
@@ -153,8 +150,6 @@ def rollback(
         return 0
     can_detach = (target.path / "activate" / "detach.py").is_file() and services.managed
     if detach is not None and can_detach and not (current and current.number == target.number):
-        from .detach import start_detached
-
         waiting = start_detached(store, target, root, Action.ROLLBACK, detach)
         waiting["snapshots"] = notes
         waiting["data_warnings"] = [snapshot.warning(n, hint) for n in notes]

@@ -5,12 +5,9 @@ deployer builds it from its options and passes it on as the switcher's (`argv`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .manifest import Manifest
-
-if TYPE_CHECKING:
-    from .detach import Run  # detach builds a Safety from the command line
+from .runs import Run
 
 
 @dataclass(frozen=True)

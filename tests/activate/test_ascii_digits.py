@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from activate.systemd import parse_version, published_host_ports
+from activate.server_checks import parse_version, published_host_ports
 from builder.deploy.remote import BOOTSTRAP
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from activate import boot, scope
+from activate import boot, boot_unit, scope
 from activate.store import Store
 from activate.systemd import FilesOnly
 
@@ -31,7 +31,7 @@ UNIT_TEXTS = [
             "Type=oneshot",
             "WorkingDirectory=/srv/state/boot",
             "ExecStart=/usr/bin/python3 -B -m activate.boot --state /srv/state",
-            f"TimeoutStartSec={boot.TIMEOUT}",
+            f"TimeoutStartSec={boot_unit.TIMEOUT}",
             "WantedBy=multi-user.target",
         },
         id="system",
@@ -45,7 +45,7 @@ UNIT_TEXTS = [
             "ConditionPathExists=/home/apps/.local/state/bundle/pending.json",
             "WorkingDirectory=/home/apps/.local/state/bundle/boot",
             "ExecStart=/usr/bin/python3 -B -m activate.boot --state /home/apps/.local/state/bundle",
-            f"TimeoutStartSec={boot.USER_TIMEOUT}",
+            f"TimeoutStartSec={boot_unit.USER_TIMEOUT}",
             "WantedBy=default.target",
         },
         id="user",
@@ -57,13 +57,13 @@ UNIT_TEXTS = [
 def test_the_unit_runs_before_the_managers_basic_target_and_only_with_a_journal(
     state: Path, rootless: bool, wanted: set[str]
 ) -> None:
-    text = boot.unit_text(state, "/usr/bin/python3", rootless)
+    text = boot_unit.unit_text(state, "/usr/bin/python3", rootless)
     lines = set(text.splitlines())
     assert wanted <= lines
     if rootless:
         # the user manager has neither; it starts long after the system reached both
         assert not any(line.startswith("After=") for line in lines), text
-        assert f"journalctl --user -u {boot.UNIT}" in text
+        assert f"journalctl --user -u {boot_unit.UNIT}" in text
 
 
 APPS = scope.Scope(True, "apps", 1000, Path("/home/apps"))
@@ -75,23 +75,27 @@ def test_a_rootless_install_goes_to_the_users_units(
     monkeypatch.setattr(scope, "for_root", lambda root: APPS)
     store, root = Store(tmp_path / "state"), tmp_path / "root"
     store.ensure()
-    unit, link = boot.unit_paths(root)
+    unit, link = boot_unit.unit_paths(root)
     user_units = root / "home/apps/.config/systemd/user"
     assert (unit, link) == (
-        user_units / boot.UNIT,
-        user_units / "default.target.wants" / boot.UNIT,
+        user_units / boot_unit.UNIT,
+        user_units / "default.target.wants" / boot_unit.UNIT,
     )
 
-    assert boot.install(store, root, FilesOnly()) == [
+    assert boot_unit.install(store, root, FilesOnly()) == [
         str(store.root / "boot"),
         str(unit),
         str(link),
     ]
-    assert link.readlink() == Path("/home/apps/.config/systemd/user", boot.UNIT)
+    assert link.readlink() == Path("/home/apps/.config/systemd/user", boot_unit.UNIT)
     assert "WantedBy=default.target" in unit.read_text()
     assert not (root / "etc").exists()
-    assert boot.install(store, root, FilesOnly()) == []
-    assert boot.remove(store, root, FilesOnly()) == [str(unit), str(link), str(store.root / "boot")]
+    assert boot_unit.install(store, root, FilesOnly()) == []
+    assert boot_unit.remove(store, root, FilesOnly()) == [
+        str(unit),
+        str(link),
+        str(store.root / "boot"),
+    ]
 
 
 def test_queued_jobs_go_to_the_users_manager_when_rootless_and_start_afresh(
@@ -118,27 +122,27 @@ def test_queued_jobs_go_to_the_users_manager_when_rootless_and_start_afresh(
 def test_install_is_idempotent_and_puts_back_what_changed(tmp_path: Path) -> None:
     store, root = Store(tmp_path / "state"), tmp_path / "root"
     store.ensure()
-    unit, link = boot.unit_paths(root)
+    unit, link = boot_unit.unit_paths(root)
 
-    first = boot.install(store, root, FilesOnly())
+    first = boot_unit.install(store, root, FilesOnly())
 
     assert first == [str(store.root / "boot"), str(unit), str(link)]
     assert link.is_symlink() and str(Path(*link.readlink().parts[-4:])) == str(
-        Path("etc/systemd/system", boot.UNIT)
+        Path("etc/systemd/system", boot_unit.UNIT)
     )
     copy = store.root / "boot/activate"
     shipped = sorted(p.name for p in (REPO / "activate").glob("*.py"))
     assert sorted(p.name for p in copy.iterdir()) == shipped
-    assert boot.install(store, root, FilesOnly()) == []
+    assert boot_unit.install(store, root, FilesOnly()) == []
 
     unit.write_text("edited by hand\n")
     (copy / "stale.py").write_text("")
     (copy / "recover.py").write_text("# older\n")
-    assert boot.install(store, root, FilesOnly()) == [str(store.root / "boot"), str(unit)]
+    assert boot_unit.install(store, root, FilesOnly()) == [str(store.root / "boot"), str(unit)]
     assert sorted(p.name for p in copy.iterdir()) == shipped
     assert (copy / "recover.py").read_bytes() == (REPO / "activate/recover.py").read_bytes()
 
-    removed = boot.remove(store, root, FilesOnly())
+    removed = boot_unit.remove(store, root, FilesOnly())
     assert removed == [str(unit), str(link), str(store.root / "boot")]
     assert not unit.exists() and not link.is_symlink() and not copy.exists()
 
@@ -146,17 +150,17 @@ def test_install_is_idempotent_and_puts_back_what_changed(tmp_path: Path) -> Non
 def test_a_masked_unit_stays_masked(tmp_path: Path) -> None:
     store, root = Store(tmp_path / "state"), tmp_path / "root"
     store.ensure()
-    unit, link = boot.unit_paths(root)
+    unit, link = boot_unit.unit_paths(root)
     unit.parent.mkdir(parents=True)
     unit.symlink_to("/dev/null")  # what `systemctl mask` makes
 
-    assert boot.install(store, root, FilesOnly()) == [str(store.root / "boot")]
+    assert boot_unit.install(store, root, FilesOnly()) == [str(store.root / "boot")]
     assert unit.readlink() == Path("/dev/null") and not link.is_symlink()
 
 
 def test_only_a_real_root_gets_the_unit(tmp_path: Path) -> None:
-    assert not boot.applies(tmp_path, FilesOnly())
-    assert not boot.applies(Path("/"), FilesOnly())
+    assert not boot_unit.applies(tmp_path, FilesOnly())
+    assert not boot_unit.applies(Path("/"), FilesOnly())
 
 
 def test_nothing_pending_or_no_state_does_nothing(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ program's own logic (choosing snapshots, replacing a volume's files, kopia's com
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from builder.render.features import backup_script as server
+from activate.backup import config, outcome, restore, tools
+from activate.backup.volumes import STAGE_NAME, replace_contents
+from activate.errors import Failed
 from tests.build.conftest import Project, make_project
 
 
@@ -137,6 +140,35 @@ def test_the_bundle_has_the_program_its_plan_and_two_units(empty_project: Projec
     compile((gen / "scripts/backup.py").read_bytes(), "backup.py", "exec")  # valid python3
 
 
+def test_the_launcher_runs_its_own_generation_s_program_and_plan(
+    empty_project: Project, tmp_path: Path
+) -> None:
+    # a copy of the generation, away from this repository: only what travels to a server
+    gen = shutil.copytree(build(empty_project), tmp_path / "generations/1-abc", symlinks=True)
+    launcher = gen / "scripts/backup.py"
+    done = subprocess.run(
+        [sys.executable, "-B", str(launcher), "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "restore" in done.stdout, done.stderr
+    plan = gen / "scripts/backup.json"
+    plan.chmod(0o644)
+    plan.write_text("[1]")  # the plan beside the launcher is the one it reads
+    done = subprocess.run(
+        [sys.executable, "-B", str(launcher), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 1 and done.stderr == "", done.stderr
+    assert done.stdout == (
+        f"error: {plan}: not the JSON expected (a list at the top level); "
+        "rebuild and push the bundle\n"
+    )
+    assert not list(gen.rglob("__pycache__"))  # a generation is never written to
+
+
 def test_systemd_accepts_the_units(empty_project: Project) -> None:
     gen = build(empty_project)
     done = subprocess.run(
@@ -156,7 +188,7 @@ def test_kopia_with_object_lock_builds_and_its_commands(empty_project: Project) 
     )
     gen = build(empty_project, stack)
     cfg = json.loads((gen / "scripts/backup.json").read_text())
-    tool = server.Kopia(cfg)
+    tool = tools.Kopia(cfg)
     assert tool.storage_args() == [
         "s3",
         "--bucket=my-backups",
@@ -165,18 +197,18 @@ def test_kopia_with_object_lock_builds_and_its_commands(empty_project: Project) 
         "--region=fr-par",
     ]
     assert tool.identity() == ["--override-hostname=web1", "--override-username=root"]
-    assert server.keep_args(cfg["keep"], "kopia") == ["--keep-daily=7", "--keep-weekly=4"]
-    assert server.keep_args({"last": 3, "yearly": 2}, "restic") == [
+    assert tools.keep_args(cfg["keep"], "kopia") == ["--keep-daily=7", "--keep-weekly=4"]
+    assert tools.keep_args({"last": 3, "yearly": 2}, "restic") == [
         "--keep-last=3",
         "--keep-yearly=2",
     ]
-    assert server.keep_args({"last": 3, "yearly": 2}, "kopia") == [
+    assert tools.keep_args({"last": 3, "yearly": 2}, "kopia") == [
         "--keep-latest=3",
         "--keep-annual=2",
     ]
-    local = server.Kopia({**cfg, "repository": "/srv/kopia"})
+    local = tools.Kopia({**cfg, "repository": "/srv/kopia"})
     assert local.storage_args() == ["filesystem", "--path=/srv/kopia"]
-    plain = server.parse_s3("s3:http://10.0.0.1:9000/b")
+    plain = tools.parse_s3("s3:http://10.0.0.1:9000/b")
     assert plain == {"endpoint": "10.0.0.1:9000", "bucket": "b", "prefix": "", "tls": False}
 
 
@@ -285,8 +317,8 @@ def test_nothing_stateful_and_an_old_backup_script_are_refused(empty_project: Pr
 # --- the server program's own logic ----------------------------------------------------------
 
 
-def snap(volume: str, run: str, ident: str) -> server.Snapshot:
-    return server.Snapshot(ident, ident[:8], run, volume, run, "web1", f"/run/x/{volume}")
+def snap(volume: str, run: str, ident: str) -> tools.Snapshot:
+    return tools.Snapshot(ident, ident[:8], run, volume, run, "web1", f"/run/x/{volume}")
 
 
 SNAPS = [
@@ -299,11 +331,11 @@ SNAPS = [
 
 
 def test_choosing_snapshots() -> None:
-    latest = server.choose(SNAPS, ["a", "b"], None)
+    latest = restore.choose(SNAPS, ["a", "b"], None)
     assert {v: s.id for v, s in latest.items()} == {"a": "aaaa2222", "b": "bbbb2222"}
-    first = server.choose(SNAPS, ["a", "b"], "20260101T030000Z")
+    first = restore.choose(SNAPS, ["a", "b"], "20260101T030000Z")
     assert {v: s.id for v, s in first.items()} == {"a": "aaaa1111", "b": "bbbb1111"}
-    one = server.choose(SNAPS, ["a", "b"], "bbbb1")
+    one = restore.choose(SNAPS, ["a", "b"], "bbbb1")
     assert {v: s.id for v, s in one.items()} == {"b": "bbbb1111"}  # that volume only
     cases: list[tuple[list[str], str | None, str]] = [
         (["a", "d"], None, "no snapshot of d in the repository yet"),
@@ -312,8 +344,8 @@ def test_choosing_snapshots() -> None:
         (["a"], "cccc2222", "no run or snapshot 'cccc2222' among the snapshots of a"),
     ]
     for volumes, wanted, message in cases:
-        with pytest.raises(server.Failure, match=message):
-            server.choose(SNAPS, volumes, wanted)
+        with pytest.raises(Failed, match=message):
+            restore.choose(SNAPS, volumes, wanted)
 
 
 def test_replacing_a_volume_s_files(tmp_path: Path) -> None:
@@ -321,34 +353,37 @@ def test_replacing_a_volume_s_files(tmp_path: Path) -> None:
     (volume / "old-dir").mkdir(parents=True)
     (volume / "old-dir/f").write_text("old")
     (volume / "old-file").write_text("old")
-    stage = volume / server.STAGE_NAME
+    stage = volume / STAGE_NAME
     root = stage / "run/bundle-backup/volumes/v"
     (root / "sub").mkdir(parents=True)
     (root / "sub/kept").write_text("restored")
     (root / "index.html").write_text("restored")
     root.chmod(0o750)
-    server.replace_contents(volume, root, stage)
-    assert sorted(p.name for p in volume.iterdir()) == [server.STAGE_NAME, "index.html", "sub"]
+    replace_contents(volume, root, stage)
+    assert sorted(p.name for p in volume.iterdir()) == [STAGE_NAME, "index.html", "sub"]
     assert (volume / "sub/kept").read_text() == "restored"
     assert volume.stat().st_mode & 0o777 == 0o750
 
 
 def test_the_program_runs_only_as_root_with_its_help() -> None:
     done = subprocess.run(
-        [sys.executable, server.__file__, "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-B", "-m", "activate.backup", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0 and "restore" in done.stdout
 
 
 def test_a_missing_secret_file_is_one_clear_line(tmp_path: Path) -> None:
     cfg: dict[str, Any] = {"secrets": {"password": str(tmp_path / "nope")}}
-    with pytest.raises(server.Failure, match=r"cannot read the secret file .*nope"):
-        server.read_secret(cfg, "password")
+    with pytest.raises(Failed, match=r"cannot read the secret file .*nope"):
+        config.read_secret(cfg, "password")
 
 
 def test_the_metric_file_is_the_monitoring_contract() -> None:
     # docs/monitoring.md, "The nightly backup's metric (the contract)"
-    assert server.metric_text("vps1", 1735700400.7) == (
+    assert outcome.metric_text("vps1", 1735700400.7) == (
         "# HELP bundle_backup_last_success_timestamp_seconds Unix time the last successful "
         "nightly backup finished.\n"
         "# TYPE bundle_backup_last_success_timestamp_seconds gauge\n"

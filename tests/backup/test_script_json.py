@@ -1,5 +1,5 @@
-"""The backup script on the server reads JSON with the switcher's checks (it cannot import
-activate/strict_json.py): a tampered plan or an odd listing is one line, never a traceback."""
+"""The backup program on the server (activate/backup/) reads JSON with the switcher's checks
+(activate/strict_json.py): a tampered plan or an odd listing is one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.render.features import backup_script as script
+from activate.backup import config as script
+from activate.errors import Failed
 
-SCRIPT = Path(script.__file__)
+PROGRAM = [sys.executable, "-B", "-m", "activate.backup"]
 
 HOSTILE = {
     "deep-nesting": (
@@ -36,7 +37,7 @@ def test_a_tampered_plan_is_one_line(tmp_path: Path, data: bytes, problem: str) 
     plan = tmp_path / "backup.json"
     plan.write_bytes(data)
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--config", str(plan), "list"],
+        [*PROGRAM, "--config", str(plan), "list"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -59,7 +60,7 @@ def test_a_tampered_plan_is_one_line(tmp_path: Path, data: bytes, problem: str) 
     ],
 )
 def test_an_odd_snapshot_listing_is_one_failure(listing: str, problem: str) -> None:
-    with pytest.raises(script.Failure) as e:
+    with pytest.raises(Failed) as e:
         script.json_records(listing, "restic's snapshot list")
     assert str(e.value) == f"restic's snapshot list: {problem}"
 

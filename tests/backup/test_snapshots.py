@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.render.features import backup_script as server
+from activate.backup import filesystems, volumes
 
 
 @pytest.fixture
@@ -45,22 +45,22 @@ def volume(root: Path, name: str) -> Path:
 
 def test_a_btrfs_snapshot_is_a_frozen_read_only_view(btrfs: Path) -> None:
     path = volume(btrfs, "site-data")
-    assert server.snapshot_plan(path) == ("btrfs", str(btrfs), "")
-    snap = server.create_snapshot("btrfs", str(btrfs), "", "10%ORIGIN")
+    assert filesystems.snapshot_plan(path) == ("btrfs", str(btrfs), "")
+    snap = filesystems.create_snapshot("btrfs", str(btrfs), "", "10%ORIGIN")
     try:
-        server.mount_snapshot(snap)
+        filesystems.mount_snapshot(snap)
         view = snap.view(path)
         (path / "db").write_text("after")  # the containers run again and write
         assert (view / "db").read_text() == "before"
         with pytest.raises(OSError) as err:
             (view / "new").write_text("x")
         assert err.value.errno == errno.EROFS
-        with server.bound(view, "test-site-data") as stable:
+        with volumes.bound(view, "test-site-data") as stable:
             assert stable == Path("/run/bundle-backup/volumes/test-site-data")
             assert (stable / "db").read_text() == "before"
         assert not (stable / "db").exists()  # unmounted again
     finally:
-        server.remove_snapshot(snap)
+        filesystems.remove_snapshot(snap)
     assert not Path(snap.name).exists()
     assert (path / "db").read_text() == "after"
 
@@ -70,14 +70,14 @@ def test_a_volume_in_a_nested_subvolume_snapshots_that_subvolume(btrfs: Path) ->
         ["btrfs", "subvolume", "create", str(btrfs / "var")], check=True, capture_output=True
     )
     path = volume(btrfs / "var", "db-data")
-    assert server.snapshot_plan(path) == ("btrfs", str(btrfs / "var"), "")
-    snap = server.create_snapshot("btrfs", str(btrfs / "var"), "", "")
+    assert filesystems.snapshot_plan(path) == ("btrfs", str(btrfs / "var"), "")
+    snap = filesystems.create_snapshot("btrfs", str(btrfs / "var"), "", "")
     try:
         assert (snap.view(path) / "db").read_text() == "before"
     finally:
-        server.remove_snapshot(snap)
+        filesystems.remove_snapshot(snap)
 
 
 def test_other_filesystems_have_no_snapshot(tmp_path: Path) -> None:
     path = volume(tmp_path, "v")
-    assert server.snapshot_plan(path) is None
+    assert filesystems.snapshot_plan(path) is None

@@ -5,7 +5,8 @@ Build side (called by render.py and validate.py):
 * `plan(stack)`: which volumes are backed up (the named volumes of `stateful` containers), in
   which groups they are stopped together (a pod's volumes, and volumes shared by containers),
   which containers use each, and which names `bundle restore HOST SERVICE` accepts;
-* `render(renderer)`: `scripts/backup.py` (builder/render/features/backup_script.py, python3 stdlib only),
+* `render(renderer)`: `scripts/backup.py` (a launcher of the program in activate/backup/, which
+  every generation carries with the switcher),
   `scripts/backup.json` (the plan and the settings), one file per secret under
   `scripts/backup.secret/` (a placeholder the switcher completes on the server, so no value
   enters the bundle), `backup.service` and `backup.timer`;
@@ -24,7 +25,6 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from builder.base.errors import Problem
@@ -280,5 +280,23 @@ def _file(data: bytes, mode: int = 0o644) -> Any:
     return BundleFile(data, mode)
 
 
+# GEN/scripts/backup.py: runs the backup program (activate/backup/) of its own generation, so
+# that `python3 -B STATE/current/scripts/backup.py ...` and backup.service stay as they were.
+LAUNCHER = '''\
+#!/usr/bin/python3
+"""Backups and restores of this host's volumes: the launcher of activate/backup/ (the program
+travels with the switcher in this generation); `backup.py --help` says what it does."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this generation's folder
+
+from activate.backup.cli import main
+
+sys.exit(main())
+'''
+
+
 def script_source() -> bytes:
-    return (Path(__file__).parent / "backup_script.py").read_bytes()
+    return LAUNCHER.encode()
