@@ -28,6 +28,7 @@ def checkout(tmp_path: Path) -> tuple[Path, Path, Path]:
         (root / ".venv/bin", "python"),
         (root / ".venv/bin", "pip"),
         (root / ".venv/bin", "pytest"),
+        (root / ".venv/bin", "lint-imports"),
     ):
         (folder / name).write_text(RECORDER % name.replace("-", "_").upper())
         (folder / name).chmod(0o755)
@@ -58,7 +59,12 @@ def test_ci_run_as_root_installs_the_packages_then_runs_the_suite(tmp_path: Path
     assert {"mmdebstrap", "openssh-server", "docker-registry", "caddy", "git"} <= set(
         lines[1].split()
     )
-    assert lines[2:] == ["python -c import sys", "pip install -q -e .[test]", "pytest -q"]
+    assert lines[2:] == [
+        "python -c import sys",
+        "pip install -q -e .[test]",
+        "lint-imports ",  # the recorder writes "NAME ARGS"
+        "pytest -q",
+    ]
 
     # pytest collecting nothing (exit 5) is not a failure; a failing suite is
     calls.unlink()
@@ -69,6 +75,10 @@ def test_ci_run_as_root_installs_the_packages_then_runs_the_suite(tmp_path: Path
     calls.unlink()
     broken = run(root, tools, calls, ".ci/run", APT_GET="100")
     assert broken.returncode != 0 and "pytest" not in calls.read_text()
+    calls.unlink()
+    # a broken layer contract fails the run before the suite starts
+    layered = run(root, tools, calls, ".ci/run", LINT_IMPORTS="1")
+    assert layered.returncode != 0 and "pytest" not in calls.read_text()
 
 
 def test_install_system_packages_alone_installs_the_same_list(tmp_path: Path) -> None:
