@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from builder.base.errors import BundleError
+from builder.deploy.remote import RemoteError
 
 JOURNAL_LINES = 40
 POLL = 2.0  # seconds between looks at a running unit
@@ -104,8 +105,6 @@ def follow(
     ok = now.result == "success" and now.active != "failed"
     report = {**report, "result": "ok" if ok else "failed", "seconds": seconds, "journal": lines}
     if not ok:
-        from builder.deploy.remote import RemoteError
-
         reason = next(
             (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
             f"{run.unit} ended with {now.result or now.active}",
