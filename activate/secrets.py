@@ -31,11 +31,11 @@ from typing import IO, Any
 
 from . import durable, strict_json
 from .errors import BadInput, Failed, SwitcherError
-from .manifest import SHA256_RE, RenderedFile, SecretUse
+from .manifest import SECRET_NAME_RE, SHA256_RE, RenderedFile, SecretUse
 from .store import Generation, Store, remove_tree
 from .systemd import Services
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+NAME_RE = SECRET_NAME_RE  # one rule for a secret's name, in a manifest or a request
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
 REQUEST_LIMIT = 16 * 1024 * 1024
 VALUE_LIMIT = 512000  # podman's own limit for a secret
