@@ -1,162 +1,63 @@
-"""manifest.json of one generation: parsed and checked once, then trusted as typed values.
+"""Reading manifest.json: parsed and checked once, then trusted as typed values.
 
-Format 1 is fixed by docs/architecture.md. Unknown keys are ignored (an older switcher must
-still read a newer manifest when it rolls back to its own generation); known keys are checked
-strictly and every error names its key path.
+The values and their JSON form are activate/manifest_format.py, shared with the builder. Unknown
+keys are ignored (an older switcher must still read a newer manifest when it rolls back to its
+own generation); known keys are checked strictly and every error names its key path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from . import strict_json
 from .errors import BadInput
+from .manifest_format import (
+    CHECK_KINDS,
+    FORMAT,
+    KINDS,
+    MANIFEST_NAME,
+    UNIT_FOLDER,
+    Check,
+    FileEntry,
+    Manifest,
+    RenderedFile,
+    SecretUse,
+    State,
+    Unit,
+    bundle_hash,
+    closure_hash,
+    service_name,
+)
 
-FORMAT = 1
-MANIFEST_NAME = "manifest.json"
-# Keys left out of the bundle hash: they change with every build even when the content does not.
-UNHASHED_KEYS = ("generation", "parent", "built_at")
-
-QUADLET_KINDS = ("container", "pod", "volume", "network")
-SYSTEMD_KINDS = ("service", "timer")
-KINDS = QUADLET_KINDS + SYSTEMD_KINDS
-UNIT_FOLDER = {
-    **{k: "units/quadlet" for k in QUADLET_KINDS},
-    **{k: "units/systemd" for k in SYSTEMD_KINDS},
-}
+# the switcher's modules take the manifest types from here, beside the parser
+__all__ = [
+    "FORMAT",
+    "KINDS",
+    "MANIFEST_NAME",
+    "UNIT_FOLDER",
+    "Check",
+    "FileEntry",
+    "Manifest",
+    "RenderedFile",
+    "SecretUse",
+    "State",
+    "Unit",
+    "bundle_hash",
+    "check_relative_path",
+    "closure_hash",
+    "manifest_from_dict",
+    "parse_manifest",
+    "service_name",
+]
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]*\Z")
 MODE_RE = re.compile(r"^0?[0-7]{3}\Z")
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The canonical form of architecture.md: the bytes every hash is computed over."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
-
-
-def bundle_hash(raw: Mapping[str, Any]) -> str:
-    """sha256 of the canonical manifest without generation, parent and built_at."""
-    hashed = {k: v for k, v in raw.items() if k not in UNHASHED_KEYS}
-    return hashlib.sha256(canonical_json(hashed)).hexdigest()
-
-
-def closure_hash(files: Iterable[tuple[str, str]]) -> str:
-    """sha256 over the sorted lines `path\\0sha256\\n` of a unit's files."""
-    lines = sorted(f"{path}\0{sha}\n" for path, sha in files)
-    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
-
-
-def service_name(key: str, kind: str) -> str:
-    """The unit name systemctl knows for a manifest unit key (quadlet's naming rules)."""
-    stem = key[: -len(kind) - 1]
-    return {
-        "container": f"{stem}.service",
-        "pod": f"{stem}-pod.service",
-        "volume": f"{stem}-volume.service",
-        "network": f"{stem}-network.service",
-    }.get(kind, key)
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of the bundle tree."""
-
-    path: str
-    sha256: str
-    size: int
-    mode: int
-
-
-@dataclass(frozen=True)
-class Check:
-    """A deploy-time check the switcher runs after activation (activate/health.py)."""
-
-    kind: str  # "http", "tcp" or "command"
-    target: str  # the URL, HOST:PORT or shell command
-    status: int = 200
-    body: str | None = None
-    timeout: int = 5
-
-    def describe(self) -> str:
-        if self.kind == "http":
-            body = f" containing {self.body!r}" if self.body is not None else ""
-            return f"GET {self.target} answers {self.status}{body}"
-        if self.kind == "tcp":
-            return f"{self.target} accepts TCP connections"
-        return f"`{self.target}` exits 0"
-
-
-@dataclass(frozen=True)
-class State:
-    """What a stateful container keeps: podman volumes, or a dump/restore command pair."""
-
-    container: str
-    volumes: tuple[str, ...]
-    dump: str | None = None
-    restore: str | None = None
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One quadlet or systemd unit of the generation."""
-
-    key: str
-    kind: str
-    path: str
-    service: str
-    closure: str
-    files: tuple[str, ...]
-    requires: tuple[str, ...]
-    image: str | None
-    enable: bool
-    checks: tuple[Check, ...] = ()
-    state: State | None = None
-
-    @property
-    def is_quadlet(self) -> bool:
-        return self.kind in QUADLET_KINDS
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A parsed, checked manifest. `hash` is recomputed here, never read from a name."""
-
-    generation: int
-    parent: int | None
-    host: str
-    built_at: str
-    state_dir: str
-    switcher: str
-    requires: Mapping[str, str]
-    files: Mapping[str, FileEntry]
-    units: Mapping[str, Unit]
-    images: Mapping[str, str]
-    hash: str
-    # health_timeout, health_settle, confirm_timeout (seconds); empty in older manifests
-    deploy: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    # the user a rootless generation runs as (activate/scope.py); None: the system's manager
-    rootless_user: str | None = None
-
-    @property
-    def folder_name(self) -> str:
-        return f"{self.generation}-{self.hash[:12]}"
-
-    def all_images(self) -> tuple[str, ...]:
-        refs = set(self.images.values())
-        refs.update(u.image for u in self.units.values() if u.image)
-        return tuple(sorted(refs))
-
-    def object_sizes(self) -> dict[str, int]:
-        """Distinct objects (sha256 → size) the generation is made of."""
-        return {f.sha256: f.size for f in self.files.values()}
+SECRET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+RENDERED_ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 def _fail(where: str, problem: str) -> BadInput:
@@ -236,8 +137,9 @@ def _parse_unit(key: str, raw: Any, files: Mapping[str, FileEntry]) -> Unit:
     if path not in files:
         raise _fail(f"{where}.path", f"{path} is not listed under files")
     service = _typed(raw.get("service"), str, f"{where}.service")
-    if service != service_name(key, kind):
-        raise _fail(f"{where}.service", f"expected {service_name(key, kind)}, got {service!r}")
+    expected_service = service_name(key.removesuffix(f".{kind}"), kind)
+    if service != expected_service:
+        raise _fail(f"{where}.service", f"expected {expected_service}, got {service!r}")
     unit_files = tuple(_typed(raw.get("files"), list, f"{where}.files"))
     for i, f in enumerate(unit_files):
         if _typed(f, str, f"{where}.files[{i}]") not in files:
@@ -263,9 +165,6 @@ def _parse_unit(key: str, raw: Any, files: Mapping[str, FileEntry]) -> Unit:
     return Unit(
         key, kind, path, service, closure, unit_files, requires, image, enable, checks, state
     )
-
-
-CHECK_KINDS = ("http", "tcp", "command")
 
 
 def _parse_check(raw: Any, where: str) -> Check:
@@ -305,6 +204,47 @@ def _parse_deploy(raw: Any) -> dict[str, int]:
         if _typed(value, int, f"deploy.{key}") < 0:
             raise _fail(f"deploy.{key}", "must not be negative")
     return dict(settings)
+
+
+def _parse_secrets(raw: Any) -> dict[str, SecretUse]:
+    """Names, keyed fingerprints and users of the secrets the generation needs (never values)."""
+    if not isinstance(raw, dict):
+        raise _fail("secrets", "expected an object")
+    found: dict[str, SecretUse] = {}
+    for name, e in raw.items():
+        at = f"secrets.{name}"
+        if not SECRET_NAME_RE.fullmatch(name) or not isinstance(e, dict):
+            raise _fail(at, "invalid secret entry")
+        fp, podman, used_by = e.get("fingerprint"), e.get("podman_secret"), e.get("used_by", [])
+        if fp is not None and (not isinstance(fp, str) or not SHA256_RE.fullmatch(fp)):
+            raise _fail(f"{at}.fingerprint", "not a lowercase sha256 hex digest")
+        if podman is not None and podman not in (name, f"{name}-{(fp or '')[:12]}"):
+            raise _fail(f"{at}.podman_secret", f"expected {name}-FINGERPRINT12")
+        if not isinstance(used_by, list) or not all(isinstance(u, str) for u in used_by):
+            raise _fail(f"{at}.used_by", "expected a list of unit keys")
+        found[name] = SecretUse(name, fp, podman, tuple(used_by))
+    return found
+
+
+def _parse_rendered(
+    raw: Any, files: Mapping[str, FileEntry], secrets: Mapping[str, SecretUse]
+) -> dict[str, RenderedFile]:
+    """The bundle files the server completes with the secrets they embed."""
+    if not isinstance(raw, dict):
+        raise _fail("rendered", "expected an object")
+    rendered: dict[str, RenderedFile] = {}
+    for path, e in raw.items():
+        at = f"rendered.{path}"
+        check_relative_path(path, at)
+        if path not in files or not isinstance(e, dict):
+            raise _fail(at, "not a file of this generation")
+        ident, names = e.get("id"), e.get("secrets")
+        if not isinstance(ident, str) or not RENDERED_ID_RE.fullmatch(ident):
+            raise _fail(f"{at}.id", "expected 16 hex digits")
+        if not isinstance(names, list) or not all(n in secrets for n in names):
+            raise _fail(f"{at}.secrets", "names a secret the manifest does not list")
+        rendered[path] = RenderedFile(path, ident, tuple(names), files[path].mode)
+    return rendered
 
 
 def _check_requires(units: Mapping[str, Unit]) -> None:
@@ -368,6 +308,7 @@ def manifest_from_dict(raw: Any) -> Manifest:
     if parent is not None:
         _typed(parent, int, "parent")
     state_dir = _typed(raw.get("state_dir", "/var/lib/bundle"), str, "state_dir")
+    secrets = _parse_secrets(raw.get("secrets", {}))
     return Manifest(
         generation=generation,
         parent=parent,
@@ -384,4 +325,6 @@ def manifest_from_dict(raw: Any) -> Manifest:
         rootless_user=_typed(raw.get("rootless_user"), str, "rootless_user")
         if raw.get("rootless_user") is not None
         else None,
+        secrets=MappingProxyType(secrets),
+        rendered=MappingProxyType(_parse_rendered(raw.get("rendered", {}), files, secrets)),
     )

@@ -31,36 +31,15 @@ from typing import IO, Any
 
 from . import durable, strict_json
 from .errors import BadInput, Failed, SwitcherError
-from .manifest import MANIFEST_NAME, SHA256_RE, check_relative_path
+from .manifest import SECRET_NAME_RE, SHA256_RE, RenderedFile, SecretUse
 from .store import Generation, Store, remove_tree
 from .systemd import Services
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
-ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
+NAME_RE = SECRET_NAME_RE  # one rule for a secret's name, in a manifest or a request
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
 REQUEST_LIMIT = 16 * 1024 * 1024
 VALUE_LIMIT = 512000  # podman's own limit for a secret
 PODMAN_TIMEOUT = 120
-
-
-@dataclass(frozen=True)
-class SecretUse:
-    name: str
-    fingerprint: str | None
-    podman: str | None
-    used_by: tuple[str, ...]
-
-    @property
-    def short(self) -> str:
-        return (self.fingerprint or "unset")[:12]
-
-
-@dataclass(frozen=True)
-class RenderedFile:
-    path: str
-    ident: str
-    secrets: tuple[str, ...]
-    mode: int
 
 
 @dataclass(frozen=True)
@@ -76,40 +55,7 @@ def _bad(where: str, problem: str) -> BadInput:
 def needs_of(store: Store, gen: Generation) -> Needs:
     """What a generation needs; its manifest is checked (hash and folder) by load_manifest."""
     manifest = store.load_manifest(gen)
-    where = str(gen.path / MANIFEST_NAME)
-    raw = strict_json.loads((gen.path / MANIFEST_NAME).read_bytes(), where, "push it again")
-    found: dict[str, SecretUse] = {}
-    entries = raw.get("secrets", {})
-    if not isinstance(entries, dict):
-        raise _bad(f"{where}: secrets", "expected an object")
-    for name, e in entries.items():
-        at = f"{where}: secrets.{name}"
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name) or not isinstance(e, dict):
-            raise _bad(at, "invalid secret entry")
-        fp, podman, used_by = e.get("fingerprint"), e.get("podman_secret"), e.get("used_by", [])
-        if fp is not None and (not isinstance(fp, str) or not SHA256_RE.fullmatch(fp)):
-            raise _bad(f"{at}.fingerprint", "not a lowercase sha256 hex digest")
-        if podman is not None and podman not in (name, f"{name}-{(fp or '')[:12]}"):
-            raise _bad(f"{at}.podman_secret", f"expected {name}-FINGERPRINT12")
-        if not isinstance(used_by, list) or not all(isinstance(u, str) for u in used_by):
-            raise _bad(f"{at}.used_by", "expected a list of unit keys")
-        found[name] = SecretUse(name, fp, podman, tuple(used_by))
-    rendered: dict[str, RenderedFile] = {}
-    files = raw.get("rendered", {})
-    if not isinstance(files, dict):
-        raise _bad(f"{where}: rendered", "expected an object")
-    for path, e in files.items():
-        at = f"{where}: rendered.{path}"
-        check_relative_path(path, at)
-        if path not in manifest.files or not isinstance(e, dict):
-            raise _bad(at, "not a file of this generation")
-        ident, names = e.get("id"), e.get("secrets")
-        if not isinstance(ident, str) or not ID_RE.fullmatch(ident):
-            raise _bad(f"{at}.id", "expected 16 hex digits")
-        if not isinstance(names, list) or not all(n in found for n in names):
-            raise _bad(f"{at}.secrets", "names a secret the manifest does not list")
-        rendered[path] = RenderedFile(path, ident, tuple(names), manifest.files[path].mode)
-    return Needs(found, rendered)
+    return Needs(manifest.secrets, manifest.rendered)
 
 
 # --- the store --------------------------------------------------------------------------------

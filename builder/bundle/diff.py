@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
+from activate.manifest_format import MANIFEST_NAME, Manifest, SecretUse
 from builder.base.words import plural
 
 Reader = Callable[[str], bytes]
-HIDDEN = ("manifest.json",)
+HIDDEN = (MANIFEST_NAME,)
 
 
 @attrs.frozen
@@ -102,60 +103,53 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def diff_generations(
-    host: str,
-    old: dict[str, Any],
-    new: dict[str, Any],
-    read_old: Reader,
-    read_new: Reader,
-    old_hash: str,
-    new_hash: str,
+    host: str, old: Manifest, new: Manifest, read_old: Reader, read_new: Reader
 ) -> Diff:
-    old_images, new_images = old.get("images", {}), new.get("images", {})
     images = tuple(
-        ImageChange(s, old_images.get(s), new_images.get(s))
-        for s in sorted(set(old_images) | set(new_images))
-        if old_images.get(s) != new_images.get(s)
+        ImageChange(s, old.images.get(s), new.images.get(s))
+        for s in sorted(set(old.images) | set(new.images))
+        if old.images.get(s) != new.images.get(s)
     )
-    old_units, new_units = old["units"], new["units"]
-    added = tuple(sorted(set(new_units) - set(old_units)))
-    removed = tuple(sorted(set(old_units) - set(new_units)))
+    added = tuple(sorted(set(new.units) - set(old.units)))
+    removed = tuple(sorted(set(old.units) - set(new.units)))
     changed = tuple(
         sorted(
             k
-            for k in set(old_units) & set(new_units)
-            if old_units[k]["closure"] != new_units[k]["closure"]
+            for k in set(old.units) & set(new.units)
+            if old.units[k].closure != new.units[k].closure
         )
     )
-    old_files, new_files = old["files"], new["files"]
     files = []
-    for path in sorted(set(old_files) | set(new_files)):
+    for path in sorted(set(old.files) | set(new.files)):
         if path in HIDDEN or path.startswith("activate/"):
             continue
-        a, b = old_files.get(path), new_files.get(path)
-        if a and b and a["sha256"] == b["sha256"] and a["mode"] == b["mode"]:
+        a, b = old.files.get(path), new.files.get(path)
+        if a and b and a.sha256 == b.sha256 and a.mode == b.mode:
             continue
         status = "added" if a is None else "removed" if b is None else "changed"
         files.append(_file_change(path, status, read_old if a else None, read_new if b else None))
     return Diff(
         host,
-        (old["generation"], old_hash),
-        (new["generation"], new_hash),
+        (old.generation, old.hash),
+        (new.generation, new.hash),
         images,
         added,
         removed,
         changed,
         tuple(files),
-        old.get("switcher") != new.get("switcher"),
-        secret_changes(old.get("secrets") or {}, new.get("secrets") or {}),
+        old.switcher != new.switcher,
+        secret_changes(old.secrets, new.secrets),
     )
 
 
-def secret_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def secret_changes(
+    old: Mapping[str, SecretUse], new: Mapping[str, SecretUse]
+) -> tuple[tuple[str, str], ...]:
     """Names only: a secret's keyed fingerprint says whether it changed, never its value."""
     out = []
     for name in sorted(set(old) | set(new)):
-        a = old[name].get("fingerprint") if name in old else None
-        b = new[name].get("fingerprint") if name in new else None
+        a = old[name].fingerprint if name in old else None
+        b = new[name].fingerprint if name in new else None
         if name not in old:
             out.append((name, "added" if b else "added, not set"))
         elif name not in new:

@@ -1,36 +1,49 @@
-"""The manifest: what a generation contains, and the hashes that identify it."""
+"""The manifest a build writes: the rendered stack as an activate.manifest_format.Manifest.
+
+The type, its JSON form and its hashes are the switcher's own (activate/manifest_format.py), so
+what the builder writes is exactly what the switcher reads.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
+from activate import manifest_format
+from activate.manifest_format import (
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    RenderedFile,
+    SecretUse,
+    bundle_hash,
+    dump,
+    sha256,
+)
 from builder.render.output import BundleFile, Rendered
 
-FORMAT = 1
-# fields that say when and in which order a bundle was built, not what it is
-VOLATILE = ("generation", "parent")
+__all__ = [
+    "MANIFEST_NAME",
+    "Manifest",
+    "build_manifest",
+    "bundle_hash",
+    "closure_hash",
+    "dump",
+    "sha256",
+]
 
 # the oldest podman whose quadlet understands each unit kind
 PODMAN_FOR_KIND = {"container": "4.4", "volume": "4.4", "network": "4.4", "pod": "5.0"}
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def closure_hash(paths: Iterable[str], files: Mapping[str, Mapping[str, Any]]) -> str:
+    """The closure of `paths` in a manifest's JSON `files` (for callers that read the JSON)."""
+    return manifest_format.closure_hash((p, files[p]["sha256"]) for p in paths)
 
 
-def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def closure_hash(paths: list[str] | tuple[str, ...], files: dict[str, dict[str, Any]]) -> str:
-    lines = "".join(f"{p}\0{files[p]['sha256']}\n" for p in sorted(paths))
-    return sha256(lines.encode())
-
-
-def file_entry(f: BundleFile) -> dict[str, Any]:
-    return {"sha256": sha256(f.data), "size": len(f.data), "mode": f"{f.mode:04o}"}
+def file_entry(path: str, f: BundleFile) -> FileEntry:
+    return FileEntry(path, sha256(f.data), len(f.data), f.mode)
 
 
 def build_manifest(
@@ -40,62 +53,41 @@ def build_manifest(
     switcher_files: dict[str, BundleFile],
     deploy: dict[str, int] | None = None,
     rootless_user: str | None = None,
-) -> dict[str, Any]:
-    """The manifest without generation, parent and build time (see `stamp`)."""
+) -> Manifest:
+    """The sealed manifest as generation 0 without a parent (see `Manifest.stamped`)."""
     all_files = {**rendered.files, **switcher_files}
-    files = {path: file_entry(f) for path, f in sorted(all_files.items())}
-    switcher = closure_hash(sorted(switcher_files), files)
-    units = {}
-    for key, u in rendered.units.items():
-        units[key] = {
-            "kind": u.kind,
-            "path": u.path,
-            "service": u.service,
-            "closure": closure_hash(u.files, files),
-            "files": list(u.files),
-            "requires": list(u.requires),
-            "image": u.image,
-            "enable": u.enable,
-        }
-        if u.checks:
-            units[key]["checks"] = [dict(c) for c in u.checks]
-        if u.state is not None:
-            units[key]["state"] = dict(u.state)
+    files = {path: file_entry(path, f) for path, f in sorted(all_files.items())}
+    switcher = manifest_format.closure_hash((p, files[p].sha256) for p in switcher_files)
     kinds = {u.kind for u in rendered.units.values()}
     needed = max(
         (PODMAN_FOR_KIND[k] for k in kinds if k in PODMAN_FOR_KIND), key=_version_key, default=None
     )
-    body = {
-        "format": FORMAT,
-        "host": host,
-        "state_dir": state_dir,
-        "switcher": switcher,
-        "requires": {"podman": needed} if needed else {},
-        "files": files,
-        "units": units,
-        "images": dict(rendered.images),
-        **({"deploy": dict(deploy)} if deploy is not None else {}),
-        **({"rootless_user": rootless_user} if rootless_user else {}),
-    }
     # names, keyed fingerprints and the files completed on the server (docs/secrets.md)
-    if rendered.secrets:
-        body["secrets"] = dict(rendered.secrets)
-    if rendered.rendered:
-        body["rendered"] = dict(rendered.rendered)
-    return body
+    secrets = {
+        name: SecretUse(name, e["fingerprint"], e["podman_secret"], tuple(e["used_by"]))
+        for name, e in rendered.secrets.items()
+    }
+    completed = {
+        path: RenderedFile(path, e["id"], tuple(e["secrets"]), files[path].mode)
+        for path, e in rendered.rendered.items()
+    }
+    return Manifest(
+        generation=0,
+        parent=None,
+        host=host,
+        built_at="",
+        state_dir=state_dir,
+        switcher=switcher,
+        requires=MappingProxyType({"podman": needed} if needed else {}),
+        files=MappingProxyType(files),
+        units=MappingProxyType({key: u.closed(files) for key, u in rendered.units.items()}),
+        images=MappingProxyType(dict(rendered.images)),
+        deploy=MappingProxyType(dict(deploy or {})),
+        rootless_user=rootless_user or None,
+        secrets=MappingProxyType(secrets),
+        rendered=MappingProxyType(completed),
+    ).sealed()
 
 
 def _version_key(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("."))
-
-
-def bundle_hash(manifest: dict[str, Any]) -> str:
-    return sha256(canonical({k: v for k, v in manifest.items() if k not in VOLATILE}))
-
-
-def stamp(manifest: dict[str, Any], generation: int, parent: int | None) -> dict[str, Any]:
-    return {**manifest, "generation": generation, "parent": parent}
-
-
-def dump(manifest: dict[str, Any]) -> bytes:
-    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

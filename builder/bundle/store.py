@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 
 from activate import strict_json
+from activate.errors import BadInput
+from activate.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from builder.base.errors import InputError
 
 GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
@@ -39,10 +41,19 @@ class Generation:
         return self.path.with_name(self.name + ".tar.zst")
 
     def manifest(self) -> dict[str, Any]:
-        path = self.path / "manifest.json"
+        """The manifest's JSON as it is written, unchecked (see `load_manifest`)."""
+        path = self.path / MANIFEST_NAME
         try:
             return strict_json.loads(path.read_bytes(), str(path), "build it again")
         except strict_json.JsonRefused as exc:
+            raise InputError(exc.message) from None
+
+    def load_manifest(self) -> Manifest:
+        """The manifest parsed and checked as the switcher does it."""
+        path = self.path / MANIFEST_NAME
+        try:
+            return parse_manifest(path.read_bytes(), str(path))
+        except BadInput as exc:
             raise InputError(exc.message) from None
 
     def read(self, rel: str) -> bytes:
@@ -60,7 +71,7 @@ class Store:
         found = []
         for entry in self.dir.iterdir():
             m = GENERATION_DIR.fullmatch(entry.name)
-            if m and (entry / "manifest.json").is_file():
+            if m and (entry / MANIFEST_NAME).is_file():
                 found.append(Generation(self.host, int(m.group(1)), m.group(2), entry))
         return sorted(found, key=lambda g: g.number)
 

@@ -9,7 +9,6 @@ from typing import Any
 from activate.protocol import GenerationRow
 from builder.base.errors import BundleError
 from builder.bundle.diff import diff_generations, format_text
-from builder.bundle.manifest import bundle_hash
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from, use_colour
 from builder.commands.deploy import _print_repaired
@@ -97,10 +96,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 2,
             )
         old, new = gens[-2], gens[-1]
-    old_m, new_m = old.manifest(), new.manifest()
-    d = diff_generations(
-        args.host, old_m, new_m, old.read, new.read, bundle_hash(old_m), bundle_hash(new_m)
-    )
+    d = diff_generations(args.host, old.load_manifest(), new.load_manifest(), old.read, new.read)
     if args.json:
         emit_json(d.to_json())
     else:

@@ -6,33 +6,20 @@ from typing import Any
 
 import attrs
 
+from activate.manifest_format import UNIT_FOLDER, Check, State, Unit
 from builder.base.errors import Problem
 
-QUADLET_DIR = "units/quadlet"
-SYSTEMD_DIR = "units/systemd"
+# a unit is the manifest's own type: the renderer fills everything but the closure
+__all__ = ["QUADLET_DIR", "SYSTEMD_DIR", "BundleFile", "Check", "Rendered", "State", "Unit"]
+
+QUADLET_DIR = UNIT_FOLDER["container"]
+SYSTEMD_DIR = UNIT_FOLDER["service"]
 
 
 @attrs.frozen
 class BundleFile:
     data: bytes
     mode: int = 0o644
-
-
-@attrs.frozen
-class Unit:
-    """One unit of the bundle and the bundle files it references (its closure)."""
-
-    key: str
-    kind: str
-    path: str
-    service: str
-    files: tuple[str, ...]
-    requires: tuple[str, ...]
-    image: str | None
-    enable: bool
-    # run by the switcher after activation; not files, so not part of the closure
-    checks: tuple[dict[str, Any], ...] = ()
-    state: dict[str, Any] | None = None  # stateful containers: what to snapshot
 
 
 @attrs.frozen

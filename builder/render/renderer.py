@@ -6,6 +6,7 @@ carries meaning (command words, the order of ports and mounts); tables are sorte
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from typing import Any
 
@@ -18,8 +19,10 @@ from builder.render.output import (
     SYSTEMD_DIR,
     BundleFile,
     Rendered,
+    State,
     Unit,
 )
+from builder.render.output import Check as UnitCheck
 from builder.render.templates import TemplateFailure, TemplateRenderer
 from builder.render.validate import config_path
 from builder.secrets.files import marker
@@ -34,17 +37,13 @@ def image_ref(c: Container) -> str:
     return f"{c.image}:{c.version}"
 
 
-def check_entry(check: Check) -> dict[str, Any]:
-    """A check as the manifest carries it: the kind's key plus only what applies to it."""
+def check_entry(check: Check) -> UnitCheck:
+    """A check as the manifest carries it: its kind, target and only what applies to it."""
     if check.http is not None:
-        entry: dict[str, Any] = {"http": check.http, "status": check.status or 200}
-        if check.body is not None:
-            entry["body"] = check.body
-    elif check.tcp is not None:
-        entry = {"tcp": check.tcp}
-    else:
-        entry = {"command": check.command}
-    return {**entry, "timeout": check.timeout}
+        return UnitCheck("http", check.http, check.status or 200, check.body, check.timeout)
+    if check.tcp is not None:
+        return UnitCheck("tcp", check.tcp, timeout=check.timeout)
+    return UnitCheck("command", check.command, timeout=check.timeout)
 
 
 def render_stack(
@@ -130,7 +129,7 @@ class _Renderer:
             self.add_unit(
                 name, "container", self.container(name, c), extra_files, requires, ref, True
             )
-            self.units[unit_file(name, "container")] = attrs.evolve(
+            self.units[unit_file(name, "container")] = dataclasses.replace(
                 self.units[unit_file(name, "container")],
                 checks=tuple(check_entry(ch) for ch in c.checks),
                 state=self.state_entry(name, c),
@@ -177,24 +176,25 @@ class _Renderer:
         path = f"{folder}/{key}"
         self.files[path] = BundleFile(text)
         self.units[key] = Unit(
-            key,
-            kind,
-            path,
-            service_name(name, kind),
-            tuple(sorted({path, *extra_files})),
-            tuple(sorted(set(requires))),
-            image,
-            enable,
+            key=key,
+            kind=kind,
+            path=path,
+            service=service_name(name, kind),
+            closure="",  # the manifest computes it once every file is final
+            files=tuple(sorted({path, *extra_files})),
+            requires=tuple(sorted(set(requires))),
+            image=image,
+            enable=enable,
         )
 
-    def state_entry(self, name: str, c: Container) -> dict[str, Any] | None:
+    def state_entry(self, name: str, c: Container) -> State | None:
         """A stateful container's named volumes (podman volume names) and dump commands."""
         if not c.stateful:
             return None
         volumes = sorted(
             {v.split(":")[0] for v in c.volumes if v.split(":")[0] in self.stack.volumes}
         )
-        return {"container": name, "volumes": volumes, "dump": c.dump, "restore": c.restore}
+        return State(name, tuple(volumes), c.dump, c.restore)
 
     def container_requires(self, c: Container) -> tuple[str, ...]:
         req = [unit_file(d, "container") for d in c.depends_on]
