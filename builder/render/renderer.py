@@ -180,7 +180,7 @@ class _Renderer:
             kind=kind,
             path=path,
             service=service_name(name, kind),
-            closure="",  # the manifest computes it once every file is final
+            closure="",  # filled in when the manifest is built, from the final file entries
             files=tuple(sorted({path, *extra_files})),
             requires=tuple(sorted(set(requires))),
             image=image,
