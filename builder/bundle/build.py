@@ -60,7 +60,7 @@ def load_stack(paths: Paths, host: str, index: Any = None) -> Any:
     A host that names other hosts (WireGuard peers) has them loaded too, through `index` (a
     builder.render.hosts.StackIndex): their own problems are reported with their own file:line.
     """
-    # loading and rendering (jinja2, cattrs) cost ~0.2 s of start-up that an up-to-date build skips
+    # start-up: loading and rendering (jinja2, cattrs) cost ~0.2 s that an up-to-date build skips
     from builder.render.features import wireguard
     from builder.render.hosts import StackIndex
     from builder.render.validate import validate
@@ -79,7 +79,7 @@ def load_stack(paths: Paths, host: str, index: Any = None) -> Any:
 
 
 def render(paths: Paths, host: str) -> tuple[Any, Any]:
-    # see load_stack: rendering is imported only when a build renders
+    # start-up: as in load_stack, rendering is imported only when a build renders
     from builder.render.features import wireguard
     from builder.render.features.secrets import SecretBinding
     from builder.render.hosts import Hosts, StackIndex

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from builder.base.errors import BundleError, InputError
+from builder.stack.load import load_stack
 
 
 @attrs.frozen
@@ -37,8 +38,6 @@ class Outcome:
 
 
 def host_tags(stacks_dir: Path, host: str) -> tuple[str, ...]:
-    from builder.stack.load import load_stack
-
     tags = load_stack(stacks_dir, host).data.get("host", {}).get("tags", [])
     return tuple(t for t in tags if isinstance(t, str))
 

@@ -90,9 +90,8 @@ def _unb64(text: str, where: str) -> bytes:
 
 
 def _derive(passphrase: str, salt: bytes, log2n: int, r: int, p: int) -> tuple[bytes, bytes]:
-    from cryptography.hazmat.primitives.kdf.scrypt import (
-        Scrypt,  # start-up: cryptography costs ~10 ms, paid only when a secret is read or written
-    )
+    # start-up: cryptography costs ~10 ms, paid only when a secret is read or written
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
     material = Scrypt(salt=salt, length=64, n=2**log2n, r=r, p=p).derive(passphrase.encode())
     return material[:32], material[32:]
@@ -114,9 +113,8 @@ def _work_factor() -> int:
 
 
 def encrypt(contents: Contents, label: str, passphrase: str) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import (
-        AESGCM,  # start-up: cryptography costs ~10 ms, paid only when a secret is read or written
-    )
+    # start-up: cryptography costs ~10 ms, paid only when a secret is read or written
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     log2n, r, p = _work_factor(), SCRYPT_R, SCRYPT_P
     salt, nonce = os.urandom(16), os.urandom(12)
@@ -166,9 +164,8 @@ def _scrypt_params(kdf: re.Match[str], where: str) -> tuple[int, int, int]:
 
 def decrypt(data: bytes, label: str, passphrase: str, where: str) -> Contents:
     """The contents of a secrets file; SecretsError says what is wrong in one line."""
-    from cryptography.exceptions import (
-        InvalidTag,  # start-up: cryptography costs ~10 ms, paid only when a secret is read or written
-    )
+    # start-up: cryptography costs ~10 ms, paid only when a secret is read or written
+    from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     try:

@@ -393,11 +393,10 @@ def tunnel_users(stack: Stack, extra_ports: dict[KeyPath, tuple[str, ...]]) -> s
 
 def public_key_of(private_key: str) -> str | None:
     """The public key of a base64 private key, or None when it is not one."""
-    try:  # start-up: cryptography costs ~10 ms, paid only when a key is checked
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    except ImportError:  # pragma: no cover - paramiko brings cryptography
-        return None
+    # start-up: cryptography costs ~10 ms, paid only when a key is checked
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     try:
         raw = base64.b64decode(private_key.strip(), validate=True)
         key = X25519PrivateKey.from_private_bytes(raw)
