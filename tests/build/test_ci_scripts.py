@@ -27,6 +27,7 @@ def checkout(tmp_path: Path) -> tuple[Path, Path, Path]:
         (tools, "apt-get"),
         (root / ".venv/bin", "python"),
         (root / ".venv/bin", "pip"),
+        (root / ".venv/bin", "mypy"),
         (root / ".venv/bin", "pytest"),
     ):
         (folder / name).write_text(RECORDER % name.replace("-", "_").upper())
@@ -58,7 +59,12 @@ def test_ci_run_as_root_installs_the_packages_then_runs_the_suite(tmp_path: Path
     assert {"mmdebstrap", "openssh-server", "docker-registry", "caddy", "git"} <= set(
         lines[1].split()
     )
-    assert lines[2:] == ["python -c import sys", "pip install -q -e .[test]", "pytest -q"]
+    assert lines[2:] == [
+        "python -c import sys",
+        "pip install -q -e .[test]",
+        "mypy ",  # no arguments: the recorder still writes the space after the name
+        "pytest -q",
+    ]
 
     # pytest collecting nothing (exit 5) is not a failure; a failing suite is
     calls.unlink()
@@ -69,6 +75,10 @@ def test_ci_run_as_root_installs_the_packages_then_runs_the_suite(tmp_path: Path
     calls.unlink()
     broken = run(root, tools, calls, ".ci/run", APT_GET="100")
     assert broken.returncode != 0 and "pytest" not in calls.read_text()
+    # a type error fails the run before the tests start
+    calls.unlink()
+    mistyped = run(root, tools, calls, ".ci/run", MYPY="1")
+    assert mistyped.returncode == 1 and "pytest" not in calls.read_text()
 
 
 def test_install_system_packages_alone_installs_the_same_list(tmp_path: Path) -> None:
