@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .report import one_line
 from .scope import CURRENT as SCOPE
-from .systemd import Services, UnitState
+from .systemd import Services
+from .unit_state import UnitState
 from .words import plural
 
 LOG_LINES = 5  # lines of the unit's own output in the message

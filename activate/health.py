@@ -28,7 +28,8 @@ from typing import Any
 from . import crashes
 from .manifest import Check, Manifest
 from .report import one_line
-from .systemd import Services, UnitState
+from .systemd import Services
+from .unit_state import UnitState
 from .words import plural
 
 OUTPUT_LIMIT = 400  # characters of a check's output kept for the report

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import durable, faults, scope
+from .durable import fsync_dir
 from .errors import Failed
 from .manifest import Manifest, Unit
-from .store import fsync_dir
 
 QUADLET_DIR = scope.SYSTEM.quadlet_dir
 SYSTEMD_DIR = scope.SYSTEM.systemd_dir

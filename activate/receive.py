@@ -32,9 +32,10 @@ from typing import IO, Any, BinaryIO
 
 from . import faults, strict_json
 from .delta import BASE_RE, DELTA_NAME, parse_delta, rebuild
+from .durable import fsync_dir
 from .errors import BadInput, Failed, SwitcherError
 from .manifest import MANIFEST_NAME, Manifest, parse_manifest
-from .store import OBJECT_MODE, Store, fsync_dir, read_only_mode, remove_tree
+from .store import OBJECT_MODE, Store, read_only_mode, remove_tree
 from .words import plural
 
 OBJECT_NAME_RE = re.compile(r"^objects/([0-9a-f]{64})\Z")
@@ -252,11 +253,13 @@ def _read_stream(stream: BinaryIO, store: Store, staging: Path, progress: _Progr
     seen: set[str] = set()
     compressed = _Counted(stream)
     reader = _CappedReader(
-        gzip.GzipFile(fileobj=compressed, mode="rb"),  # type: ignore[arg-type]
+        # the stubs ask for seek(); gzip reads a stream front to back and never calls it
+        gzip.GzipFile(fileobj=compressed, mode="rb"),  # type: ignore[call-overload]
         MANIFEST_LIMIT + ENTRY_OVERHEAD + END_OVERHEAD,
         compressed,
     )
     try:
+        # the stubs ask for write(), seek() and tell(); a "r|" stream is only ever read
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 _check_member(member)

@@ -24,7 +24,7 @@ import binascii
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -260,6 +260,7 @@ def redactor(store: Store, gen: Generation) -> Callable[[str], str]:
     """Hides the generation's secret values (and each line of a multi-line one) in text that
     its containers printed, before it goes into a report, history or the deployer's output."""
     hidden: dict[str, str] = {}
+    needs: Iterable[SecretUse]
     try:
         needs = needs_of(store, gen).secrets.values()
     except SwitcherError:

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import durable, strict_json
+from .durable import fsync_dir
 from .errors import BadInput, Failed
 from .manifest import Manifest, State, Unit
-from .store import Generation, Store, fsync_dir, now_utc, remove_tree
+from .store import Generation, Store, now_utc, remove_tree
 from .systemd import Services
 
 SNAPSHOT_FILE = "snapshot.json"
@@ -315,7 +316,7 @@ def restore(
 def prune(store: Store, kept: set[int]) -> list[str]:
     """Remove the snapshots of generations gc removed."""
     base = snapshots_dir(store)
-    removed = []
+    removed: list[str] = []
     if not base.is_dir():
         return removed
     for entry in base.iterdir():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, overload
 
 from .errors import BadInput
 
@@ -82,6 +82,18 @@ def _check_tree(value: Any) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
+# a caller that keeps the default `expect` gets a JSON object, and its type says so
+@overload
+def loads(data: bytes | str, where: str, hint: str, *, limit: int = ...) -> dict[str, Any]: ...
+@overload
+def loads(
+    data: bytes | str,
+    where: str,
+    hint: str,
+    *,
+    expect: type | tuple[type, ...] | None,
+    limit: int = ...,
+) -> Any: ...
 def loads(
     data: bytes | str,
     where: str,

@@ -16,6 +16,13 @@ def _usage(parser: argparse.ArgumentParser) -> str:
     return text.replace(" [-h] [--stacks DIR] [--bundles DIR] [--debug] [-q] [-v]", "")
 
 
+def _metavar(action: argparse.Action) -> str | None:
+    """An action's metavar as usage shows it: a tuple (one name per value) joined by spaces."""
+    if isinstance(action.metavar, tuple):
+        return " ".join(action.metavar)
+    return action.metavar
+
+
 def render() -> str:
     parser = make_parser()
     sub = _subparsers(parser)
@@ -45,9 +52,9 @@ def render() -> str:
         for action in p._actions:
             if set(action.option_strings) & common or action.help == argparse.SUPPRESS:
                 continue
-            names = ", ".join(action.option_strings) or action.metavar or action.dest
+            names = ", ".join(action.option_strings) or _metavar(action) or action.dest
             if action.option_strings and action.nargs != 0:
-                names += f" {action.metavar or action.dest.upper()}"
+                names += f" {_metavar(action) or action.dest.upper()}"
             rows.append(f"| `{names}` | {(action.help or '').replace('|', '/')} |")
         if rows:
             out += ["| argument | meaning |", "|---|---|", *rows, ""]

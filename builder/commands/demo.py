@@ -65,7 +65,8 @@ class Demo:
         for _ in range(50):
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    return r.read().decode().strip()
+                    body: bytes = r.read()
+                    return body.decode().strip()
             except OSError:
                 time.sleep(0.1)
         raise BundleError(f"demo: {url} did not answer")

@@ -30,7 +30,9 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Mapping
+from http.client import HTTPMessage
+from typing import IO, Any
 
 import attrs
 
@@ -71,10 +73,10 @@ def _split_list(value: str | None) -> list[str]:
     return [v for v in re.split(r"[,\s]+", value or "") if v]
 
 
-def mirrors_from_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    env = os.environ if env is None else env
+def mirrors_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    source = os.environ if env is None else env
     out: dict[str, str] = {}
-    for item in _split_list(env.get("BUNDLE_REGISTRY_MIRRORS")):
+    for item in _split_list(source.get("BUNDLE_REGISTRY_MIRRORS")):
         name, sep, address = item.partition("=")
         if not sep or not name or not address:
             raise BundleError(
@@ -86,9 +88,9 @@ def mirrors_from_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def insecure_from_env(env: dict[str, str] | None = None) -> set[str]:
-    env = os.environ if env is None else env
-    return {v.lower() for v in _split_list(env.get("BUNDLE_INSECURE_REGISTRIES"))}
+def insecure_from_env(env: Mapping[str, str] | None = None) -> set[str]:
+    source = os.environ if env is None else env
+    return {v.lower() for v in _split_list(source.get("BUNDLE_INSECURE_REGISTRIES"))}
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -274,7 +276,15 @@ class RegistryClient:
 class _RedirectWithoutToken(urllib.request.HTTPRedirectHandler):
     """Follow redirects (some registries send tag pages elsewhere), never with our token."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if (
             new is not None

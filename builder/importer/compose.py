@@ -342,7 +342,9 @@ def import_compose(
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{compose}: cannot read: {getattr(exc, 'strerror', exc)}") from exc
     result = convert(text, host, str(compose), compose.resolve().parent)
-    where, added, changed = None, [], []
+    where: str | None = None
+    added: list[str] = []
+    changed: list[str] = []
     if result.secrets:
         try:
             f = open_file(stacks_dir, host, create=True)

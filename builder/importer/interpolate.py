@@ -71,10 +71,10 @@ def _expand(
                     f"{where}: {text!r}: a '$' must start a variable ($VAR or ${{VAR}}); "
                     "write $$ for a literal $"
                 )
-            value = lookup(m.group())
-            if value is None:
+            found = lookup(m.group())
+            if found is None:
                 unset.append(Unset(m.group(), where))
-            out.append(value or "")
+            out.append(found or "")
             pos = m.end()
     if closing:
         raise InterpolationError(f"{where}: {text!r}: a '${{' has no closing '}}'")

@@ -61,7 +61,7 @@ class TemplateRenderer:
             # an {% include %} or {% import %} of a file that is not there
             file, line = self._template_frame(exc, name)
             raise TemplateFailure(
-                Problem(f"template {self.shown(exc.name)} does not exist", file, None, line)
+                Problem(f"template {self.shown(str(exc.name))} does not exist", file, None, line)
             ) from exc
         except jinja2.UndefinedError as exc:
             file, line = self._template_frame(exc, name)

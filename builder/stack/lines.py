@@ -33,7 +33,7 @@ COMMAND_TABLES = ("containers", "pods", "volumes", "networks")
 
 def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
     for at, text in _strings(stack, ()):
-        why = problem(text, at[:1] and at[0] in COMMAND_TABLES)
+        why = problem(text, bool(at) and at[0] in COMMAND_TABLES)
         if why is not None:
             yield raw.problem(at, why)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from typing import Any, get_origin
 
+import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
 from cattrs.errors import (
@@ -60,14 +62,19 @@ def _only(conv: cattrs.Converter, base: Any, python_type: type, word: str) -> An
     return factory
 
 
+def _origin_is(origin: type) -> Callable[[object], bool]:
+    """A predicate for `tuple[str, ...]`-like hints whose origin is `origin`."""
+    return lambda hint: get_origin(hint) is origin
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, bool, float):
         conv.register_structure_hook(kind, _strict(kind))
     arrays = _only(conv, homogenous_tuple_structure_factory, list, "an array")
     tables = _only(conv, mapping_structure_factory, dict, "a table")
-    conv.register_structure_hook_factory(lambda t: get_origin(t) is tuple, arrays)
-    conv.register_structure_hook_factory(lambda t: get_origin(t) is dict, tables)
+    conv.register_structure_hook_factory(_origin_is(tuple), arrays)
+    conv.register_structure_hook_factory(_origin_is(dict), tables)
     conv.register_structure_hook(Any, lambda v, _: v)
     return conv
 
@@ -120,7 +127,7 @@ def _collect(exc: BaseException, at: KeyPath, raw: RawStack, out: list[Problem])
         for sub in exc.exceptions:
             _collect(sub, path, raw, out)
     elif isinstance(exc, ForbiddenExtraKeysError):
-        names = sorted(f.name for f in exc.cl.__attrs_attrs__)
+        names = sorted(f.name for f in attrs.fields(exc.cl))
         for key in sorted(exc.extra_fields):
             near = difflib.get_close_matches(str(key), names, n=1)
             guess = f": did you mean `{near[0]}`?" if near else ""

@@ -27,6 +27,7 @@ def checkout(tmp_path: Path) -> tuple[Path, Path, Path]:
         (tools, "apt-get"),
         (root / ".venv/bin", "python"),
         (root / ".venv/bin", "pip"),
+        (root / ".venv/bin", "mypy"),
         (root / ".venv/bin", "pytest"),
         (root / ".venv/bin", "lint-imports"),
     ):
@@ -62,6 +63,7 @@ def test_ci_run_as_root_installs_the_packages_then_runs_the_suite(tmp_path: Path
     assert lines[2:] == [
         "python -c import sys",
         "pip install -q -e .[test]",
+        "mypy ",  # no arguments: the recorder still writes the space after the name
         "lint-imports ",  # the recorder writes "NAME ARGS"
         "pytest -q",
     ]
@@ -79,6 +81,10 @@ def test_ci_run_as_root_installs_the_packages_then_runs_the_suite(tmp_path: Path
     # a broken layer contract fails the run before the suite starts
     layered = run(root, tools, calls, ".ci/run", LINT_IMPORTS="1")
     assert layered.returncode != 0 and "pytest" not in calls.read_text()
+    # a type error fails the run before the tests start
+    calls.unlink()
+    mistyped = run(root, tools, calls, ".ci/run", MYPY="1")
+    assert mistyped.returncode == 1 and "pytest" not in calls.read_text()
 
 
 def test_install_system_packages_alone_installs_the_same_list(tmp_path: Path) -> None:

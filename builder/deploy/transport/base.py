@@ -7,14 +7,21 @@ A transport is the only thing push and activation know about a server. The SSH o
 from __future__ import annotations
 
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import attrs
 
 from builder.base.errors import BundleError
 
+
+class Readable(Protocol):
+    """A file, or a stream such as the push progress meter: read until it returns no bytes."""
+
+    def read(self, size: int, /) -> bytes | None: ...
+
+
 # Accepted as a command's stdin: nothing, bytes held in memory, or a file read in chunks.
-Stdin = bytes | BinaryIO | None
+Stdin = bytes | Readable | None
 
 
 class TransportError(BundleError):

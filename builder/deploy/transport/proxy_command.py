@@ -18,6 +18,7 @@ import paramiko
 class ProxyCommand(paramiko.ProxyCommand):
     def recv(self, size: int) -> bytes:
         stdout = self.process.stdout
+        assert stdout is not None  # paramiko starts the command with stdout=PIPE
         try:
             ready, _, _ = select.select([stdout], [], [], self.timeout)
         except (OSError, ValueError) as e:  # ValueError: the pipe was closed under us
@@ -27,7 +28,7 @@ class ProxyCommand(paramiko.ProxyCommand):
         try:
             return os.read(stdout.fileno(), size)  # b"" once the command has exited
         except OSError as e:
-            raise paramiko.ProxyCommandFailure(" ".join(self.cmd), e.strerror) from None
+            raise paramiko.ProxyCommandFailure(" ".join(self.cmd), e.strerror or str(e)) from None
 
     def ended(self) -> str | None:
         """How the command ended ("exit status 255"), or None while it runs."""

@@ -346,7 +346,8 @@ class _Dialer:
                 if i > 0:  # later hops are reached through the earlier ones, not their own config
                     jump = attrs.evolve(jump, proxy_jump=(), proxy_command=None)
                 hop = (self.dial(jump, hop, depth + 1), jump)
-            sock = _through(hop, ep, timeout)  # type: ignore[arg-type]
+            assert hop is not None  # proxy_jump is not empty: the loop dialled at least one hop
+            sock = _through(hop, ep, timeout)
         elif ep.proxy_command:
             sock = ProxyCommand(ep.proxy_command)
         else:

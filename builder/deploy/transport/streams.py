@@ -71,14 +71,14 @@ class Worker(Generic[T]):
 
     def __init__(self, name: str, fn: Callable[[], T]) -> None:
         self._fn = fn
-        self._value: T | None = None
+        self._returned: tuple[T] | None = None  # a tuple: fn() may itself return None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
         try:
-            self._value = self._fn()
+            self._returned = (self._fn(),)
         except BaseException as e:  # handed to the caller in result()
             self._error = e
 
@@ -94,4 +94,5 @@ class Worker(Generic[T]):
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]
+        assert self._returned is not None  # the thread ended without raising
+        return self._returned[0]

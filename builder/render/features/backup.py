@@ -98,7 +98,7 @@ def plan(stack: Stack) -> dict[str, Any]:
     for n, c in stateful.items():
         for v in named[n]:
             parent[find(f"k:{c.pod or n}")] = find(f"v:{v}")
-    groups = []
+    groups: list[dict[str, Any]] = []
     for root in sorted({find(f"v:{v}") for v in volumes}):
         keys = sorted(k[2:] for k in parent if k.startswith("k:") and find(k) == root)
         vols = [v for v in volumes if find(f"v:{v}") == root]

@@ -16,7 +16,7 @@ from typing import Any
 from builder.base.errors import Problem
 from builder.render.features.wireguard import bracketed, tunnel_ip
 from builder.stack.load import KeyPath, RawStack
-from builder.stack.model import Container, Stack
+from builder.stack.model import Container, Metrics, Stack
 from builder.stack.names import service_name
 from builder.stack.ports import PublishedPort, parse_port
 
@@ -44,8 +44,8 @@ def _scraped_in_place(c: Container) -> bool:
     return "host" in c.networks
 
 
-def _wanted(stack: Stack) -> Iterator[tuple[str, Container, KeyPath, str]]:
-    """(container, its model, the owner of its ports, the mapping its metrics need)."""
+def _wanted(stack: Stack) -> Iterator[tuple[str, Metrics, KeyPath, str]]:
+    """(container, its metrics, the owner of its ports, the mapping its metrics need)."""
     address = tunnel_ip(stack)
     if address is None:
         return
@@ -55,7 +55,7 @@ def _wanted(stack: Stack) -> Iterator[tuple[str, Container, KeyPath, str]]:
             continue
         if c.pod is not None and c.pod not in stack.enabled_pods():
             continue
-        yield name, c, owner(name, c), f"{ip}:{c.metrics.port}:{c.metrics.port}"
+        yield name, c.metrics, owner(name, c), f"{ip}:{c.metrics.port}:{c.metrics.port}"
 
 
 def _covers(port: PublishedPort, where: KeyPath, want: PublishedPort, at: KeyPath) -> bool:
@@ -72,7 +72,7 @@ def extra_ports(stack: Stack) -> dict[KeyPath, tuple[str, ...]]:
     """The mappings the build adds for metrics endpoints, by owner (pod or container)."""
     published = _published(stack)
     extra: dict[KeyPath, list[str]] = {}
-    for _name, _c, at, mapping in _wanted(stack):
+    for _name, _metrics, at, mapping in _wanted(stack):
         want = parse_port(mapping)
         if any(_covers(p, where, want, at) for p, where in published):
             continue
@@ -96,8 +96,8 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
             yield p(at, 'a container with networks = ["none"] cannot be scraped')
     published = _published(stack)
     added: list[tuple[PublishedPort, KeyPath, str]] = []
-    for name, c, where, mapping in _wanted(stack):
-        if not 1 <= c.metrics.port <= 65535:  # type: ignore[union-attr]
+    for name, metrics, where, mapping in _wanted(stack):
+        if not 1 <= metrics.port <= 65535:
             continue
         want = parse_port(mapping)
         at = ("containers", name, "metrics", "port")
