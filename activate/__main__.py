@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import activation, gc, lock, receive, rollback, secrets, status, strict_json
+from . import activation, detach, gc, lock, receive, rollback, secrets, status, strict_json
 from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .protocol import Action
@@ -95,9 +95,9 @@ def _read_have_request() -> Any:
 
 def _action() -> Action:
     """What this activation is: a rollback's own switcher is told so by its caller."""
-    named = os.environ.get(rollback.ACTION_ENV) or Action.ACTIVATE
+    named = os.environ.get(detach.ACTION_ENV) or Action.ACTIVATE
     if named not in (Action.ACTIVATE, Action.ROLLBACK):
-        raise BadInput(f"{rollback.ACTION_ENV}={named!r}: expected activate or rollback")
+        raise BadInput(f"{detach.ACTION_ENV}={named!r}: expected activate or rollback")
     return Action(named)
 
 

@@ -32,7 +32,8 @@ from .planner import plan
 from .restore import restore
 from .store import Store, history_entry
 from .switch import Progress, prepare
-from .systemd import Services, UnitState
+from .systemd import Services
+from .unit_state import UnitState
 
 BEFORE_FLIP = ("started", "stopped")
 
@@ -96,7 +97,7 @@ def _recorded(store: Store, record: dict[str, Any]) -> bool:
         if str(entry.get("time", "")) < str(record.get("since", "")):
             return False
         if (entry.get("from"), entry.get("to")) == (record.get("from"), record.get("to")):
-            return entry.get("result") != "rolled back"
+            return bool(entry.get("result") != "rolled back")
     return False
 
 

@@ -20,7 +20,8 @@ from .install import find_drift
 from .manifest import Manifest
 from .planner import Plan, plan
 from .store import Generation, Store
-from .systemd import Services, UnitState, network_name
+from .systemd import Services, network_name
+from .unit_state import UnitState
 
 
 @dataclass(frozen=True)

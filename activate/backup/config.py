@@ -37,7 +37,8 @@ def parse_json(text: str | bytes, what: str, expect: type | tuple[type, ...] = d
     except strict_json.JsonRefused as exc:
         raise Failed(exc.message) from None
     if not isinstance(found, expect):
-        kind = {dict: "an object", list: "a list"}.get(type(found), "a single value")
+        kinds: dict[type, str] = {dict: "an object", list: "a list"}
+        kind = kinds.get(type(found), "a single value")
         raise Failed(f"{what}: not the JSON expected ({kind} at the top level)")
     return found
 

@@ -22,7 +22,7 @@ def cmd_generations(args: argparse.Namespace) -> int:
     store = Store(paths.bundles_dir, args.host)
     gens = store.generations()
     times = store.build_times()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for gen in gens:
         manifest = gen.manifest()
         rows.append(

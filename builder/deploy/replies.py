@@ -78,7 +78,7 @@ def _shaped(conv: cattrs.Converter, base: Any, python_type: type, word: str) -> 
 
 def _dataclass_hook(conv: cattrs.Converter) -> Any:
     def factory(kind: Any) -> Any:
-        renamed = {
+        renamed: dict[str, Any] = {
             f.name: override(rename=f.name.rstrip("_"))
             for f in dataclasses.fields(kind)
             if f.name.endswith("_")
@@ -99,6 +99,11 @@ def _dataclass_hook(conv: cattrs.Converter) -> Any:
     return factory
 
 
+def _origin(kind: Any) -> object:
+    """`tuple` for tuple[int, ...], `dict` for dict[str, int]; typed as a plain object."""
+    return get_origin(kind)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=True)
     for kind in (str, int, bool, float):
@@ -107,8 +112,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(StrEnum, _member)
     lists = _shaped(conv, homogenous_tuple_structure_factory, list, "a list")
     objects = _shaped(conv, mapping_structure_factory, dict, "an object")
-    conv.register_structure_hook_factory(lambda t: get_origin(t) is tuple, lists)
-    conv.register_structure_hook_factory(lambda t: get_origin(t) is dict, objects)
+    conv.register_structure_hook_factory(lambda t: _origin(t) is tuple, lists)
+    conv.register_structure_hook_factory(lambda t: _origin(t) is dict, objects)
     conv.register_structure_hook_factory(dataclasses.is_dataclass, _dataclass_hook(conv))
     conv.register_structure_hook(Any, lambda v, _: v)
     return conv

@@ -43,6 +43,7 @@ def check_entry(check: Check) -> UnitCheck:
         return UnitCheck("http", check.http, check.status or 200, check.body, check.timeout)
     if check.tcp is not None:
         return UnitCheck("tcp", check.tcp, timeout=check.timeout)
+    assert check.command is not None  # validation: exactly one of http, tcp, command
     return UnitCheck("command", check.command, timeout=check.timeout)
 
 
