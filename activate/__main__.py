@@ -107,17 +107,17 @@ def _run(args: argparse.Namespace) -> int:
     services = services_for(root, args.services)
     command: str = args.command
     if command == "have":
-        emit(receive.have(store, _read_have_request()))
+        emit(receive.have(store, _read_have_request()).to_json())
     elif command == "receive":
         store.ensure()
         with lock.held(store.lock_path, "receive"):
-            emit(receive.receive(store, sys.stdin.buffer).as_json())
+            emit(receive.receive(store, sys.stdin.buffer).to_json())
     elif command == "secrets-have":
-        emit({"missing": secrets.have(store, sys.stdin.buffer)})
+        emit(secrets.have(store, sys.stdin.buffer).to_json())
     elif command == "secrets-receive":
         store.require_exists()
         with lock.held(store.lock_path, "secrets-receive"):
-            emit(secrets.receive(store, args.generation, sys.stdin.buffer))
+            emit(secrets.receive(store, args.generation, sys.stdin.buffer).to_json())
     elif command == "plan":
         emit(activation.preview(store, root, services, args.generation))
     elif command == "activate":
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "gc":
         store.require_exists()
         with lock.held(store.lock_path, f"gc --keep {args.keep}"):
-            emit({**gc.gc(store, args.keep), **secrets.gc(store, services)})
+            emit(secrets.gc(store, services, gc.gc(store, args.keep)).to_json())
     return 0
 
 

@@ -25,7 +25,7 @@ from . import boot_unit, crashes, faults, journal, secrets, signals
 from .errors import Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
-from .protocol import Action, Stage
+from .protocol import Action, Result, Stage
 from .recover import recover
 from .restore import restore
 from .safety import Safety
@@ -170,7 +170,7 @@ def activate(
             confirm = safety.confirm(sw.new)
             # a rollback that cuts the deployer off goes back too: to what was reachable
             if run and confirm > 0 and safety.rollback and services.managed:
-                waiting = report_of(sw, "awaiting confirmation", pulled=pulled, **outcome)
+                waiting = report_of(sw, Result.AWAITING_CONFIRMATION, pulled=pulled, **outcome)
                 if not run.await_confirmation(confirm, waiting):
                     raise Failed(
                         f"generation {number} was not confirmed within {confirm:.0f} s: no new "
@@ -184,7 +184,7 @@ def activate(
             errors = restore(sw, progress)
         back_to = f"generation {from_n}" if from_n is not None else "no generation"
         if errors:
-            result = "rollback failed"
+            result = Result.ROLLBACK_FAILED
             message = (
                 f"rollback to {back_to} INCOMPLETE after activating generation {number} failed: "
                 f"{cause}; also failed: {'; '.join(errors)}; fix by hand (docs/switcher.md)"
@@ -193,7 +193,7 @@ def activate(
             if from_n is None:
                 _forget_boot_unit(sw)  # back to no generation: none of bundle's units stay
             store.clear_pending()
-            result = "rolled back"
+            result = Result.ROLLED_BACK
             message = f"rolled back to {back_to}: activating generation {number} failed: {cause}"
         if "snapshot" in outcome:
             message += (
@@ -210,9 +210,9 @@ def activate(
         )
         raise RolledBack(message, report) from None
     summary = plan_summary(sw.plan)
-    result = "ok"
+    result = Result.OK
     if not health.passed:
-        result = "unhealthy"
+        result = Result.UNHEALTHY
         why = "--no-rollback" if action is not Action.ROLLBACK else "this is a rollback"
         summary = f"{health.summary()}; generation {number} stays active ({why})"
     store.append_history(history_entry(action, from_n, number, result, summary))
@@ -228,7 +228,7 @@ def activate(
         seconds=round(time.monotonic() - started_at, 2),
         **outcome,
     )
-    if result != "ok":
+    if result is not Result.OK:
         raise Reported(summary, {**report, "error": summary})
     return report
 

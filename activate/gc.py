@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from . import durable
 from .errors import BadInput, Failed, SwitcherError
+from .protocol import Collected, Result
 from .snapshot import prune as prune_snapshots
 from .store import (
     OBJECT_MODE,
@@ -20,7 +20,7 @@ from .store import (
 from .words import plural
 
 
-def gc(store: Store, keep: int) -> dict[str, Any]:
+def gc(store: Store, keep: int) -> Collected:
     """Keep the `keep` newest generations, the current one and the rollback targets; the
     caller holds the lock."""
     if keep < 0:
@@ -92,11 +92,11 @@ def gc(store: Store, keep: int) -> dict[str, Any]:
             f"removed {plural(len(removed), 'generation')} {removed}, "
             f"{plural(objects_removed, 'object')} ({plural(bytes_removed, 'byte')})"
         )
-        store.append_history(history_entry("gc", current_n, current_n, "ok", message))
-    return {
-        "removed": removed,
-        "objects_removed": objects_removed,
-        "bytes_removed": bytes_removed,
-        "kept": [g.number for g in kept],
-        "snapshots_removed": snapshots_removed,
-    }
+        store.append_history(history_entry("gc", current_n, current_n, Result.OK, message))
+    return Collected(
+        removed=tuple(removed),
+        objects_removed=objects_removed,
+        bytes_removed=bytes_removed,
+        kept=tuple(g.number for g in kept),
+        snapshots_removed=tuple(snapshots_removed),
+    )

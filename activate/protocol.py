@@ -34,6 +34,18 @@ class Stage(StrEnum):
         return self is Stage.CONFIRM
 
 
+class Result(StrEnum):
+    """How a switch ended (the `result` of reports and history lines), or a backup's run."""
+
+    OK = "ok"
+    UNHEALTHY = "unhealthy"  # the gate failed and the generation stays (--no-rollback, a rollback)
+    ROLLED_BACK = "rolled back"
+    ROLLBACK_FAILED = "rollback failed"  # the way back failed too: fix by hand
+    AWAITING_CONFIRMATION = "awaiting confirmation"  # healthy, waiting for the dead-man's confirm
+    UNKNOWN = "unknown"  # the deployer lost the connection while confirming
+    FAILED = "failed"  # a backup or restore that failed
+
+
 class Action(StrEnum):
     """What a deploy command does to a host (the `action` of reports and history lines)."""
 
@@ -57,12 +69,18 @@ def switcher_argv(
     return [python, "-B", "-m", "activate", command, "--state", state, "--root", root, *args]
 
 
+def sometimes(default: Any = None) -> Any:
+    """A key the switcher writes only when it has something to say (a value other than
+    `default`); the reader then sees `default`."""
+    return field(default=default, metadata={"sometimes": True})
+
+
 def to_json(value: Any) -> Any:
     """A reply's value as JSON: typed parts written back as the switcher writes them."""
     if isinstance(value, Reply):
         return value.to_json()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {_KEYWORDS.get(f.name, f.name): to_json(getattr(value, f.name)) for f in _own(value)}
+        return _fields_json(value)
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
     if isinstance(value, dict):
@@ -72,6 +90,15 @@ def to_json(value: Any) -> Any:
 
 def _own(value: Any) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(value) if f.name != "wire"]
+
+
+def _fields_json(value: Any) -> dict[str, Any]:
+    """A dataclass as its JSON object, in field order, without the keys left unsaid."""
+    return {
+        _KEYWORDS.get(f.name, f.name): to_json(getattr(value, f.name))
+        for f in _own(value)
+        if not (f.metadata.get("sometimes") and getattr(value, f.name) == f.default)
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +111,7 @@ class Reply:
         """The reply as the switcher sent it (keys of other versions included)."""
         if self.wire:
             return dict(self.wire)
-        return {_KEYWORDS.get(f.name, f.name): to_json(getattr(self, f.name)) for f in _own(self)}
+        return _fields_json(self)
 
     def evolve(self, **changes: Any) -> Self:
         """Fields changed by the deployer, in the typed view and in the JSON alike."""
@@ -115,18 +142,42 @@ class SecretVersion:
     fingerprint: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class SecretValue(SecretVersion):
+    """One version of a secret with its value (base64), as `secrets-receive` reads it."""
+
+    value: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretsDelivery:
+    """`secrets-receive`'s stdin: the versions a generation needs that the server lacks."""
+
+    secrets: tuple[SecretValue, ...]
+
+
 # ---- replies ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
 class HaveReply(Reply):
-    missing: tuple[str, ...]  # the object hashes to send
     base: str | None = None  # the base the server can rebuild a delta on; None: send it whole
+    missing: tuple[str, ...]  # the object hashes to send
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectsMissing(Reply):
+    """`have`'s answer to a plain list of hashes (a deployer that sends no base)."""
+
+    missing: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Received(Reply):
+    generation: int = 0
     hash: str = ""
+    objects_received: int = 0
+    bytes_received: int = 0
     already_present: bool = False
 
 
@@ -137,7 +188,9 @@ class SecretsMissing(Reply):
 
 @dataclass(frozen=True, kw_only=True)
 class SecretsStored(Reply):
+    generation: int = 0
     stored: tuple[str, ...] = ()
+    already_present: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,7 +246,7 @@ class Switched(Reply):
 
     from_: int | None = None
     to: int | None = None
-    result: str = "ok"
+    result: Result = Result.OK
     phase: Stage | None = None
     run: str | None = None  # the detached run to `confirm`
     folder: str | None = None  # the generation folder `confirm` runs in
@@ -230,7 +283,7 @@ class HistoryEntry(Reply):
     action: str | None = None  # an Action, "restore-data", "gc", "recover", ...
     from_: int | None = None
     to: int | None = None
-    result: str | None = None
+    result: Result | None = None
     message: str | None = None
 
 
@@ -282,3 +335,10 @@ class Collected(Reply):
 
     removed: tuple[int, ...] = ()
     objects_removed: int = 0
+    bytes_removed: int = 0
+    kept: tuple[int, ...] = ()
+    snapshots_removed: tuple[str, ...] = ()
+    secret_versions_removed: int = 0
+    # unsure which versions are used (a generation it cannot read): only the count, 0
+    podman_secrets_removed: tuple[str, ...] | None = sometimes()
+    completed_files_removed: int | None = sometimes()

@@ -26,7 +26,7 @@ import re
 import tarfile
 import tempfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -34,7 +34,8 @@ from . import faults, strict_json
 from .delta import BASE_RE, DELTA_NAME, parse_delta, rebuild
 from .durable import fsync_dir
 from .errors import BadInput, Failed, SwitcherError
-from .manifest import MANIFEST_NAME, Manifest, parse_manifest
+from .manifest import MANIFEST_NAME, SHA256_RE, Manifest, parse_manifest
+from .protocol import HaveReply, HaveRequest, ObjectsMissing, Received
 from .store import OBJECT_MODE, Store, read_only_mode, remove_tree
 from .words import plural
 
@@ -50,18 +51,6 @@ CHUNK = 1024 * 1024
 # shrinks a thousandfold and is how a small stream fills a disk.
 EXPANSION_FLOOR = 64 * 1024 * 1024
 EXPANSION_RATIO = 200
-
-
-@dataclass(frozen=True)
-class Received:
-    generation: int
-    hash: str
-    objects_received: int
-    bytes_received: int
-    already_present: bool
-
-    def as_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class _Counted:
@@ -403,33 +392,46 @@ def receive(store: Store, stream: BinaryIO) -> Received:
         remove_tree(staging)
 
 
-def have(store: Store, request: Any) -> dict[str, Any]:
-    """What a push must send. A JSON list of sha256 (every object of the bundle) is answered
-    with those the object store lacks. `{"base": "N-HASH12" or null, "hashes": [...]}` names a
-    generation to send the manifest against and the hashes that base lacks: the answer says
-    whether the base can serve (`base`, else null) and which of the hashes neither the store
-    nor this switcher's own files hold."""
+def have_request(request: Any) -> list[Any] | HaveRequest:
+    """`have`'s stdin, parsed JSON: a plain list of sha256 (checked by the store), or a
+    HaveRequest."""
     if isinstance(request, list):
-        return {"missing": store.missing(request)}
+        return request
     if not isinstance(request, dict) or set(request) - {"base", "hashes"}:
         raise BadInput('have: stdin must be a JSON list of sha256 or {"base": …, "hashes": […]}')
     hashes = request.get("hashes")
     if not isinstance(hashes, list):
         raise BadInput("have: `hashes` must be a JSON list of sha256 strings")
-    missing = store.missing(hashes)
+    for sha in hashes:  # before the base, as the store would: the first problem is named
+        if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
+            raise BadInput(f"have: {sha!r} is not a lowercase sha256 hex digest")
+    name = request.get("base")
+    if name is not None and (not isinstance(name, str) or not BASE_RE.fullmatch(name)):
+        raise BadInput(f"have: base {name!r} is not a generation folder name like 7-1a2b3c4d5e6f")
+    return HaveRequest(base=name, hashes=tuple(hashes))
+
+
+def have(store: Store, raw: Any) -> ObjectsMissing | HaveReply:
+    """What a push must send. A JSON list of sha256 (every object of the bundle) is answered
+    with those the object store lacks. `{"base": "N-HASH12" or null, "hashes": [...]}` names a
+    generation to send the manifest against and the hashes that base lacks: the answer says
+    whether the base can serve (`base`, else null) and which of the hashes neither the store
+    nor this switcher's own files hold."""
+    request = have_request(raw)
+    if not isinstance(request, HaveRequest):
+        return ObjectsMissing(missing=tuple(store.missing(request)))
+    missing = store.missing(list(request.hashes))
     carried = carried_objects() if missing else {}
-    return {
-        "base": usable_base(store, request.get("base")),
-        "missing": [sha for sha in missing if sha not in carried],
-    }
+    return HaveReply(
+        base=usable_base(store, request.base),
+        missing=tuple(sha for sha in missing if sha not in carried),
+    )
 
 
-def usable_base(store: Store, name: Any) -> str | None:
+def usable_base(store: Store, name: str | None) -> str | None:
     """`name` if it is a complete generation here whose objects are all stored, else None."""
     if name is None:
         return None
-    if not isinstance(name, str) or not BASE_RE.fullmatch(name):
-        raise BadInput(f"have: base {name!r} is not a generation folder name like 7-1a2b3c4d5e6f")
     gen = store.named(name)
     if gen is None:
         return None

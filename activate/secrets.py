@@ -25,13 +25,21 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from . import durable, strict_json
 from .errors import BadInput, Failed, SwitcherError
 from .manifest import SECRET_NAME_RE, SHA256_RE, RenderedFile, SecretUse
+from .protocol import (
+    Collected,
+    SecretsDelivery,
+    SecretsMissing,
+    SecretsStored,
+    SecretValue,
+    SecretVersion,
+)
 from .store import Generation, Store, remove_tree
 from .systemd import Services
 
@@ -89,7 +97,7 @@ def _read_request(stream: IO[bytes], command: str) -> Any:
     return strict_json.loads(data, f"{command}: stdin", hint, expect=None, limit=REQUEST_LIMIT)
 
 
-def _pair(item: Any, command: str) -> tuple[str, str]:
+def _version(item: Any, command: str) -> SecretVersion:
     if not isinstance(item, dict):
         raise BadInput(f"{command}: each entry must be an object with name and fingerprint")
     name, fp = item.get("name"), item.get("fingerprint")
@@ -97,39 +105,53 @@ def _pair(item: Any, command: str) -> tuple[str, str]:
         raise BadInput(f"{command}: invalid secret name {name!r}")
     if not isinstance(fp, str) or not SHA256_RE.fullmatch(fp):
         raise BadInput(f"{command}: {name}: the fingerprint is not a lowercase sha256 hex digest")
-    return name, fp
+    return SecretVersion(name=name, fingerprint=fp)
 
 
-def have(store: Store, stream: IO[bytes]) -> list[dict[str, str]]:
-    """`secrets-have`: which of the (name, fingerprint) versions this server lacks."""
-    request = _read_request(stream, "secrets-have")
+def versions_request(request: Any) -> tuple[SecretVersion, ...]:
+    """`secrets-have`'s stdin, parsed JSON, as the versions it asks about."""
     if not isinstance(request, list):
         raise BadInput("secrets-have: stdin must be a JSON list of {name, fingerprint}")
-    missing = []
-    for item in request:
-        name, fp = _pair(item, "secrets-have")
-        if not value_path(store, name, fp).is_file():
-            missing.append({"name": name, "fingerprint": fp})
-    return missing
+    return tuple(_version(item, "secrets-have") for item in request)
 
 
-def receive(store: Store, number: int, stream: IO[bytes]) -> dict[str, Any]:
-    """`secrets-receive --generation N`: store versions that generation N needs; caller locks."""
-    request = _read_request(stream, "secrets-receive")
+def delivery_request(request: Any) -> SecretsDelivery:
+    """`secrets-receive`'s stdin, parsed JSON: each version checked, its value not yet."""
     items = request.get("secrets") if isinstance(request, dict) else None
     if not isinstance(items, list):
         raise BadInput('secrets-receive: stdin must be {"secrets": [{name, fingerprint, value}]}')
+    delivered = []
+    for item in items:
+        version = _version(item, "secrets-receive")
+        # a value of the wrong type is refused below, as one that is not base64
+        value = str(item.get("value", ""))
+        delivered.append(
+            SecretValue(name=version.name, fingerprint=version.fingerprint, value=value)
+        )
+    return SecretsDelivery(secrets=tuple(delivered))
+
+
+def have(store: Store, stream: IO[bytes]) -> SecretsMissing:
+    """`secrets-have`: which of the (name, fingerprint) versions this server lacks."""
+    asked = versions_request(_read_request(stream, "secrets-have"))
+    missing = (v for v in asked if not value_path(store, v.name, v.fingerprint).is_file())
+    return SecretsMissing(missing=tuple(missing))
+
+
+def receive(store: Store, number: int, stream: IO[bytes]) -> SecretsStored:
+    """`secrets-receive --generation N`: store versions that generation N needs; caller locks."""
+    request = delivery_request(_read_request(stream, "secrets-receive"))
     needs = needs_of(store, store.find(number))
     stored, present = [], []
-    for item in items:
-        name, fp = _pair(item, "secrets-receive")
+    for item in request.secrets:
+        name, fp = item.name, item.fingerprint
         use = needs.secrets.get(name)
         if use is None or use.fingerprint != fp:
             raise BadInput(
                 f"secrets-receive: generation {number} does not use {name} version {fp[:12]}"
             )
         try:
-            value = base64.b64decode(str(item.get("value", "")), validate=True)
+            value = base64.b64decode(item.value, validate=True)
         except (binascii.Error, ValueError):
             raise BadInput(f"secrets-receive: {name}: the value is not base64") from None
         if not value or len(value) > VALUE_LIMIT:
@@ -144,7 +166,9 @@ def receive(store: Store, number: int, stream: IO[bytes]) -> dict[str, Any]:
         _private_dir(dest.parent)
         _write_private(dest, value, 0o600)
         stored.append(name)
-    return {"generation": number, "stored": sorted(stored), "already_present": sorted(present)}
+    return SecretsStored(
+        generation=number, stored=tuple(sorted(stored)), already_present=tuple(sorted(present))
+    )
 
 
 # --- activation -------------------------------------------------------------------------------
@@ -295,9 +319,9 @@ def _prefixes(path: str) -> list[str]:
 # --- gc ---------------------------------------------------------------------------------------
 
 
-def gc(store: Store, services: Services) -> dict[str, Any]:
+def gc(store: Store, services: Services, collected: Collected) -> Collected:
     """Drop secret versions, their podman secrets and completed files that no remaining
-    generation uses; the caller holds the lock."""
+    generation uses, and add them to what gc `collected`; the caller holds the lock."""
     keep_versions: set[tuple[str, str]] = set()
     keep_ids: set[str] = set()
     known: set[str] = set()
@@ -305,7 +329,7 @@ def gc(store: Store, services: Services) -> dict[str, Any]:
         try:
             needs = needs_of(store, gen)
         except (SwitcherError, OSError, ValueError):
-            return {"secret_versions_removed": 0}  # unsure what is used: remove nothing
+            return replace(collected, secret_versions_removed=0)  # unsure what is used: keep all
         keep_versions.update(
             (u.name, u.fingerprint) for u in needs.secrets.values() if u.fingerprint
         )
@@ -335,11 +359,12 @@ def gc(store: Store, services: Services) -> dict[str, Any]:
             if folder.name not in keep_ids:
                 remove_tree(folder)
                 files_removed += 1
-    return {
-        "secret_versions_removed": removed,
-        "podman_secrets_removed": podman_removed,
-        "completed_files_removed": files_removed,
-    }
+    return replace(
+        collected,
+        secret_versions_removed=removed,
+        podman_secrets_removed=tuple(podman_removed),
+        completed_files_removed=files_removed,
+    )
 
 
 PODMAN_NAME_RE = re.compile(r"^([a-z0-9][a-z0-9_-]{0,62})-([0-9a-f]{12})\Z")

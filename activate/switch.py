@@ -19,6 +19,7 @@ from .errors import BadInput, Failed, SwitcherError
 from .install import find_drift
 from .manifest import Manifest
 from .planner import Plan, plan
+from .protocol import Result
 from .store import Generation, Store
 from .systemd import Services, network_name
 from .unit_state import UnitState
@@ -168,7 +169,7 @@ def both_redactor(sw: Switch) -> Callable[[str], str]:
     return lambda line: old(new(line))
 
 
-def report_of(sw: Switch, result: str, **extra: Any) -> dict[str, Any]:
+def report_of(sw: Switch, result: Result, **extra: Any) -> dict[str, Any]:
     return {
         "from": sw.current.number if sw.current else None,
         "to": sw.target.number,

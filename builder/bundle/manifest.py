@@ -6,9 +6,7 @@ what the builder writes is exactly what the switcher reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
 
 from activate import manifest_format
 from activate.manifest_format import (
@@ -28,18 +26,12 @@ __all__ = [
     "Manifest",
     "build_manifest",
     "bundle_hash",
-    "closure_hash",
     "dump",
     "sha256",
 ]
 
 # the oldest podman whose quadlet understands each unit kind
 PODMAN_FOR_KIND = {"container": "4.4", "volume": "4.4", "network": "4.4", "pod": "5.0"}
-
-
-def closure_hash(paths: Iterable[str], files: Mapping[str, Mapping[str, Any]]) -> str:
-    """The closure of `paths` in a manifest's JSON `files` (for callers that read the JSON)."""
-    return manifest_format.closure_hash((p, files[p]["sha256"]) for p in paths)
 
 
 def file_entry(path: str, f: BundleFile) -> FileEntry:

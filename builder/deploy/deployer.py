@@ -9,25 +9,26 @@ from __future__ import annotations
 import posixpath
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import attrs
 
+from activate.manifest_format import Manifest, closure_hash, sha256
 from activate.protocol import (
     Action,
     Collected,
     GenerationRow,
     HistoryEntry,
     Planned,
+    Result,
     Status,
     Switched,
 )
 from activate.safety import Safety
 from builder.base.errors import BundleError
 from builder.bundle.build import build, load_stack, switcher_files
-from builder.bundle.manifest import closure_hash, sha256
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
 from builder.deploy.deadlines import Deadlines
@@ -82,12 +83,12 @@ def _switcher_cwd(server: Server, gen: Generation | None) -> str:
     """A folder on the server holding a switcher that can answer read-only questions:
     the latest built generation's, or (nothing built here) the one this tool carries."""
     if gen is not None:
-        manifest = gen.manifest()
+        manifest = gen.load_manifest()
         files = switcher_of(gen, manifest)
-        digest = manifest["switcher"]
+        digest = manifest.switcher
     else:
         files = {path: data for path, (data, _mode) in switcher_files().items()}
-        digest = closure_hash(sorted(files), {p: {"sha256": sha256(d)} for p, d in files.items()})
+        digest = closure_hash((path, sha256(data)) for path, data in files.items())
     server.ensure_switcher(digest, files)
     return server.switcher_dir(digest)
 
@@ -99,15 +100,15 @@ def do_push(server: Server, gen: Generation) -> Pushed:
     return Pushed(report, tuple(sent), server.where)
 
 
-def switcher_options(safety: Safety, server: Server, manifest: dict[str, Any]) -> list[str]:
+def switcher_options(safety: Safety, server: Server, manifest: Manifest) -> list[str]:
     """The switcher's options for an activation; a generation whose switcher predates them
     gets none."""
-    if "activate/detach.py" not in manifest.get("files", {}):
+    if "activate/detach.py" not in manifest.files:
         return []
     args = Safety(health_timeout=safety.health_timeout, rollback=safety.rollback).argv()
     confirm = safety.confirm_timeout
     if confirm is None:
-        confirm = manifest.get("deploy", {}).get("confirm_timeout", 30)
+        confirm = manifest.deploy.get("confirm_timeout", 30)
     # files only (ROOT is a folder) or no dead-man wanted: activate in this session
     if server.root == "/" and confirm > 0 and safety.rollback:
         args += ["--detach", "--confirm-timeout", str(confirm)]
@@ -119,8 +120,9 @@ def do_activate(
 ) -> SwitchResult:
     safety = safety or Safety()
     args = ["--generation", str(gen.number), *(["--force"] if force else [])]
-    args += switcher_options(safety, server, gen.manifest())
-    deadline = server.deadlines.activation(gen.manifest().get("deploy"), safety)
+    manifest = gen.load_manifest()
+    args += switcher_options(safety, server, manifest)
+    deadline = server.deadlines.activation(dict(manifest.deploy), safety)
     before = server.bytes_sent
     try:
         report = server.call(
@@ -139,7 +141,8 @@ def do_activate(
             raise RemoteError(
                 f"{server.host}: generation {gen.number} is not on the server; run `bundle push {server.host} --generation {gen.number}` first"
             ) from exc
-        named = name_failing_units(str(exc), exc.report, gen.manifest())
+        services = {key: unit.service for key, unit in manifest.units.items()}
+        named = name_failing_units(str(exc), exc.report, services)
         if named != str(exc):
             raise RemoteError(named, exc.report) from exc
         raise
@@ -150,16 +153,16 @@ def do_activate(
 _ROLLED_BACK = re.compile(r"^(.*?: rolled back(?: to (?:generation [0-9]+|no generation))?: )")
 
 
-def failing_units(report: Switched | None, manifest: dict[str, Any]) -> list[str]:
+def failing_units(report: Switched | None, services: Mapping[str, str]) -> list[str]:
     """What the switcher's report says failed, one phrase per unit: "web.service failed its
-    health check", "crashy.service did not keep running" (the report's last health round)."""
-    units = manifest.get("units", {})
+    health check", "crashy.service did not keep running" (the report's last health round;
+    `services`: each unit key's service)."""
     phrases: list[str] = []
     checks = report.health.checks if report is not None and report.health is not None else ()
     for check in checks:
         if check.ok or check.unit in (None, "*"):
             continue
-        service = units.get(check.unit, {}).get("service") or check.unit
+        service = services.get(check.unit) or check.unit
         what = "did not keep running" if check.kind == "unit" else "failed its health check"
         if f"{service} {what}" not in phrases:
             phrases.append(f"{service} {what}")
@@ -167,7 +170,7 @@ def failing_units(report: Switched | None, manifest: dict[str, Any]) -> list[str
 
 
 def name_failing_units(
-    message: str, report: dict[str, Any] | None, manifest: dict[str, Any]
+    message: str, report: dict[str, Any] | None, services: Mapping[str, str]
 ) -> str:
     """A rolled-back deploy's line, with the units that failed right after "rolled back ...:"
     (`report`: the failed switch's report as the switcher printed it)."""
@@ -176,8 +179,8 @@ def name_failing_units(
     except Misfit:
         typed = None  # a report that does not fit names nothing: the line stays as it was
     match = _ROLLED_BACK.match(message)
-    phrases = failing_units(typed, manifest)
-    if not match or not phrases or typed is None or typed.result != "rolled back":
+    phrases = failing_units(typed, services)
+    if not match or not phrases or typed is None or typed.result is not Result.ROLLED_BACK:
         return message
     shown = ", ".join(phrases[:3]) + (f" and {len(phrases) - 3} more" if len(phrases) > 3 else "")
     return f"{match.group(1)}{shown}; {message[match.end() :]}"
@@ -224,7 +227,7 @@ def confirm(
                 f"rolls back to generation {waiting.from_} by itself otherwise; "
                 f"check with `bundle status {server.host}`"
             )
-            unknown = {**waiting.to_json(), "result": "unknown", "error": message}
+            unknown = {**waiting.to_json(), "result": Result.UNKNOWN, "error": message}
             raise RemoteError(message, unknown) from exc
         finally:
             fresh.transport.close()
@@ -239,7 +242,7 @@ def confirm(
     )
     raise RemoteError(
         message,
-        {**waiting.to_json(), "result": "rolled back", "confirmed": False, "error": message},
+        {**waiting.to_json(), "result": Result.ROLLED_BACK, "confirmed": False, "error": message},
     )
 
 

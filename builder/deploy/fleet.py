@@ -12,7 +12,10 @@ from typing import Any
 
 import attrs
 
+from activate.protocol import Switched
 from builder.base.errors import BundleError, InputError
+from builder.deploy.replies import Misfit, structure
+from builder.deploy.results import Pushed, SwitchResult
 from builder.stack.load import load_stack
 
 
@@ -24,7 +27,7 @@ class Outcome:
     report: dict[str, Any] | None = None  # as JSON: the job's, or a failure's from its error
     error: str | None = None
     skipped: bool = False
-    value: Any = None  # the job's typed report, for its printer
+    value: Any = None  # the job's typed report, for its printer; a failure's switch report
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,9 +96,9 @@ def run_fleet(
         except BundleError as exc:
             if fail_fast:
                 stop.set()  # here, not in the caller: the next host may start before it looks
-            return Outcome(
-                host, False, time.monotonic() - t0, getattr(exc, "report", None), str(exc)
-            )
+            report = getattr(exc, "report", None)
+            seconds = time.monotonic() - t0
+            return Outcome(host, False, seconds, report, str(exc), value=_switched(report))
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         pending: set[Future[Outcome]] = {pool.submit(one, h) for h in hosts}
@@ -108,20 +111,34 @@ def run_fleet(
     return [outcomes[h] for h in hosts]
 
 
+def _switched(report: Any) -> Switched | None:
+    """A failed host's report as a switch's (None: it has none, or another kind)."""
+    if not isinstance(report, dict) or "result" not in report:
+        return None  # every switch report says how it ended
+    try:
+        return structure(report, Switched)
+    except Misfit:
+        return None
+
+
+def _moved(value: Any) -> tuple[int | None, int | None]:
+    """The generations a host went from and to, as its typed report says."""
+    if isinstance(value, SwitchResult):
+        value = value.reply
+    if isinstance(value, Switched):
+        return value.from_, value.to
+    if isinstance(value, Pushed):
+        return None, value.report.generation
+    return None, None
+
+
 def summary_table(outcomes: list[Outcome]) -> str:
     rows = [("HOST", "FROM", "TO", "RESULT", "TIME")]
     for o in outcomes:
-        r = o.report or {}
-        result = "ok" if o.ok else ("skipped" if o.skipped else str(r.get("result") or "failed"))
-        rows.append(
-            (
-                o.host,
-                str(r.get("from") or "-"),
-                str(r.get("to") or r.get("generation") or "-"),
-                result,
-                f"{o.seconds:.1f}s",
-            )
-        )
+        failure = o.value.result if isinstance(o.value, Switched) else None
+        result = "ok" if o.ok else ("skipped" if o.skipped else str(failure or "failed"))
+        from_, to = _moved(o.value)
+        rows.append((o.host, str(from_ or "-"), str(to or "-"), result, f"{o.seconds:.1f}s"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -28,7 +28,7 @@ import attrs
 
 from activate.delta import DELTA_FORMAT, DELTA_NAME, manifest_bytes, parse_delta, rebuild
 from activate.errors import BadInput
-from activate.manifest import bundle_hash
+from activate.manifest_format import Manifest
 from activate.protocol import HaveReply, HaveRequest, Received
 from builder.bundle.store import Generation, Store
 from builder.deploy import progress
@@ -66,22 +66,22 @@ class Sent:
     base: str | None
 
 
-def switcher_of(gen: Generation, manifest: dict[str, Any]) -> dict[str, bytes]:
-    return {p: gen.read(p) for p in manifest["files"] if p.startswith("activate/")}
+def switcher_of(gen: Generation, manifest: Manifest) -> dict[str, bytes]:
+    return {p: gen.read(p) for p in manifest.files if p.startswith("activate/")}
 
 
-def hashes_of(manifest: dict[str, Any]) -> list[str]:
-    return sorted({e["sha256"] for e in manifest["files"].values()})
+def hashes_of(manifest: Manifest) -> list[str]:
+    return sorted({e.sha256 for e in manifest.files.values()})
 
 
 def stream(
-    gen: Generation, manifest: dict[str, Any], missing: set[str], delta: bytes | None = None
+    gen: Generation, manifest: Manifest, missing: set[str], delta: bytes | None = None
 ) -> bytes:
     """gzip tar: manifest.json (or the delta) first, then objects/<sha256> for each missing
     object."""
     by_hash: dict[str, str] = {}
-    for path, entry in sorted(manifest["files"].items()):
-        by_hash.setdefault(entry["sha256"], path)
+    for path, entry in sorted(manifest.files.items()):
+        by_hash.setdefault(entry.sha256, path)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.GNU_FORMAT, compresslevel=6) as tar:
         if delta is None:
@@ -126,6 +126,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def manifest_delta(base: Generation, gen: Generation) -> bytes | None:
     """gen's manifest as a delta against base's; None unless it rebuilds, with the switcher's
     own code, to exactly the bytes of gen's manifest.json."""
+    # the JSON as written, not the typed manifest: the delta must rebuild these very bytes
     old, new = base.manifest(), gen.manifest()
     data = gen.read("manifest.json")
     if manifest_bytes(new) != data:
@@ -142,10 +143,9 @@ def manifest_delta(base: Generation, gen: Generation) -> bytes | None:
     return encoded
 
 
-def choose_base(gen: Generation, on_server: Iterable[str]) -> Generation | None:
+def choose_base(gen: Generation, parent: int | None, on_server: Iterable[str]) -> Generation | None:
     """A generation both sides have: the parent if the server has it, else the nearest."""
     names = set(on_server)
-    parent = gen.manifest().get("parent")
     local = Store(gen.path.parent.parent, gen.host).generations()
     shared = [g for g in local if g.name in names and g.number != gen.number]
     if not shared:
@@ -166,10 +166,10 @@ def _receive(server: Server, cwd: str, gen: Generation, data: bytes, objects: in
     return server.call("receive", reply=Received, cwd=cwd, stdin=body)
 
 
-def _send_whole(server: Server, cwd: str, gen: Generation, manifest: dict[str, Any]) -> Sent:
+def _send_whole(server: Server, cwd: str, gen: Generation, manifest: Manifest) -> Sent:
     """The full manifest, and the objects `have` says the server lacks."""
     hashes = hashes_of(manifest)
-    if DELTA_MARKER in manifest["files"]:
+    if DELTA_MARKER in manifest.files:
         answer = server.call("have", reply=HaveReply, cwd=cwd, stdin=have_request(None, hashes))
     else:  # a switcher that predates bases: it reads only a list
         answer = server.call("have", reply=HaveReply, cwd=cwd, stdin=json.dumps(hashes).encode())
@@ -179,14 +179,14 @@ def _send_whole(server: Server, cwd: str, gen: Generation, manifest: dict[str, A
 
 
 def _send_delta(
-    server: Server, cwd: str, gen: Generation, manifest: dict[str, Any], on_server: frozenset[str]
+    server: Server, cwd: str, gen: Generation, manifest: Manifest, on_server: frozenset[str]
 ) -> Sent | None:
     """The manifest against a base the server has; None when there is none to use."""
-    base = choose_base(gen, on_server)
+    base = choose_base(gen, manifest.parent, on_server)
     delta = manifest_delta(base, gen) if base is not None else None
     if base is None or delta is None:
         return None
-    asked = set(hashes_of(manifest)) - set(hashes_of(base.manifest()))
+    asked = set(hashes_of(manifest)) - set(hashes_of(base.load_manifest()))
     answer = server.call("have", reply=HaveReply, cwd=cwd, stdin=have_request(base.name, asked))
     if answer.base != base.name:
         return None  # gone since the check, or damaged there
@@ -201,23 +201,23 @@ def _send_delta(
 
 
 def push(server: Server, gen: Generation) -> PushReport:
-    manifest = gen.manifest()
-    switcher_hash = manifest["switcher"]
+    manifest = gen.load_manifest()
+    switcher_hash = manifest.switcher
     before = server.bytes_sent
     found = server.ensure_switcher(switcher_hash, switcher_of(gen, manifest))
     cwd = server.switcher_dir(switcher_hash)
     sent: Sent | None = None
     if gen.name in found.generations:
         sent = Sent(Received(hash="", already_present=True), 0, None)
-    elif DELTA_MARKER in manifest["files"]:
+    elif DELTA_MARKER in manifest.files:
         sent = _send_delta(server, cwd, gen, manifest, found.generations)
     if sent is None:
         sent = _send_whole(server, cwd, gen, manifest)
     return PushReport(
         host=server.host,
         generation=gen.number,
-        hash=sent.received.hash or bundle_hash(manifest),
-        files=len(manifest["files"]),
+        hash=sent.received.hash or manifest.hash,
+        files=len(manifest.files),
         objects_total=len(hashes_of(manifest)),
         objects_sent=sent.objects,
         bytes_sent=server.bytes_sent - before,

@@ -201,12 +201,7 @@ def test_remote_generations_show_when_each_was_built(web1: Project, tmp_path: Pa
 
 def test_rolled_back_line_names_the_failing_unit_first() -> None:
     # the report as the switcher writes it (activate/health.py), for a generation of two units
-    manifest = {
-        "units": {
-            "web.container": {"service": "web.service"},
-            "crashy.container": {"service": "crashy.service"},
-        }
-    }
+    services = {"web.container": "web.service", "crashy.container": "crashy.service"}
     results = (
         Result("*", "unit", "every unit is active", False, ""),
         Result("crashy.container", "unit", "crashy.service stays up", False, "restarted 3 times"),
@@ -216,19 +211,19 @@ def test_rolled_back_line_names_the_failing_unit_first() -> None:
     health = Health(False, 8.0, 8.0, 2.0, results)
     report = {"result": "rolled back", "health": health.as_json()}
     cause = f"activating generation 2 failed: {health.summary()}"
-    line = name_failing_units(f"web1: rolled back to generation 1: {cause}", report, manifest)
+    line = name_failing_units(f"web1: rolled back to generation 1: {cause}", report, services)
     assert line == (
         "web1: rolled back to generation 1: crashy.service did not keep running, "
         f"web.service failed its health check; {cause}"
     )
-    first = name_failing_units(f"web1: rolled back to no generation: {cause}", report, manifest)
+    first = name_failing_units(f"web1: rolled back to no generation: {cause}", report, services)
     assert first.startswith("web1: rolled back to no generation: crashy.service did not ")
     # nothing named in the report (a dead-man timeout), or not rolled back: the line as it was
     waiting = {"result": "rolled back", "health": Health(True, 1.0, 8.0, 2.0, ()).as_json()}
     deadman = "web1: rolled back: generation 2 could not be confirmed over a new SSH connection"
-    assert name_failing_units(deadman, waiting, manifest) == deadman
+    assert name_failing_units(deadman, waiting, services) == deadman
     kept = {**report, "result": "unhealthy"}
-    assert name_failing_units(f"web1: rolled back to generation 1: {cause}", kept, manifest) == (
+    assert name_failing_units(f"web1: rolled back to generation 1: {cause}", kept, services) == (
         f"web1: rolled back to generation 1: {cause}"
     )
 

@@ -83,8 +83,8 @@ def corrupt_stream_past_the_transport(lab: Lab) -> str:
     old = lab.running
     new = lab.build()
     gen = Store(lab.p.bundles, "web1").get(new)
-    manifest = gen.manifest()
-    data = bytearray(stream(gen, manifest, {e["sha256"] for e in manifest["files"].values()}))
+    manifest = gen.load_manifest()
+    data = bytearray(stream(gen, manifest, {e.sha256 for e in manifest.files.values()}))
     data[len(data) // 2] ^= 0x01
     lab.p.ok("push", "web1", "--generation", str(old))  # installs the switcher to receive with
     old_manifest = json.loads((lab.local(old) / "manifest.json").read_text())
