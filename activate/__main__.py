@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         with lock.held(store.lock_path, "secrets-receive"):
             emit(secrets.receive(store, args.generation, sys.stdin.buffer).to_json())
     elif command == "plan":
-        emit(activation.preview(store, root, services, args.generation))
+        emit(activation.preview(store, root, services, args.generation).to_json())
     elif command == "activate":
         store.require_exists()
         action = _action()
@@ -133,8 +133,8 @@ def _run(args: argparse.Namespace) -> int:
                 store, root, services, args.generation, args.force, action, safety
             )
             if safety.run:
-                safety.run.finish(report, 0)
-            emit(report)
+                safety.run.finish(report.to_json(), 0)
+            emit(report.to_json())
     elif command == "confirm":
         emit(confirm_run(store, args.run))
     elif command == "rollback":
