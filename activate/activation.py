@@ -25,7 +25,7 @@ from . import boot_unit, crashes, faults, journal, secrets, signals
 from .errors import Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
-from .protocol import Action, Check, HealthReport, Kept, Planned, Recovered, Result, Stage, Switched
+from .protocol import Action, Check, HealthReport, Kept, Planned, Result, Stage, Switched
 from .recover import recover
 from .restore import restore
 from .safety import Safety
@@ -38,6 +38,7 @@ from .switch import (
     plan_reply,
     plan_summary,
     prepare,
+    recovered_reply,
     redactor,
     report_of,
     start_unit,
@@ -297,14 +298,4 @@ def kept_reply(record: dict[str, Any]) -> Kept:
         time=record["time"],
         units=record["units"],
         path=record["path"],
-    )
-
-
-def recovered_reply(record: dict[str, Any]) -> Recovered:
-    """What recover() did (activate/recover.py) as reports name it."""
-    return Recovered(
-        interrupted=record["interrupted"],
-        result=record["result"],
-        active=record["active"],
-        detail=record["detail"],
     )

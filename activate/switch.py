@@ -19,7 +19,7 @@ from .errors import BadInput, Failed, SwitcherError
 from .install import find_drift
 from .manifest import Manifest
 from .planner import Plan, plan
-from .protocol import Result, Switched
+from .protocol import Recovered, Result, Switched
 from .store import Generation, Store
 from .systemd import Services, network_name
 from .unit_state import UnitState
@@ -179,6 +179,16 @@ def report_of(sw: Switch, result: Result, **extra: Any) -> Switched:
         services="managed" if sw.services.managed else "not managed",
         warnings=sw.warnings,
         **extra,
+    )
+
+
+def recovered_reply(record: dict[str, Any]) -> Recovered:
+    """What recover() did (activate/recover.py) as reports and `status` name it."""
+    return Recovered(
+        interrupted=record["interrupted"],
+        result=record["result"],
+        active=record["active"],
+        detail=record["detail"],
     )
 
 
