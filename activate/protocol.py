@@ -382,3 +382,24 @@ class Collected(Reply):
     # unsure which versions are used (a generation it cannot read): only the count, 0
     podman_secrets_removed: tuple[str, ...] | None = sometimes()
     completed_files_removed: int | None = sometimes()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupSnapshot:
+    """A snapshot in a host's backup repository."""
+
+    id: str = ""
+    short_id: str = ""
+    time: str = ""
+    volume: str = ""
+    run: str | None = None  # the backup run that made it; None: made by hand
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotList(Reply):
+    """The backup script's `list` (activate/backup/restore.py), as `restore --list` reports it."""
+
+    action: str = "list"
+    host: str | None = None
+    volumes: tuple[str, ...] = ()
+    snapshots: tuple[BackupSnapshot, ...] = ()
