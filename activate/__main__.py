@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from . import activation, detach, gc, lock, receive, rollback, secrets, status, strict_json
 from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
 from .errors import BadInput, Failed, Reported, SwitcherError
-from .protocol import Action
+from .protocol import Action, to_json
 from .recover import recover
 from .report import emit, error
 from .store import Store
@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         with lock.held(store.lock_path, "secrets-receive"):
             emit(secrets.receive(store, args.generation, sys.stdin.buffer).to_json())
     elif command == "plan":
-        emit(activation.preview(store, root, services, args.generation))
+        emit(activation.preview(store, root, services, args.generation).to_json())
     elif command == "activate":
         store.require_exists()
         action = _action()
@@ -133,8 +133,8 @@ def _run(args: argparse.Namespace) -> int:
                 store, root, services, args.generation, args.force, action, safety
             )
             if safety.run:
-                safety.run.finish(report, 0)
-            emit(report)
+                safety.run.finish(report.to_json(), 0)
+            emit(report.to_json())
     elif command == "confirm":
         emit(confirm_run(store, args.run))
     elif command == "rollback":
@@ -152,13 +152,13 @@ def _run(args: argparse.Namespace) -> int:
         entries = store.history()
         emit(entries[-args.limit :] if args.limit > 0 else entries)
     elif command == "status":
-        emit(status.status(store, root, services))
+        emit(status.status(store, root, services).to_json())
     elif command == "recover":
         store.require_exists()
         with lock.held(store.lock_path, "recover"):
             emit({"recovered": recover(store, root, services)})
     elif command == "generations":
-        emit(status.generations(store))
+        emit(to_json(status.generations(store)))
     elif command == "gc":
         store.require_exists()
         with lock.held(store.lock_path, f"gc --keep {args.keep}"):

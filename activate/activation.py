@@ -25,7 +25,7 @@ from . import boot_unit, crashes, faults, journal, secrets, signals
 from .errors import Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
-from .protocol import Action, Result, Stage
+from .protocol import Action, Check, HealthReport, Kept, Planned, Result, Stage, Switched
 from .recover import recover
 from .restore import restore
 from .safety import Safety
@@ -35,8 +35,10 @@ from .switch import (
     Progress,
     Switch,
     drift_of,
+    plan_reply,
     plan_summary,
     prepare,
+    recovered_reply,
     redactor,
     report_of,
     start_unit,
@@ -133,7 +135,7 @@ def activate(
     force: bool,
     action: Action,
     safety: Safety | None = None,
-) -> dict[str, Any]:
+) -> Switched:
     """Switch to generation `number`; the caller holds the lock."""
     started_at = time.monotonic()
     recovered = recover(store, root, services)  # a switch killed halfway: finish or undo it first
@@ -148,7 +150,7 @@ def activate(
     progress = Progress()
     outcome: dict[str, Any] = {}  # health and snapshot, in every report
     if recovered:
-        outcome["recovered"] = recovered
+        outcome["recovered"] = recovered_reply(recovered)
     # A rollback is already the way back: a failed gate there is reported, not undone.
     undo_on_failure = safety.rollback and action is not Action.ROLLBACK
     try:
@@ -158,20 +160,22 @@ def activate(
                 run.phase(Stage.SWITCHING, **{"from": from_n, "to": number})
             kept = take_snapshot(store, services, sw.current, sw.old, sw.new, progress.touched.add)
             if kept:
-                outcome["snapshot"] = kept
+                outcome["snapshot"] = kept_reply(kept)
             files = _forward(sw, progress)
             timeout, settle = safety.timeouts(sw.new)
             if run:
                 run.phase(Stage.CHECKING, **{"from": from_n, "to": number, "timeout": timeout})
             health = _health_gate(sw, timeout, settle)
-            outcome["health"] = health.as_json()
+            outcome["health"] = health_reply(health)
             if not health.passed and undo_on_failure:
                 raise Unhealthy(health.summary())
             confirm = safety.confirm(sw.new)
             # a rollback that cuts the deployer off goes back too: to what was reachable
             if run and confirm > 0 and safety.rollback and services.managed:
-                waiting = report_of(sw, Result.AWAITING_CONFIRMATION, pulled=pulled, **outcome)
-                if not run.await_confirmation(confirm, waiting):
+                waiting = report_of(
+                    sw, Result.AWAITING_CONFIRMATION, pulled=tuple(pulled), **outcome
+                )
+                if not run.await_confirmation(confirm, waiting.to_json()):
                     raise Failed(
                         f"generation {number} was not confirmed within {confirm:.0f} s: no new "
                         "SSH connection from the deployer got through (or it stopped waiting)"
@@ -197,7 +201,7 @@ def activate(
             message = f"rolled back to {back_to}: activating generation {number} failed: {cause}"
         if "snapshot" in outcome:
             message += (
-                f"; data kept before the switch is in {outcome['snapshot']['path']} (the new "
+                f"; data kept before the switch is in {outcome['snapshot'].path} (the new "
                 "code may have changed the data since)"
             )
         store.append_history(history_entry(action, from_n, number, result, message))
@@ -208,7 +212,7 @@ def activate(
             seconds=round(time.monotonic() - started_at, 2),
             **outcome,
         )
-        raise RolledBack(message, report) from None
+        raise RolledBack(message, report.to_json()) from None
     summary = plan_summary(sw.plan)
     result = Result.OK
     if not health.passed:
@@ -221,15 +225,15 @@ def activate(
         sw,
         result,
         server=facts,
-        pulled=pulled,
-        overwritten=drift,
+        pulled=tuple(pulled),
+        overwritten=tuple(drift),
         files=files,
         secrets=secrets_used,
         seconds=round(time.monotonic() - started_at, 2),
         **outcome,
     )
     if result is not Result.OK:
-        raise Reported(summary, {**report, "error": summary})
+        raise Reported(summary, report.evolve(error=summary).to_json())
     return report
 
 
@@ -259,14 +263,39 @@ def _health_gate(sw: Switch, timeout: float, settle: float) -> Health:
     return gate(sw.services, sw.new, timeout, settle, redact=redactor(sw))
 
 
-def preview(store: Store, root: Path, services: Services, number: int) -> dict[str, Any]:
+def preview(store: Store, root: Path, services: Services, number: int) -> Planned:
     """The `plan` command: what activate would do, and what would stop it."""
     sw = prepare(store, root, services, number)
-    return {
-        "from": sw.current.number if sw.current else None,
-        "to": sw.target.number,
-        "plan": sw.plan.as_json(),
-        "drift": drift_of(sw),
-        "services": "managed" if services.managed else "not managed",
-        "warnings": [*sw.warnings, *secrets.problems(store, sw.target)],
-    }
+    return Planned(
+        from_=sw.current.number if sw.current else None,
+        to=sw.target.number,
+        plan=plan_reply(sw.plan),
+        drift=tuple(drift_of(sw)),
+        services="managed" if services.managed else "not managed",
+        warnings=(*sw.warnings, *secrets.problems(store, sw.target)),
+    )
+
+
+def health_reply(health: Health) -> HealthReport:
+    return HealthReport(
+        passed=health.passed,
+        seconds=round(health.seconds, 2),
+        timeout=health.timeout,
+        settle=health.settle,
+        checks=tuple(
+            Check(unit=r.unit, kind=r.kind, check=r.check, ok=r.ok, output=r.output)
+            for r in health.results
+        ),
+        skipped=health.skipped or None,
+    )
+
+
+def kept_reply(record: dict[str, Any]) -> Kept:
+    """A snapshot's record (activate/snapshot.py) as the report names it."""
+    return Kept(
+        generation=record["generation"],
+        from_=record["from"],
+        time=record["time"],
+        units=record["units"],
+        path=record["path"],
+    )

@@ -77,7 +77,7 @@ def sometimes(default: Any = None) -> Any:
 
 def to_json(value: Any) -> Any:
     """A reply's value as JSON: typed parts written back as the switcher writes them."""
-    if isinstance(value, Reply):
+    if isinstance(value, Reply | Recovered):
         return value.to_json()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _fields_json(value)
@@ -199,24 +199,33 @@ class Check:
 
     unit: str | None = None  # "*": every unit at once
     kind: str = ""  # "unit", "http", "tcp" or "command"
-    ok: bool = True
     check: str = ""
+    ok: bool = True
     output: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class HealthReport:
-    checks: tuple[Check, ...] = ()
+    """What the health gate found (activate/health.py)."""
+
+    passed: bool = True
     seconds: float = 0.0
-    skipped: str | None = None  # why the gate did not run (files only, no units)
+    timeout: float = 0.0
+    settle: float = 0.0
+    checks: tuple[Check, ...] = ()
+    skipped: str | None = sometimes()  # why the gate did not run (files only, no units)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Kept:
-    """The data snapshot taken before a switch."""
+    """The data snapshot taken before a switch (activate/snapshot.py): each unit's volumes or
+    dump, under `path`."""
 
-    units: tuple[str, ...]
-    path: str
+    generation: int | None = None
+    from_: int | None = None
+    time: str | None = None
+    units: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,7 +244,12 @@ class Plan:
     stop: tuple[str, ...] = ()
     start: tuple[str, ...] = ()
     restart: tuple[str, ...] = ()
+    with_pod: tuple[str, ...] = ()  # restarted by their pod, not one by one
     leave: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()  # networks removed to be made anew
+    enable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)
 
 
@@ -246,20 +260,28 @@ class Switched(Reply):
 
     from_: int | None = None
     to: int | None = None
-    result: Result = Result.OK
-    phase: Stage | None = None
-    run: str | None = None  # the detached run to `confirm`
-    folder: str | None = None  # the generation folder `confirm` runs in
-    confirm_seconds_left: float = 0.0
     plan: Plan | None = None
+    result: Result = Result.OK
     services: str | None = None
     warnings: tuple[str, ...] = ()
-    health: HealthReport | None = None
-    snapshot: Kept | None = None
-    confirmed: bool = False
-    snapshots: tuple[Any, ...] = ()  # what the generations rolled back past kept
-    data_warnings: tuple[str, ...] = ()
-    restored: tuple[Restored, ...] = ()
+    server: dict[str, Any] | None = sometimes()  # what the server runs (python, podman, ...)
+    pulled: tuple[str, ...] | None = sometimes()  # images pulled for the switch
+    overwritten: tuple[str, ...] | None = sometimes()  # drift --force replaced
+    files: dict[str, Any] | None = sometimes()  # unit files written and removed
+    secrets: dict[str, Any] | None = sometimes()  # podman secrets and files made for it
+    error: str | None = sometimes()
+    seconds: float | None = sometimes()
+    recovered: Recovered | None = sometimes()
+    snapshot: Kept | None = sometimes()
+    health: HealthReport | None = sometimes()
+    confirmed: bool = sometimes(False)
+    phase: Stage | None = sometimes()
+    run: str | None = sometimes()  # the detached run to `confirm`
+    folder: str | None = sometimes()  # the generation folder `confirm` runs in
+    confirm_seconds_left: float = sometimes(0.0)
+    snapshots: tuple[Any, ...] = sometimes(())  # what the generations rolled back past kept
+    data_warnings: tuple[str, ...] = sometimes(())
+    restored: tuple[Restored, ...] = sometimes(())
 
     @property
     def waiting(self) -> bool:
@@ -272,6 +294,8 @@ class Planned(Reply):
     to: int
     plan: Plan
     drift: tuple[str, ...] = ()
+    services: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +313,7 @@ class HistoryEntry(Reply):
 
 @dataclass(frozen=True, kw_only=True)
 class UnitStatus:
+    service: str | None = None
     active: str | None = None
     sub: str | None = None
     main_pid: int | None = None
@@ -296,11 +321,24 @@ class UnitStatus:
 
 @dataclass(frozen=True, kw_only=True)
 class Recovered:
-    """A switch killed halfway that `status` finished or undid first."""
+    """A switch killed halfway that `status` finished or undid first (activate/recover.py), or
+    why that failed (`result` "failed" and `error`)."""
 
-    result: str | None = None
+    interrupted: dict[str, Any] | None = None  # the pending record: action, from, to, ...
+    result: str | None = None  # "finished", "undone" or "failed"
+    active: int | None = None  # the generation active after it
     detail: str | None = None
     error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.interrupted is None:
+            return {"result": self.result, "error": self.error}
+        return {
+            "interrupted": self.interrupted,
+            "result": self.result,
+            "active": self.active,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +347,7 @@ class Status(Reply):
     hash: str | None = None
     units: dict[str, UnitStatus] = field(default_factory=dict)
     last: HistoryEntry | None = None
+    services: str | None = None
     drift: tuple[str, ...] = ()
     interrupted: Any = None
     recovered: Recovered | None = None
@@ -327,6 +366,7 @@ class GenerationRow(Reply):
     folder: str | None = None
     rollback_target: bool = False
     previous: bool = False
+    error: str | None = sometimes()  # its manifest does not read
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,3 +382,24 @@ class Collected(Reply):
     # unsure which versions are used (a generation it cannot read): only the count, 0
     podman_secrets_removed: tuple[str, ...] | None = sometimes()
     completed_files_removed: int | None = sometimes()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupSnapshot:
+    """A snapshot in a host's backup repository."""
+
+    id: str = ""
+    short_id: str = ""
+    time: str = ""
+    volume: str = ""
+    run: str | None = None  # the backup run that made it; None: made by hand
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotList(Reply):
+    """The backup script's `list` (activate/backup/restore.py), as `restore --list` reports it."""
+
+    action: str = "list"
+    host: str | None = None
+    volumes: tuple[str, ...] = ()
+    snapshots: tuple[BackupSnapshot, ...] = ()

@@ -170,7 +170,7 @@ def rollback(
         with lock.held(store.lock_path, f"rollback {target.number}"):
             report = activation.activate(
                 store, root, services, target.number, force, Action.ROLLBACK
-            )
+            ).to_json()
         report["warnings"].append(f"generation {target.number} carries no switcher; used this one")
         rc = 0
     if notes:

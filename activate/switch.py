@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import crashes, secrets
+from . import crashes, protocol, secrets
 from .errors import BadInput, Failed, SwitcherError
 from .install import find_drift
 from .manifest import Manifest
 from .planner import Plan, plan
-from .protocol import Result
+from .protocol import Recovered, Result, Switched
 from .store import Generation, Store
 from .systemd import Services, network_name
 from .unit_state import UnitState
@@ -169,16 +169,42 @@ def both_redactor(sw: Switch) -> Callable[[str], str]:
     return lambda line: old(new(line))
 
 
-def report_of(sw: Switch, result: Result, **extra: Any) -> dict[str, Any]:
-    return {
-        "from": sw.current.number if sw.current else None,
-        "to": sw.target.number,
-        "plan": sw.plan.as_json(),
-        "result": result,
-        "services": "managed" if sw.services.managed else "not managed",
-        "warnings": list(sw.warnings),
+def report_of(sw: Switch, result: Result, **extra: Any) -> Switched:
+    """The switch's report; `extra` are the other fields of `Switched`."""
+    return Switched(
+        from_=sw.current.number if sw.current else None,
+        to=sw.target.number,
+        plan=plan_reply(sw.plan),
+        result=result,
+        services="managed" if sw.services.managed else "not managed",
+        warnings=sw.warnings,
         **extra,
-    }
+    )
+
+
+def recovered_reply(record: dict[str, Any]) -> Recovered:
+    """What recover() did (activate/recover.py) as reports and `status` name it."""
+    return Recovered(
+        interrupted=record["interrupted"],
+        result=record["result"],
+        active=record["active"],
+        detail=record["detail"],
+    )
+
+
+def plan_reply(p: Plan) -> protocol.Plan:
+    return protocol.Plan(
+        stop=p.stop,
+        start=p.start,
+        restart=p.restart,
+        with_pod=p.with_pod,
+        leave=p.leave,
+        remove=p.remove,
+        networks=p.networks,
+        enable=p.enable,
+        disable=p.disable,
+        reasons=dict(sorted(p.reasons.items())),
+    )
 
 
 def plan_summary(p: Plan) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from activate.protocol import BackupSnapshot, SnapshotList
 from builder.base.errors import BundleError
 from builder.bundle.build import load_stack
 from builder.commands.common import emit_json, paths_from
@@ -20,12 +20,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     with connect(paths, args.host, args.target, args.accept_new) as server:
         report = do_backup_now(server, rootless)
     if args.json:
-        emit_json(report)
+        emit_json(report.to_json())
     else:
         if not args.quiet:
-            for line in report["journal"]:
+            for line in report.journal:
                 print(f"  {line}")
-            print(f"{args.host}: backup ok in {report['seconds']} s")
+            print(f"{args.host}: backup ok in {report.seconds} s")
     return 0
 
 
@@ -48,7 +48,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise BundleError("give a SERVICE, or --all (every service), or --list", 2)
     with connect(paths, args.host, args.target, args.accept_new) as server:
         if args.list:
-            report = do_list(server, args.service, args.from_host, repository)
+            listing = do_list(server, args.service, args.from_host, repository)
         else:
             report = do_restore(
                 server,
@@ -58,27 +58,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 repository,
                 cfg["stack"].host.rootless,
             )
-    if args.json:
-        emit_json(report)
-    elif args.list:
-        _print_list(report)
-    else:
-        if not args.quiet:
-            for line in report["journal"]:
-                print(f"  {line}")
-            print(f"{args.host}: restored {report['service']} in {report['seconds']} s")
+    if args.list:
+        if args.json:
+            emit_json(listing.to_json())
+        else:
+            _print_list(listing)
+    elif args.json:
+        emit_json(report.to_json())
+    elif not args.quiet:
+        for line in report.journal:
+            print(f"  {line}")
+        print(f"{args.host}: restored {report.service} in {report.seconds} s")
     return 0
 
 
-def _print_list(report: dict[str, Any]) -> None:
-    snaps = report["snapshots"]
-    if not snaps:
-        print(f"{report['host']}: no snapshots of {', '.join(report['volumes'])} yet")
+def _print_list(listing: SnapshotList) -> None:
+    if not listing.snapshots:
+        print(f"{listing.host}: no snapshots of {', '.join(listing.volumes)} yet")
         return
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for s in snaps:
-        runs.setdefault(s["run"] or s["short_id"], []).append(s)
+    runs: dict[str, list[BackupSnapshot]] = {}
+    for s in listing.snapshots:
+        runs.setdefault(s.run or s.short_id, []).append(s)
     print(f"{'RUN':<18}  {'TIME (UTC)':<19}  SNAPSHOTS (volume=id)")
     for run, items in runs.items():
-        shown = " ".join(f"{s['volume']}={s['short_id']}" for s in items)
-        print(f"{run:<18}  {items[0]['time']:<19}  {shown}")
+        shown = " ".join(f"{s.volume}={s.short_id}" for s in items)
+        print(f"{run:<18}  {items[0].time:<19}  {shown}")

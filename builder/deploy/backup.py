@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 from activate import strict_json
+from activate.protocol import SnapshotList
 from builder.base.errors import BundleError
 from builder.bundle.build import load_stack
-from builder.deploy.unit_follow import Run, follow
+from builder.deploy.replies import Misfit, structure
+from builder.deploy.unit_follow import Run, RunReport, follow
 from builder.deploy.unit_follow import remote as _remote
 from builder.render.features.backup import SCRIPT_PATH, UNIT, active, plan
 from builder.stack.names import unit_file
@@ -62,7 +64,7 @@ def _user(rootless: bool) -> str:
 USER_ENV = 'export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}"; '
 
 
-def do_backup_now(server: Any, rootless: bool = False) -> dict[str, Any]:
+def do_backup_now(server: Any, rootless: bool = False) -> RunReport:
     """Start backup.service, follow it, and report with the run's journal lines."""
     _ready(server, "backup")
     unit = unit_file(UNIT, "service")
@@ -79,7 +81,6 @@ def do_backup_now(server: Any, rootless: bool = False) -> dict[str, Any]:
         server,
         run,
         f"systemctl{user} start --no-block {unit}",
-        {"action": "backup", "host": server.host},
         f" (journalctl{user} -u {unit} on the server)",
     )
 
@@ -91,7 +92,7 @@ def do_restore(
     from_host: str | None,
     repository: str | None,
     rootless: bool = False,
-) -> dict[str, Any]:
+) -> RunReport:
     """The script's restore in a transient unit: a dropped connection does not cut it."""
     _ready(server, "restore")
     args = ["restore", *([service] if service else ["--all"])]
@@ -117,12 +118,7 @@ def do_restore(
         f"journalctl --no-pager -o cat{user} -u {name}.service | grep -v '^{name}'",
     )
     try:
-        return follow(
-            server,
-            run,
-            command,
-            {"action": "restore", "host": server.host, "service": service or "--all"},
-        )
+        return follow(server, run, command, service=service or "--all")
     finally:  # a failed restore's unit is read; now it may go
         with contextlib.suppress(BundleError):
             _remote(
@@ -134,7 +130,7 @@ def do_restore(
 
 def do_list(
     server: Any, service: str | None, from_host: str | None, repository: str | None
-) -> dict[str, Any]:
+) -> SnapshotList:
     _ready(server, "listing snapshots")
     args = ["list", *([service] if service else [])]
     args += ["--from-host", from_host] if from_host else []
@@ -147,9 +143,13 @@ def do_list(
         reason = lines[-1].removeprefix("error: ") if lines else f"exit code {rc}"
         raise BundleError(f"{server.host}: listing the snapshots failed: {reason}", 1)
     try:
-        listing: dict[str, Any] = strict_json.loads(lines[-1], "the snapshot list", "")
+        listing = strict_json.loads(lines[-1], "the snapshot list", "")
+        return structure({"action": "list", "host": server.host, **listing}, SnapshotList)
     except strict_json.JsonRefused as exc:
         raise BundleError(
             f"{server.host}: listing the snapshots failed: {exc.message}", 1
         ) from None
-    return {"action": "list", "host": server.host, **listing}
+    except Misfit as exc:
+        raise BundleError(
+            f"{server.host}: listing the snapshots failed: the snapshot list {exc}", 1
+        ) from None

@@ -12,9 +12,16 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
 
-from activate.protocol import SecretsMissing, SecretsStored, SecretVersion, to_json
+from activate.manifest_format import Manifest
+from activate.protocol import (
+    SecretsDelivery,
+    SecretsMissing,
+    SecretsStored,
+    SecretValue,
+    SecretVersion,
+    to_json,
+)
 from builder.base.errors import InputError
 from builder.base.words import plural
 from builder.bundle.store import Generation
@@ -22,13 +29,14 @@ from builder.deploy.remote import Server
 from builder.secrets.files import host_secrets
 
 
-def needed(manifest: dict[str, Any]) -> dict[str, str | None]:
-    return {n: e.get("fingerprint") for n, e in sorted((manifest.get("secrets") or {}).items())}
+def needed(manifest: Manifest) -> dict[str, str | None]:
+    """Each secret the generation uses, by name, with its fingerprint (None: it was not set)."""
+    return {name: use.fingerprint for name, use in sorted(manifest.secrets.items())}
 
 
-def require_set(gen: Generation, manifest: dict[str, Any] | None = None) -> None:
+def require_set(gen: Generation, manifest: Manifest | None = None) -> None:
     """Refuse, before anything travels, a generation built while secrets were not set."""
-    wanted = needed(manifest if manifest is not None else gen.manifest())
+    wanted = needed(manifest if manifest is not None else gen.load_manifest())
     unset = [n for n, fp in wanted.items() if not fp]
     if unset:
         raise InputError(
@@ -40,12 +48,12 @@ def require_set(gen: Generation, manifest: dict[str, Any] | None = None) -> None
 
 def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[str]:
     """Send the secret versions the server lacks; the names sent (never the values)."""
-    manifest = gen.manifest()
+    manifest = gen.load_manifest()
     wanted = needed(manifest)
     if not wanted:
         return []
     require_set(gen, manifest)
-    cwd = server.switcher_dir(manifest["switcher"])
+    cwd = server.switcher_dir(manifest.switcher)
     ask = [to_json(SecretVersion(name=n, fingerprint=fp)) for n, fp in wanted.items() if fp]
     asked = json.dumps(ask).encode()
     missing = server.call("secrets-have", reply=SecretsMissing, cwd=cwd, stdin=asked).missing
@@ -54,7 +62,7 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
     if stacks_dir is None:
         raise InputError(f"{gen.host}: the server lacks secrets and no stacks folder is known")
     local = host_secrets(stacks_dir, gen.host)
-    payload = []
+    payload: list[SecretValue] = []
     for item in missing:
         name, fp = item.name, item.fingerprint
         if wanted.get(name) != fp:
@@ -69,15 +77,14 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
             )
         value = local.value(name)
         assert value is not None
-        payload.append(
-            {"name": name, "fingerprint": fp, "value": base64.b64encode(value.encode()).decode()}
-        )
+        encoded = base64.b64encode(value.encode()).decode()
+        payload.append(SecretValue(name=name, fingerprint=fp, value=encoded))
     result = server.call(
         "secrets-receive",
         "--generation",
         str(gen.number),
         reply=SecretsStored,
         cwd=cwd,
-        stdin=json.dumps({"secrets": payload}).encode(),
+        stdin=json.dumps(to_json(SecretsDelivery(secrets=tuple(payload)))).encode(),
     )
     return list(result.stored)

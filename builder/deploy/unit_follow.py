@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from activate.protocol import Result
 from builder.base.errors import BundleError
 from builder.deploy.remote import RemoteError
 
@@ -75,9 +76,28 @@ class Run:
         return UnitState.parse(out, self.unit)
 
 
+@attrs.frozen
+class RunReport:
+    """A unit run followed to its end: what `backup --now` and `restore` report."""
+
+    action: str  # backup, restore
+    host: str
+    result: Result
+    seconds: float
+    journal: tuple[str, ...]  # the run's last journal lines
+    service: str | None = None  # restore: the service restored, or "--all"
+
+    def to_json(self) -> dict[str, Any]:
+        found = attrs.asdict(self, recurse=False)
+        found["journal"] = list(self.journal)
+        if self.service is None:
+            del found["service"]
+        return found
+
+
 def follow(
-    server: Any, run: Run, start: str, report: dict[str, Any], hint: str = ""
-) -> dict[str, Any]:
+    server: Any, run: Run, start: str, hint: str = "", service: str | None = None
+) -> RunReport:
     """Start a unit on the server and follow it with short looks until it ends (it may take
     hours; each look has the look-up deadline); its journal in the report, its error line if
     it failed."""
@@ -103,11 +123,18 @@ def follow(
     )
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("Started ")]
     ok = now.result == "success" and now.active != "failed"
-    report = {**report, "result": "ok" if ok else "failed", "seconds": seconds, "journal": lines}
+    report = RunReport(
+        action=run.action,
+        host=server.host,
+        result=Result.OK if ok else Result.FAILED,
+        seconds=seconds,
+        journal=tuple(lines),
+        service=service,
+    )
     if not ok:
         reason = next(
             (ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")),
             f"{run.unit} ended with {now.result or now.active}",
         )
-        raise RemoteError(f"{server.host}: {run.action} failed: {reason}{hint}", report)
+        raise RemoteError(f"{server.host}: {run.action} failed: {reason}{hint}", report.to_json())
     return report
