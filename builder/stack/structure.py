@@ -4,82 +4,21 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
-from typing import Any, get_origin
+from typing import Any
 
 import attrs
-import cattrs
-from cattrs.cols import homogenous_tuple_structure_factory, mapping_structure_factory
 from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
 )
 
+from builder.base import strict
 from builder.base.errors import Problem, StackError
 from builder.stack.load import KeyPath, RawStack, format_key
 from builder.stack.model import Stack
 
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
-
-
-def _strict(kind: type) -> Any:
-    def hook(value: Any, _: Any) -> Any:
-        # cattrs would turn 5 into "5" or "5" into 5; a stack file must say what it means
-        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-            return value
-        raise TypeError(f"must be {_TYPE_NAMES[kind]}, not {_describe(value)}")
-
-    return hook
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _only(conv: cattrs.Converter, base: Any, python_type: type, word: str) -> Any:
-    """A cattrs hook factory that first insists on the TOML shape (array or table)."""
-
-    def factory(kind: Any) -> Any:
-        inner = base(kind, conv)
-
-        def hook(value: Any, _: Any) -> Any:
-            # a string is iterable, but "6379" is not a list of ports
-            if not isinstance(value, python_type):
-                raise TypeError(f"must be {word}, not {_describe(value)}")
-            return inner(value, kind)
-
-        return hook
-
-    return factory
-
-
-def _origin_is(origin: type) -> Callable[[object], bool]:
-    """A predicate for `tuple[str, ...]`-like hints whose origin is `origin`."""
-    return lambda hint: get_origin(hint) is origin
-
-
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    for kind in (str, int, bool, float):
-        conv.register_structure_hook(kind, _strict(kind))
-    arrays = _only(conv, homogenous_tuple_structure_factory, list, "an array")
-    tables = _only(conv, mapping_structure_factory, dict, "a table")
-    conv.register_structure_hook_factory(_origin_is(tuple), arrays)
-    conv.register_structure_hook_factory(_origin_is(dict), tables)
-    conv.register_structure_hook(Any, lambda v, _: v)
-    return conv
-
-
-CONVERTER = _make_converter()
+CONVERTER = strict.converter(strict.TOML, forbid_extra_keys=True, int_is_float=False)
 
 
 def structure(raw: RawStack) -> Stack:
@@ -138,11 +77,16 @@ def _collect(exc: BaseException, at: KeyPath, raw: RawStack, out: list[Problem])
         out.append(raw.problem(path, _missing(path)))
     elif isinstance(exc, AttributeError) and not isinstance(_lookup(raw.data, path), dict):
         # cattrs reads a table's keys; anything else fails with "'str' object has no attribute"
-        out.append(raw.problem(path, f"must be a table, not {_describe(_lookup(raw.data, path))}"))
+        out.append(
+            raw.problem(
+                path,
+                f"must be a table, not {strict.describe(_lookup(raw.data, path), strict.TOML)}",
+            )
+        )
     elif isinstance(exc, TypeError | ValueError):
         message = str(exc)
         if not message.startswith("must be"):
-            message = f"wrong type: {_describe(_lookup(raw.data, at)) if step else message}"
+            message = f"wrong type: {strict.describe(_lookup(raw.data, at), strict.TOML) if step else message}"
             message = _expected_type(exc, raw.data, path) or message
         out.append(raw.problem(path, message))
     else:
@@ -173,5 +117,5 @@ def _expected_type(exc: BaseException, data: Any, path: KeyPath) -> str | None:
         return None
     text = str(exc)
     if "not iterable" in text or "mapping" in text.lower() or "items" in text:
-        return f"wrong type: {_describe(value)} is not allowed here"
-    return f"wrong type ({_describe(value)}): {text}"
+        return f"wrong type: {strict.describe(value, strict.TOML)} is not allowed here"
+    return f"wrong type ({strict.describe(value, strict.TOML)}): {text}"
