@@ -47,3 +47,9 @@ def human_size(n: int) -> str:
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def print_repaired(args: argparse.Namespace, what: str) -> None:
+    # shown even with --quiet (on stderr then): the server was damaged and this command fixed it
+    aside = args.quiet or getattr(args, "json", False)  # --json keeps stdout for the JSON
+    print(f"  repaired first: {what}", file=sys.stderr if aside else sys.stdout)

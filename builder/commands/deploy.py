@@ -12,7 +12,7 @@ from activate.safety import Safety
 from builder.base.errors import BundleError
 from builder.base.words import change, plural
 from builder.bundle.store import Store
-from builder.commands.common import emit_json, human_size, paths_from
+from builder.commands.common import emit_json, human_size, paths_from, print_repaired
 from builder.deploy.deployer import (
     connect,
     do_activate,
@@ -76,7 +76,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                 f"not active yet (bundle activate {host} --generation {n})"
             )
         if report.switcher_repaired:
-            _print_repaired(args, report.switcher_repaired)
+            print_repaired(args, report.switcher_repaired)
 
     return _for_hosts(args, job, show)
 
@@ -90,12 +90,6 @@ def cmd_activate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_repaired(args: argparse.Namespace, what: str) -> None:
-    # shown even with --quiet (on stderr then): the server was damaged and this command fixed it
-    aside = args.quiet or getattr(args, "json", False)  # --json keeps stdout for the JSON
-    print(f"  repaired first: {what}", file=sys.stderr if aside else sys.stdout)
-
-
 def _print_switch(args: argparse.Namespace, result: SwitchResult, host: str) -> None:
     if args.json:
         emit_json(result.to_json())
@@ -104,7 +98,7 @@ def _print_switch(args: argparse.Namespace, result: SwitchResult, host: str) -> 
     print(f"{host}: {result.action} {change(report.from_, report.to)}: {report.result}")
     repaired = result.push.switcher_repaired if result.push is not None else None
     if repaired:
-        _print_repaired(args, repaired)
+        print_repaired(args, repaired)
     if not args.quiet:
         print(f"  {_summary(report)}")
         for line in _safety_lines(report):
@@ -184,7 +178,7 @@ def _print_status(args: argparse.Namespace, result: StatusResult) -> None:
             f"{host}: generation {report.current} ({(report.hash or '')[:12]}) is active on {where}"
         )
     if result.switcher_repaired:
-        _print_repaired(args, result.switcher_repaired)
+        print_repaired(args, result.switcher_repaired)
     if report.current is None:
         return
     last = report.last
@@ -229,7 +223,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             f"{plural(len(local), 'local generation')}{_listed(local)}"
         )
         if result.switcher_repaired:
-            _print_repaired(args, result.switcher_repaired)
+            print_repaired(args, result.switcher_repaired)
     return 0
 
 
@@ -267,7 +261,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     with connect(paths, host, args.target, args.accept_new) as server:
         entries = do_log(server, Store(paths.bundles_dir, host).latest(), args.limit)
     for what in server.repaired:
-        _print_repaired(args, what)
+        print_repaired(args, what)
     if args.json:
         emit_json([e.to_json() for e in entries])
         return 0

@@ -10,8 +10,7 @@ from activate.protocol import GenerationRow
 from builder.base.errors import BundleError
 from builder.bundle.diff import diff_generations, format_text
 from builder.bundle.store import Store
-from builder.commands.common import emit_json, human_size, paths_from, use_colour
-from builder.commands.deploy import _print_repaired
+from builder.commands.common import emit_json, human_size, paths_from, print_repaired, use_colour
 from builder.deploy.deployer import connect, do_remote_generations
 
 
@@ -55,7 +54,7 @@ def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
     with connect(paths, args.host, args.target, args.accept_new) as server:
         rows = do_remote_generations(server, Store(paths.bundles_dir, args.host))
     for what in server.repaired:
-        _print_repaired(args, what)
+        print_repaired(args, what)
     if args.json:
         emit_json([row.to_json() for row in rows])
         return 0
