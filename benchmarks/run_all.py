@@ -166,6 +166,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.at_commit and "BENCH_TREE" not in os.environ:
         argv = without_at_commit(sys.argv[1:], args.at_commit)
+        # the same file whatever folder the export runs in
+        keep = [a for i, a in enumerate(argv) if a != "--json" and argv[i - 1 : i] != ["--json"]]
+        argv = [a for a in keep if not a.startswith("--json=")]
         argv += ["--json", str(args.json.resolve())]
         sys.exit(run_at_commit(__file__, args.at_commit, argv))
     if set(args.only) & {"deploy", "scale"} and (missing := ansible_missing()):
