@@ -436,7 +436,9 @@ def switch_phases(p: Project, host: str) -> dict[str, float]:
             total = time.perf_counter() - t1
         remote = sum(v for k, v in times.items() if not k.startswith("connect"))
         add("local work (build, hashing, gzip) and waiting between calls", total - remote)
-        times["  the switcher's own time (inside `activate` above)"] = report.get(
+        # do_switch returns a typed result now, a dict in older code (--at-commit)
+        as_json = report if isinstance(report, dict) else report.to_json()
+        times["  the switcher's own time (inside `activate` above)"] = as_json.get(
             "seconds", float("nan")
         )
     finally:
