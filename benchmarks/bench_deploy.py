@@ -10,11 +10,13 @@ Run as root: .venv/bin/python benchmarks/bench_deploy.py [--runs N] [--only PART
    veth carried towards the server.
 2. activate: wall time of `bundle activate` (first activation), `bundle switch` (one change) and
    `bundle rollback` for a two-container stack of busybox web servers.
-3. ansible: wall time of a first deploy and of a one-change deploy of 15 web containers, each
-   with one config file, by `bundle switch` and by `ansible-playbook` (benchmarks/ansible/)
-   against the same server, and where the time of a one-change `bundle switch` goes. Needs
-   ansible-core in ANSIBLE_VENV (default /var/tmp/bench-ansible-venv):
-   python3 -m venv DIR && DIR/bin/pip install ansible-core.
+3. ansible: wall time of a first deploy, a one-change deploy and a deploy with nothing changed
+   of 15 web containers, each with one config file, by `bundle switch` and by
+   `ansible-playbook` (benchmarks/ansible/), runs interleaved, each tool on its own server
+   booted from the same image (benchmarks/bench_versus.py), and where the time of a one-change
+   `bundle switch` goes. --services N changes the 15. Needs ansible-core in ANSIBLE_VENV
+   (default /var/tmp/bench-ansible-venv):
+   python3 -m venv /var/tmp/bench-ansible-venv && /var/tmp/bench-ansible-venv/bin/pip install ansible-core
 
 bundle is measured as built (health gate with its 2 s settle window, dead-man confirmation)
 and with `health_settle = 0` and `confirm_timeout = 0`, which does the work the playbook does.
@@ -23,7 +25,7 @@ every deploy one page is fetched over HTTP from the server and compared with wha
 --at-commit REV measures builder/, activate/ and stacks/ as committed at REV, not the work tree.
 Traffic goes only to the registry on this machine and to the test server's 10.200.N.x address.
 Everything (server, registry, ssh control masters, temporary folders) is removed at the end,
-also after an error. Results: docs/benchmarks.md.
+also after an error. Results: docs/benchmarks.md; benchmarks/run_all.py runs this with every other figure.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import base64
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -41,191 +42,43 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING, Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-# --at-commit runs this script again with BENCH_TREE = an export of that commit: builder/,
-# activate/, stacks/ and the test server then come from there, not from the work tree
-TREE = Path(os.environ.get("BENCH_TREE") or REPO)
-sys.path.insert(0, str(TREE))
-
-from bench_build import big_stack  # noqa: E402
+import bench_versus
+from bench_build import big_stack
+from benchkit import (
+    IMAGE,
+    QUIET,
+    REPO,
+    SECRETS_ENV,
+    TREE,
+    VARIANTS,
+    Figure,
+    Project,
+    ansible_missing,
+    expect_page,
+    machine,
+    make_home,
+    make_project,
+    reset_server,
+    run_at_commit,
+    settle,
+    tree_env,
+    variant_keys,
+    with_host_keys,
+    without_at_commit,
+)
 
 if TYPE_CHECKING:
     from builder.bundle.store import Generation
     from tests.harness import Target
 
-ANSIBLE_DIR = HERE / "ansible"
-ANSIBLE_VENV = Path(os.environ.get("ANSIBLE_VENV", "/var/tmp/bench-ansible-venv"))
-IMAGE = "registry.test:5000/bundle/web:1.0.0"
-WEB_COUNT = 15
-CHANGED = 7  # the service whose config file the one-change deploys edit
-ANSIBLE_PAGES = "/srv/ansible-web"
-# vps1 needs its secrets set before it can be pushed: a throwaway passphrase, a cheap KDF
-SECRETS_ENV = {"BUNDLE_PASSPHRASE": "bench-only", "BUNDLE_SECRETS_KDF_LOG2N": "10"}
-
-
-# ---- other work on this machine ---------------------------------------------------------------
-
-
-def _cpu_times() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-@dataclass
-class Quiet:
-    """Waits, before each timed run, until the machine's CPUs are mostly idle.
-
-    Other test runs may share this machine; a timed run that starts while they keep the CPUs
-    busy measures them too. `threshold` is the busy fraction of all CPUs over one second."""
-
-    threshold: float = 0.4
-    max_wait: float = 120.0
-    waited: float = 0.0
-    runs: int = 0
-    gave_up: int = 0
-
-    def wait(self) -> None:
-        self.runs += 1
-        t0 = time.monotonic()
-        while True:
-            b0, t_0 = _cpu_times()
-            time.sleep(1.0)
-            b1, t_1 = _cpu_times()
-            if (b1 - b0) / max(1, t_1 - t_0) <= self.threshold:
-                break
-            if time.monotonic() - t0 > self.max_wait:
-                self.gave_up += 1
-                break
-        self.waited += time.monotonic() - t0
-
-
-QUIET = Quiet()
-
-
-# ---- a project on this machine whose hosts are the test server -------------------------------
-
-
-@dataclass
-class Project:
-    root: Path
-    home: Path
-
-    @property
-    def stacks(self) -> Path:
-        return self.root / "stacks"
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "HOME": str(self.home)}
-        env.update(SECRETS_ENV | tree_env())
-        result = subprocess.run(
-            [sys.executable, "-m", "builder.cli", *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"bundle {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
-
-    def timed_json(self, *args: str) -> tuple[float, Any]:
-        QUIET.wait()
-        t0 = time.perf_counter()
-        out = self.run(*args, "--json").stdout
-        return time.perf_counter() - t0, json.loads(out)
-
-    def generation(self, host: str, number: int) -> Generation:
-        from builder.bundle.store import Store
-
-        return Store(self.root / "bundles", host).get(number)
-
-
-def tree_env() -> dict[str, str]:
-    return {"PYTHONPATH": str(TREE)} if "BENCH_TREE" in os.environ else {}
-
-
-def make_home(work: Path, target: Target, aliases: list[str]) -> Path:
-    """A HOME whose ~/.ssh/config sends every alias to the test server, its host key pinned."""
-    home = work / "home"
-    ssh = home / ".ssh"
-    ssh.mkdir(parents=True, mode=0o700)
-    key = ssh / "id_test"
-    shutil.copy(target.key_path, key)
-    key.chmod(0o600)
-    (ssh / "config").write_text(
-        "".join(
-            f"Host {a}\n  HostName {target.host}\n  Port {target.port}\n  User root\n"
-            f"  IdentityFile {key}\n"
-            for a in aliases
-        )
-    )
-    shutil.copy(target.known_hosts_path, ssh / "known_hosts")
-    return home
-
-
-def make_project(work: Path, name: str, home: Path) -> Project:
-    root = work / name
-    (root / "stacks").mkdir(parents=True)
-    return Project(root, home)
-
-
-def fetch(target: Target, port: int, tries: int = 100) -> str:
-    """GET / from the server; a container just started may need a moment to listen."""
-    last: Exception | None = None
-    for _ in range(tries):
-        try:
-            with urllib.request.urlopen(target.url(port, "/"), timeout=2) as r:
-                return r.read().decode()
-        except OSError as exc:
-            last = exc
-            time.sleep(0.05)
-    raise RuntimeError(f"{target.url(port, '/')} did not answer: {last}")
-
-
-def expect_page(target: Target, port: int, text: str) -> None:
-    got = fetch(target, port)
-    if got != text:
-        raise RuntimeError(f"port {port} serves {got!r}, expected {text!r}")
-
 
 def wire_tx(target: Target) -> int:
     """Bytes the host sent to the server on its veth (IP packets, everything included)."""
     return int(Path(f"/sys/class/net/ve-{target.name}/statistics/tx_bytes").read_text())
-
-
-@dataclass
-class Figure:
-    name: str
-    times: list[float] = field(default_factory=list)
-
-    def cell(self) -> str:
-        if not self.times:
-            return "–"
-        med = statistics.median(self.times)
-        return f"{fmt(med)} ({fmt(min(self.times))}–{fmt(max(self.times))})"
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-
-def fmt(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 # ---- 1. bytes of a push ------------------------------------------------------------------------
@@ -454,51 +307,6 @@ def bench_bytes(work: Path, target: Target, home: Path) -> list[dict[str, Any]]:
 # ---- 2. activate, switch, rollback -------------------------------------------------------------
 
 
-def reset_server(target: Target) -> None:
-    """Back to a server without any of our units, containers, volumes or state.
-
-    The switcher runs each activation as a transient unit named after the generation
-    (bundle-activate-N); wait until the last one is gone, or the next first deploy of
-    generation N finds the name taken."""
-    target.ssh(
-        "for i in $(seq 100); do "
-        "systemctl list-units --all --no-legend 'bundle-activate-*' | grep -q . || break; "
-        "sleep 0.1; done; "
-        "cd /etc/containers/systemd 2>/dev/null && "
-        "units=$(ls | sed -n 's/\\.container$/.service/p; s/\\.volume$/-volume.service/p'); "
-        '[ -z "$units" ] || systemctl stop $units; '
-        "find /etc/containers/systemd -maxdepth 1 -type f -delete; systemctl daemon-reload; systemctl reset-failed; "
-        f"rm -rf /var/lib/bundle {ANSIBLE_PAGES}; podman volume prune -f >/dev/null; true"
-    )
-
-
-def settle(target: Target) -> None:
-    """Before each timed run: forget systemd's start-rate counters (untimed, for both tools).
-
-    Every switch and rollback restarts a unit; five restarts of one unit within 10 s hit
-    systemd's default StartLimitBurst, and the sixth start is refused. Runs of a benchmark
-    follow each other faster than deploys do in real life."""
-    target.ssh("systemctl reset-failed")
-
-
-# bundle as configured by default (the health gate waits health_settle = 2 s for every unit to
-# stay up; the server waits for the deployer's confirmation over a new connection), and with
-# both turned off: the same work as the Ansible playbook, which checks neither.
-VARIANTS = {
-    "defaults": "",
-    "no waits": "health_settle = 0\nconfirm_timeout = 0\n",
-}
-
-
-def variant_keys(variant: str) -> str:
-    keys = VARIANTS[variant].strip().replace("\n", ", ")
-    return f"[host] {keys}" if keys else "as built"
-
-
-def with_host_keys(stack: str, keys: str) -> str:
-    return stack.replace("[host]\n", "[host]\n" + keys, 1)
-
-
 def bench_activate(work: Path, target: Target, home: Path, runs: int) -> dict[str, Any]:
     return {
         variant: activate_variant(work / f"web1-{i}", target, home, runs, keys)
@@ -555,316 +363,7 @@ def activate_variant(
     return {"figures": [first, switch, rollback], "server_seconds": server_seconds}
 
 
-# ---- 3. bundle vs ansible-playbook, 15 services ------------------------------------------------
-
-
-def web15_stack() -> str:
-    out = ['[host]\nname = "web15"\naddress = "web15-bench"\n']
-    for i in range(WEB_COUNT):
-        out.append(
-            f'[containers.web{i}]\nimage = "registry.test:5000/bundle/web"\nversion = "1.0.0"\n'
-            f'ports = ["0.0.0.0:{8080 + i}:8080"]\n'
-            f'configs = [{{ template = "web/web{i}.html.j2", mount = "/www/index.html" }}]\n'
-        )
-    return "\n".join(out)
-
-
-def write_pages(pages: Path, changed_version: int = 1) -> None:
-    pages.mkdir(parents=True, exist_ok=True)
-    for i in range(WEB_COUNT):
-        version = changed_version if i == CHANGED else 1
-        (pages / f"web{i}.html.j2").write_text(f"{{{{ service }}}} says version {version}\n")
-
-
-def page_text(i: int, version: int = 1) -> str:
-    return f"web{i} says version {version}\n"
-
-
-@dataclass
-class Ansible:
-    work: Path
-    target: Target
-    pages: Path
-
-    def __post_init__(self) -> None:
-        self.control = Path(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))  # short socket paths
-        self.home = self.work / "ansible-home"
-        self.home.mkdir()
-        self.inventory = self.work / "inventory.ini"
-        text = Template((ANSIBLE_DIR / "inventory.ini.in").read_text()).substitute(
-            host=self.target.host,
-            port=self.target.port,
-            key=self.target.key_path,
-            known_hosts=self.target.known_hosts_path,
-        )
-        self.inventory.write_text(text)
-
-    def env(self) -> dict[str, str]:
-        return {
-            "PATH": f"{ANSIBLE_VENV}/bin:/usr/bin:/bin",
-            "HOME": str(self.home),
-            "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control),
-            "ANSIBLE_LOCAL_TEMP": str(self.home / "tmp"),
-            "ANSIBLE_NOCOLOR": "1",
-            "LANG": "C.UTF-8",
-        }
-
-    def version(self) -> str:
-        out = subprocess.run(
-            [str(ANSIBLE_VENV / "bin/ansible-playbook"), "--version"],
-            capture_output=True, text=True, env=self.env(), check=True,
-        ).stdout  # fmt: skip
-        return out.splitlines()[0].strip()
-
-    def play(self) -> tuple[float, str]:
-        argv = [
-            str(ANSIBLE_VENV / "bin/ansible-playbook"),
-            "-i", str(self.inventory),
-            "-e", f"pages_dir={self.pages}",
-            "-e", f"web_count={WEB_COUNT}",
-            str(ANSIBLE_DIR / "web.yml"),
-        ]  # fmt: skip
-        QUIET.wait()
-        t0 = time.perf_counter()
-        result = subprocess.run(argv, capture_output=True, text=True, env=self.env(), check=False)
-        elapsed = time.perf_counter() - t0
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"ansible-playbook:\n{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
-            )
-        recap = [ln for ln in result.stdout.splitlines() if "ok=" in ln and "changed=" in ln]
-        return elapsed, (recap[-1].split(":", 1)[1].strip() if recap else "")
-
-    def close(self) -> None:
-        """End the ControlPersist masters this run started (by their sockets), then the folder."""
-        for sock in self.control.iterdir():
-            subprocess.run(
-                ["ssh", "-F", "/dev/null", "-S", str(sock), "-O", "exit", "x"],
-                capture_output=True, check=False, timeout=10,
-            )  # fmt: skip
-        shutil.rmtree(self.control, ignore_errors=True)
-
-
-def check_units_equivalent(target: Target, gen: Generation) -> None:
-    """The units Ansible wrote say what bundle's say, apart from the header and the page path."""
-    for i in range(WEB_COUNT):
-        ours = gen.read(f"units/quadlet/web{i}.container").decode().splitlines()[1:]
-        theirs = target.read_file(f"/etc/containers/systemd/web{i}.container").splitlines()[1:]
-        ours = [
-            ln.replace(
-                f"/var/lib/bundle/current/files/web{i}/web{i}.html", f"{ANSIBLE_PAGES}/web{i}.html"
-            )
-            for ln in ours
-        ]
-        if ours != theirs:
-            raise RuntimeError(f"web{i}.container differs:\n{ours}\n{theirs}")
-
-
-class TimedTransport:
-    """Wraps the SSH transport of an in-process switch; records each remote call's time."""
-
-    def __init__(self, inner: Any, times: dict[str, float]) -> None:
-        self.inner = inner
-        self.times = times
-
-    def run(self, argv: list[str], stdin: Any = None, cwd: str | None = None, **kw: Any) -> Any:
-        if argv[:2] == ["python3", "-c"]:
-            label = f"remote: bootstrap {argv[3]} (python3 -c)"
-        else:
-            label = f"remote: python3 -m activate {argv[argv.index('activate') + 1]}"
-        t0 = time.perf_counter()
-        try:
-            return self.inner.run(argv, stdin=stdin, cwd=cwd, **kw)
-        finally:
-            self.times[label] = self.times.get(label, 0.0) + time.perf_counter() - t0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-def switch_phases(p: Project, host: str) -> dict[str, float]:
-    """Where the time of `bundle switch` goes: builder.deploy.deployer's own connect + do_switch, in
-    this process, with every remote call (and any second connection) timed."""
-    from builder.bundle.paths import Paths
-    from builder.deploy.deployer import connect, do_switch
-
-    times: dict[str, float] = {}
-
-    def add(label: str, seconds: float) -> None:
-        times[label] = times.get(label, 0.0) + seconds
-
-    old_home = os.environ.get("HOME")
-    os.environ["HOME"] = str(p.home)
-    try:
-        paths = Paths(p.stacks, p.root / "bundles")
-        t0 = time.perf_counter()
-        with connect(paths, host, None, False) as server:
-            t1 = time.perf_counter()
-            add("connect (TCP, key exchange, auth; paramiko imported)", t1 - t0)
-            server.transport = TimedTransport(server.transport, times)  # type: ignore[assignment]
-            first_reopen = getattr(server, "reopen", None)
-            if first_reopen is not None:
-
-                def reopen(seconds: float) -> Any:
-                    t = time.perf_counter()
-                    fresh = first_reopen(seconds)
-                    add("second connection (the switch's confirmation)", time.perf_counter() - t)
-                    fresh.transport = TimedTransport(fresh.transport, times)
-                    return fresh
-
-                server.reopen = reopen
-            report = do_switch(paths, server, False)
-            total = time.perf_counter() - t1
-        remote = sum(v for k, v in times.items() if not k.startswith("connect"))
-        add("local work (build, hashing, gzip) and waiting between calls", total - remote)
-        times["  the switcher's own time (inside `activate` above)"] = report.get(
-            "seconds", float("nan")
-        )
-    finally:
-        if old_home is None:
-            del os.environ["HOME"]
-        else:
-            os.environ["HOME"] = old_home
-    return times
-
-
-START_PROBE = r"""
-units=$(for i in $(seq 0 %d); do printf 'web%%d.service ' $i; done)
-ms() { echo $(( $(date +%%s%%N) / 1000000 )); }
-systemctl stop $units; systemctl reset-failed
-t0=$(ms); for u in $units; do systemctl start $u; done; t1=$(ms)
-systemctl stop $units; systemctl reset-failed
-t2=$(ms); systemctl start $units; t3=$(ms)
-systemctl reset-failed
-echo $((t1 - t0)) $((t3 - t2))
-"""
-
-
-def start_probe(target: Target, runs: int) -> tuple[Figure, Figure]:
-    """On the server: 15 `systemctl start` one after the other vs one call with all 15."""
-    one_by_one = Figure(f"{WEB_COUNT} x systemctl start UNIT (one after the other)")
-    together = Figure(f"systemctl start UNIT1 ... UNIT{WEB_COUNT} (one call)")
-    for _ in range(runs):
-        QUIET.wait()
-        a, b = target.ssh(START_PROBE % (WEB_COUNT - 1)).stdout.split()
-        one_by_one.times.append(int(a) / 1000)
-        together.times.append(int(b) / 1000)
-    return one_by_one, together
-
-
-def bundle_web15(
-    work: Path, target: Target, home: Path, runs: int, keys: str, probe: bool
-) -> dict[str, Any]:
-    """`bundle switch` of the 15 services: first deploys from nothing, one-change switches."""
-    p = make_project(work, "web15", home)
-    pages = p.stacks / "templates/web"
-    (p.stacks / "web15.toml").write_text(with_host_keys(web15_stack(), keys))
-    changed_port = 8080 + CHANGED
-    out: dict[str, Any] = {
-        "first": Figure("bundle switch, first deploy"),
-        "change": Figure("bundle switch, one config file changed"),
-        "first_server": [],
-        "change_server": [],
-    }
-    for _ in range(runs):
-        reset_server(target)
-        shutil.rmtree(p.root / "bundles", ignore_errors=True)
-        write_pages(pages)
-        t, report = p.timed_json("switch", "web15")
-        if report.get("result") != "ok" or len(report["plan"]["start"]) != WEB_COUNT:
-            raise RuntimeError(f"switch: {report}")
-        out["first"].times.append(t)
-        out["first_server"].append(report.get("seconds", float("nan")))
-        expect_page(target, changed_port, page_text(CHANGED))
-    all_pages(target, 1)
-    if probe:
-        out["start_probe"] = start_probe(target, runs)
-        all_pages(target, 1)
-    out["gen1"] = p.generation("web15", 1)
-    for r in range(runs):
-        write_pages(pages, r + 2)
-        settle(target)
-        t, report = p.timed_json("switch", "web15")
-        if report["plan"]["restart"] != [f"web{CHANGED}.container"]:
-            raise RuntimeError(f"switch restarted {report['plan']}")
-        out["change"].times.append(t)
-        out["change_push"] = report["push"]
-        out["change_server"].append(report.get("seconds", float("nan")))
-        expect_page(target, changed_port, page_text(CHANGED, r + 2))
-    all_pages(target, runs + 1)
-    phases: dict[str, list[float]] = {}
-    for r in range(runs):
-        version = runs + 2 + r
-        write_pages(pages, version)
-        settle(target)
-        QUIET.wait()
-        for k, v in switch_phases(p, "web15").items():
-            phases.setdefault(k, []).append(v)
-        expect_page(target, changed_port, page_text(CHANGED, version))
-    out["phases"] = {k: statistics.median(v) for k, v in phases.items()}
-    return out
-
-
-def all_pages(target: Target, version: int) -> None:
-    for i in range(WEB_COUNT):
-        expect_page(target, 8080 + i, page_text(i, version if i == CHANGED else 1))
-
-
-def bench_vs_ansible(work: Path, target: Target, home: Path, runs: int) -> dict[str, Any]:
-    bundle = {
-        variant: bundle_web15(work / f"web15-{i}", target, home, runs, keys, probe=i == 0)
-        for i, (variant, keys) in enumerate(VARIANTS.items())
-    }
-    pages = work / "ansible-pages"
-    changed_port = 8080 + CHANGED
-    out: dict[str, Any] = {
-        "bundle": bundle,
-        "first": Figure("ansible-playbook, first deploy"),
-        "change": Figure("ansible-playbook, one config file changed"),
-    }
-    ansible = Ansible(work, target, pages)
-    try:
-        out["version"] = ansible.version()
-        for _ in range(runs):
-            reset_server(target)
-            write_pages(pages)
-            t, recap = ansible.play()
-            out["first"].times.append(t)
-            out["first_recap"] = recap
-            expect_page(target, changed_port, page_text(CHANGED))
-        all_pages(target, 1)
-        check_units_equivalent(target, bundle["defaults"]["gen1"])
-        for r in range(runs):
-            write_pages(pages, r + 2)
-            settle(target)
-            t, recap = ansible.play()
-            out["change"].times.append(t)
-            out["change_recap"] = recap
-            expect_page(target, changed_port, page_text(CHANGED, r + 2))
-        all_pages(target, runs + 1)
-        settle(target)
-        out["noop"] = ansible.play()
-    finally:
-        ansible.close()
-    reset_server(target)
-    return out
-
-
 # ---- main --------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
-    return (
-        f"{os.cpu_count()} cores {cpu}, {mem} GiB, {platform.system()} {platform.release()}, "
-        f"CPython {platform.python_version()}"
-    )
 
 
 def print_bytes(results: list[dict[str, Any]]) -> None:
@@ -902,29 +401,6 @@ def print_bytes(results: list[dict[str, Any]]) -> None:
                 print(f"    {k:<52} {v:>8}")
 
 
-def run_at_commit(rev: str) -> int:
-    """Export REV to a temporary folder and run this script again against it."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    tree = Path(tempfile.mkdtemp(prefix="bundle-bench-tree-"))
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "--format=tar", commit],
-            capture_output=True, check=True,
-        ).stdout  # fmt: skip
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tree, filter="data")
-        argv = [a for a in sys.argv[1:] if a != "--at-commit" and a != rev]
-        argv = [a for a in argv if not a.startswith("--at-commit=")]
-        env = {**os.environ, "BENCH_TREE": str(tree), "BENCH_COMMIT": commit}
-        env["PYTHONPATH"] = str(tree)
-        return subprocess.run([sys.executable, __file__, *argv], env=env, check=False).returncode
-    finally:
-        shutil.rmtree(tree, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -940,6 +416,9 @@ def main() -> None:
         default=["bytes", "activate", "ansible"],
     )  # fmt: skip
     parser.add_argument(
+        "--services", type=int, default=15, help="web containers in the ansible part"
+    )
+    parser.add_argument(
         "--at-commit",
         metavar="REV",
         help="measure builder/, activate/ and stacks/ as committed at REV (git archive), "
@@ -948,11 +427,12 @@ def main() -> None:
     args = parser.parse_args()
     QUIET.threshold = args.quiet
     if args.at_commit and "BENCH_TREE" not in os.environ:
-        sys.exit(run_at_commit(args.at_commit))
+        argv = without_at_commit(sys.argv[1:], args.at_commit)
+        sys.exit(run_at_commit(__file__, args.at_commit, argv))
     from tests.harness import Registry, Target
 
-    if "ansible" in args.only and not (ANSIBLE_VENV / "bin/ansible-playbook").exists():
-        sys.exit(f"{ANSIBLE_VENV}/bin/ansible-playbook is missing; see the docstring")
+    if "ansible" in args.only and (missing := ansible_missing()):
+        sys.exit(missing)
     work = Path(tempfile.mkdtemp(prefix="bundle-bench-deploy-"))
     results: dict[str, Any] = {}
     try:
@@ -962,7 +442,7 @@ def main() -> None:
                 home = make_home(
                     work,
                     target,
-                    ["vps1.example.org", "big.example.org", "web1-test", "web15-bench"],
+                    ["vps1.example.org", "big.example.org", "web1-test"],
                 )
                 versions = {
                     "podman (server)": target.ssh("podman --version").stdout.strip(),
@@ -977,7 +457,11 @@ def main() -> None:
                 if "activate" in args.only:
                     results["activate"] = bench_activate(work, target, home, args.runs)
                 if "ansible" in args.only:
-                    results["ansible"] = bench_vs_ansible(work, target, home, args.runs)
+                    with bench_versus.servers(reg, [target]) as targets:
+                        results["ansible"] = bench_versus.compare(
+                            work / "versus", targets, args.services, args.runs, args.runs,
+                            noop=True, extras=True,
+                        )  # fmt: skip
                 results["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -1010,38 +494,7 @@ def main() -> None:
                 server = statistics.median(act["server_seconds"][key])
                 print(f"    {f.name:<44} {f.cell():<28} switcher's own time: {server:.2f} s")
     if "ansible" in results:
-        print_vs_ansible(results["ansible"])
-
-
-def print_vs_ansible(res: dict[str, Any]) -> None:
-    print(f"\n## {WEB_COUNT} web containers, one config file each: bundle vs {res['version']}")
-    print(f"{res['first'].name:<52} {res['first'].cell()}")
-    print(f"{res['change'].name:<52} {res['change'].cell()}")
-    t, recap = res["noop"]
-    print(f"{'ansible-playbook, nothing to change':<52} {fmt(t)} (one run)")
-    print(f"ansible recap, first deploy: {res['first_recap']}")
-    print(f"ansible recap, one change:   {res['change_recap']}")
-    print(f"ansible recap, no change:    {recap}")
-    for variant, b in res["bundle"].items():
-        print(f"\nbundle {variant} ({variant_keys(variant)}):")
-        for kind in ("first", "change"):
-            f = b[kind]
-            ratio = res[kind].median / f.median
-            server = statistics.median(b[f"{kind}_server"])
-            print(
-                f"    {f.name:<44} {f.cell():<28} ansible/bundle {ratio:5.1f}x   "
-                f"switcher's own time {server:.2f} s"
-            )
-        print("    one-change `bundle switch`, in-process, median per phase:")
-        for k, v in b["phases"].items():
-            print(f"        {k:<62} {v * 1000:6.0f} ms")
-        push = b.get("change_push", {})
-        print(
-            f"    one-change push: {push.get('objects_sent')} object(s), "
-            f"{push.get('bytes_sent')} bytes"
-        )
-        for f in b.get("start_probe", ()):
-            print(f"    on the server: {f.name:<58} {f.cell()}")
+        bench_versus.print_compare(results["ansible"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Fleet benchmark: one host vs 10 hosts in parallel vs 10 one after another.
 
-Run as root: .venv/bin/python benchmarks/bench_fleet.py [--hosts 10] [--runs 3]
+Run as root: .venv/bin/python benchmarks/bench_fleet.py [--hosts 10] [--runs 3] [--json FILE]
+                                                         [--at-commit REV]
 Two kinds of server: folders standing in for servers (files only: the tool's own overhead) and
 real throwaway servers (systemd, sshd, podman; builder/testserver). Each figure is the median
 wall time of the real `bundle switch` command for a one-change deploy (every host's page
@@ -10,6 +11,7 @@ changes, so every host restarts one container). Results go in docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -19,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# benchkit first: it puts the code measured (work tree or --at-commit export) on sys.path
+from benchkit import run_at_commit, tree_env, without_at_commit
 
 from builder.testserver import Registry, Target
 
@@ -74,7 +77,7 @@ class Fleet:
         result = subprocess.run(
             [sys.executable, "-m", "builder.cli", "switch", *args],
             cwd=self.root,
-            env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+            env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "NO_COLOR": "1", **tree_env()},
             capture_output=True,
             text=True,
             check=False,
@@ -96,7 +99,10 @@ def busy_seconds() -> float:
 
 
 def measure(fleet: Fleet, runs: int, extra: list[str]) -> dict[str, float]:
-    one, par, seq, load = [], [], [], []
+    one: list[float] = []
+    par: list[float] = []
+    seq: list[float] = []
+    load: list[float] = []
     fleet.switch("@bench", *extra)  # first deploy everywhere (pulls images); not measured
     for _ in range(runs):
         fleet.bump()
@@ -109,19 +115,19 @@ def measure(fleet: Fleet, runs: int, extra: list[str]) -> dict[str, float]:
         one.append(t)
         # the other hosts missed that bump; bring them level so the next runs change one unit each
         fleet.switch("@bench", *extra)
-    return {
-        "one": statistics.median(one),
-        "parallel": statistics.median(par),
-        "sequential": statistics.median(seq),
-        "cpu_busy": statistics.median(load),
-    }
+    return {"one": one, "parallel": par, "sequential": seq, "cpu_busy": load}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the raw times here")
+    parser.add_argument("--at-commit", metavar="REV", help="measure the code committed at REV")
     args = parser.parse_args()
+    if args.at_commit and "BENCH_TREE" not in os.environ:
+        argv = without_at_commit(sys.argv[1:], args.at_commit)
+        sys.exit(run_at_commit(__file__, args.at_commit, argv))
     names = [f"host{i}" for i in range(1, args.hosts + 1)]
     work = Path(tempfile.mkdtemp(prefix="bundle-fleet-"))
     results = {}
@@ -154,8 +160,11 @@ def main() -> None:
             registry.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps({"hosts": args.hosts, **results}, indent=1))
     print(f"{args.hosts} hosts, {args.runs} runs per figure (median), one-change `bundle switch`")
-    for kind, r in results.items():
+    for kind, raw in results.items():
+        r = {k: statistics.median(v) for k, v in raw.items()}
         print(
             f"{kind:8} one host {r['one']:6.2f} s | {args.hosts} in parallel {r['parallel']:6.2f} s "
             f"({r['parallel'] / r['one']:.2f}x one host, CPUs {r['cpu_busy']:.0%} busy) | "
