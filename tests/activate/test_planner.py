@@ -203,6 +203,8 @@ def test_unchanged_unit_is_left_alone() -> None:
         leave=("web.container",),
         order=("web.container",),
         reasons=p.reasons,
+        depth=p.depth,
+        stop_depth=p.stop_depth,
     )
     assert p.changes_nothing
     assert p.reasons["web.container"] == "unchanged"
