@@ -6,8 +6,10 @@ Order (nothing changes before step 5):
  3. run podman's quadlet generator in dry-run mode on the new quadlet units
  4. refuse on drift (managed files changed by hand) unless --force; pull missing images
  5. note the switch in STATE/pending.json; disable and stop; remove changed networks
- 6. flip STATE/current; install unit files; daemon-reload; check every unit loaded
- 7. start / restart in dependency order; enable timers; check nothing failed
+ 6. flip STATE/current; install unit files; daemon-reload if systemd's view may be stale,
+    then check every unit loaded
+ 7. start / restart, one systemctl call per dependency level; enable timers; check nothing
+    failed; the health gate (one round and no confirmation when nothing was (re)started)
  8. append to history; clear pending.json
 A failure in 5-7 runs the same path towards the old generation (activate/restore.py).
 What the switch is and how it is decided: activate/switch.py.
@@ -41,11 +43,15 @@ from .switch import (
     recovered_reply,
     redactor,
     report_of,
-    start_unit,
+    start_level,
     verify_generation,
 )
 from .systemd import BROKEN_LOAD_STATES, Services
+from .unit_state import UnitState
 from .words import plural
+
+# what a switch that stops, starts and restarts nothing says instead of its gate's window
+UNCHANGED = "nothing to restart: no health window, no confirmation"
 
 
 def _check_before_change(sw: Switch, force: bool) -> tuple[dict[str, str], list[str], list[str]]:
@@ -84,19 +90,40 @@ def _check_loaded(sw: Switch) -> None:
         )
 
 
-def _check_running(sw: Switch) -> None:
+def _check_running(sw: Switch) -> dict[str, UnitState]:
+    """Fail on a unit the switch (re)started that systemd gave up on at once; the states of
+    every unit of the generation, read in one call, are the gate's first round."""
+    if sw.plan.changes_nothing:
+        return {sw.new.units[k].service: st for k, st in sw.live.items() if k in sw.new.units}
+    states = sw.services.states([u.service for u in sw.new.units.values()])
     keys = [*sw.plan.start, *sw.plan.restart, *sw.plan.with_pod]
-    gone = crashes.account(sw.services, [sw.service(k) for k in keys], redactor(sw))
+    gone = crashes.account(sw.services, [sw.service(k) for k in keys], redactor(sw), states)
     if gone:
         raise Failed(gone)
+    return states
 
 
-def _forward(sw: Switch, progress: Progress) -> dict[str, list[str]]:
+def needs_reload(sw: Switch, files: dict[str, list[str]], anyway: bool) -> bool:
+    """systemd's view of the unit files may be stale, so daemon-reload is needed, when: a unit
+    file was written or removed; this is a first activation (nothing says systemd ever read
+    these files); `anyway` (a rollback, or a switch cut short was just repaired: both follow a
+    way back whose reload may not have happened); or systemd itself says a unit of either
+    generation is not loaded or its file changed since it read it (NeedDaemonReload, e.g. files
+    put back by a crash before their reload)."""
+    if files["written"] or files["removed"] or sw.old is None or anyway:
+        return True
+    keys = {*sw.new.units, *sw.old.units}
+    return any(k not in sw.live or sw.live[k].load != "loaded" or sw.live[k].stale for k in keys)
+
+
+def _forward(
+    sw: Switch, progress: Progress, reload_anyway: bool
+) -> tuple[dict[str, list[str]], dict[str, UnitState]]:
     services, plan_ = sw.services, sw.plan
     services.disable([sw.service(k) for k in plan_.disable])
-    for key in plan_.stop:
-        progress.touched.add(key)
-        services.stop(sw.service(key))
+    for batch in plan_.stop_levels():
+        progress.touched.update(batch)
+        services.stop_all([sw.service(k) for k in batch])
     if plan_.networks:
         assert sw.old is not None and sw.current is not None
         for key in plan_.networks:
@@ -109,18 +136,19 @@ def _forward(sw: Switch, progress: Progress) -> dict[str, list[str]]:
     progress.installed = True
     files = install_units(sw.root, sw.target.path, sw.new, sw.old)
     journal.step(sw.store, "installed")
-    services.daemon_reload()
-    _check_loaded(sw)
+    if needs_reload(sw, files, reload_anyway):
+        services.daemon_reload()
+        _check_loaded(sw)
     journal.step(sw.store, "reloaded")
-    for action, key in plan_.steps():
-        progress.touched.add(key)
-        start_unit(sw, action, key)
+    for verb, keys in plan_.start_levels():
+        progress.touched.update(keys)
+        start_level(sw, verb, keys)
         faults.point("switch-starting")
     progress.touched.update(plan_.with_pod)
     services.enable([sw.service(k) for k in plan_.enable])
-    _check_running(sw)
+    states = _check_running(sw)
     journal.step(sw.store, "running")
-    return files
+    return files, states
 
 
 class Unhealthy(Failed):
@@ -135,13 +163,19 @@ def activate(
     force: bool,
     action: Action,
     safety: Safety | None = None,
+    prepared: Switch | None = None,
 ) -> Switched:
-    """Switch to generation `number`; the caller holds the lock."""
+    """Switch to generation `number`; the caller holds the lock. `prepared`: prepare() for
+    it, run under the same lock with no interrupted switch pending."""
     started_at = time.monotonic()
     recovered = recover(store, root, services)  # a switch killed halfway: finish or undo it first
     safety = safety or Safety()
     run = safety.run
-    sw = prepare(store, root, services, number)
+    sw = (
+        prepared
+        if prepared is not None and recovered is None
+        else prepare(store, root, services, number)
+    )
     secrets.check(store, sw.target, action)
     facts, drift, pulled = _check_before_change(sw, force)
     secrets_used = secrets.apply(store, sw.target, services)
@@ -161,15 +195,21 @@ def activate(
             kept = take_snapshot(store, services, sw.current, sw.old, sw.new, progress.touched.add)
             if kept:
                 outcome["snapshot"] = kept_reply(kept)
-            files = _forward(sw, progress)
+            anyway = action is Action.ROLLBACK or recovered is not None
+            files, states = _forward(sw, progress, anyway)
             timeout, settle = safety.timeouts(sw.new)
+            confirm = safety.confirm(sw.new)
+            if sw.plan.changes_nothing:
+                # What runs did not change: nothing can restart-loop or cut the deployer off
+                # because of this switch; the checks still run once (docs/reliability.md).
+                settle, confirm = 0.0, 0.0
+                outcome["unchanged"] = UNCHANGED
             if run:
                 run.phase(Stage.CHECKING, **{"from": from_n, "to": number, "timeout": timeout})
-            health = _health_gate(sw, timeout, settle)
+            health = gate(sw.services, sw.new, timeout, settle, redact=redactor(sw), first=states)
             outcome["health"] = health_reply(health)
             if not health.passed and undo_on_failure:
                 raise Unhealthy(health.summary())
-            confirm = safety.confirm(sw.new)
             # a rollback that cuts the deployer off goes back too: to what was reachable
             if run and confirm > 0 and safety.rollback and services.managed:
                 waiting = report_of(
@@ -257,10 +297,6 @@ def _forget_boot_unit(sw: Switch) -> None:
     if boot_unit.applies(sw.root, sw.services):
         with contextlib.suppress(SwitcherError, OSError):
             boot_unit.remove(sw.store, sw.root, sw.services)
-
-
-def _health_gate(sw: Switch, timeout: float, settle: float) -> Health:
-    return gate(sw.services, sw.new, timeout, settle, redact=redactor(sw))
 
 
 def preview(store: Store, root: Path, services: Services, number: int) -> Planned:

@@ -111,11 +111,17 @@ def told(services: Services, service: str, st: UnitState) -> str:
     return describe(service, st, services.journal(service), SCOPE.journal(service))
 
 
-def account(services: Services, names: Sequence[str], redact: Callable[[str], str]) -> str | None:
+def account(
+    services: Services,
+    names: Sequence[str],
+    redact: Callable[[str], str],
+    states: Mapping[str, UnitState] | None = None,
+) -> str | None:
     """The units among `names` that systemd gave up on, each told as above with secret values
-    hidden by `redact`; None when it gave up on none of them."""
-    states = services.states(list(names))
-    gone = [(name, st) for name, st in states.items() if gave_up(st)]
+    hidden by `redact`; None when it gave up on none of them. `states`: read already."""
+    if states is None:
+        states = services.states(list(names))
+    gone = [(name, states[name]) for name in names if name in states and gave_up(states[name])]
     if not gone:
         return None
     return "; ".join(redact(told(services, name, st)) for name, st in gone)

@@ -35,13 +35,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import lock
+from . import activation, lock
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .protocol import Action, Stage, switcher_argv
 from .runs import POLL, RUN_RE, Run
 from .safety import Safety
 from .scope import CURRENT as SCOPE
 from .store import Generation, Store, invoking_user, remove_tree
+from .switch import prepare
+from .systemd import Systemd
 
 RUNS_KEPT = 20
 USER_ENV = "BUNDLE_USER"
@@ -129,13 +131,25 @@ def start_detached(
     action: Action,
     options: list[str],
 ) -> dict[str, Any]:
-    """Start `activate --generation N` of `gen`'s own switcher detached; wait as above."""
+    """Start `activate --generation N` of `gen`'s own switcher detached; wait as above.
+
+    A switch that stops, starts and restarts nothing (activation.UNCHANGED) has no confirmation
+    to wait for: it runs here, in this session, and its final report is the answer."""
     store.require_exists()
     for tool in ("systemctl", "systemd-run"):
         if shutil.which(tool) is None:
             raise Failed(f"{tool} is not installed; this server needs systemd")
-    with lock.held(store.lock_path, f"start {action} {gen.number}"):
-        pass  # fail now, with the holder's name, rather than inside the detached unit
+    with lock.held(store.lock_path, f"{action} {gen.number}"):
+        # only this generation's own switcher (an activate, not a rollback) may switch to it
+        if action is Action.ACTIVATE and store.pending() is None:
+            services = Systemd()
+            sw = prepare(store, root, services, gen.number)
+            if sw.plan.changes_nothing:
+                args = _options_parser().parse_args(options)
+                safety = Safety(health_timeout=args.health_timeout, rollback=not args.no_rollback)
+                return activation.activate(
+                    store, root, services, gen.number, args.force, action, safety, sw
+                ).to_json()
     run = Run(store, f"{gen.number}-{time.time_ns() // 1_000_000}")
     run.phase(Stage.STARTING)
     _prune(store)
@@ -223,6 +237,16 @@ def safety_options(p: argparse.ArgumentParser) -> None:
         help="run as a transient systemd unit; return when it waits for `confirm`",
     )
     p.add_argument("--run", default=None, help=argparse.SUPPRESS)  # set by --detach
+
+
+def _options_parser() -> argparse.ArgumentParser:
+    """Reads back what passed_on() wrote."""
+    p = argparse.ArgumentParser(add_help=False)
+    safety_options(p)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--services", default="auto")
+    return p
 
 
 def passed_on(args: argparse.Namespace) -> list[str]:

@@ -7,8 +7,9 @@ A generation works when
    `checks = [...]`): `http` (the URL answers with `status`, and its body contains `body`),
    `tcp` (HOST:PORT accepts a connection) or `command` (`sh -c COMMAND` exits 0).
 
-`gate()` evaluates everything until all of it passes, then waits `settle` seconds and
-evaluates again; both rounds must pass with no unit restarted in between. It gives up when
+`gate()` evaluates everything until all of it passes, then waits until `settle` seconds have
+passed since the last unit became active, and evaluates again; both rounds must pass with no
+unit restarted in between. It gives up when
 `timeout` seconds have passed, with the results of the last round. Checks run on the server
 with the standard library only (urllib, socket, subprocess), one after the other.
 """
@@ -240,6 +241,16 @@ def _restarts(states: dict[str, UnitState]) -> dict[str, int]:
     return {s: st.restarts for s, st in states.items() if st.restarts is not None}
 
 
+def settle_left(states: dict[str, UnitState], settle: float, now: float) -> float:
+    """Seconds of the settle window still to wait: it runs from the moment the last unit
+    became active (systemd's StateChangeTimestampMonotonic, on the clock `now` reads), not
+    from the end of the checks, so the time the checks took counts towards it."""
+    changes = [st.changed_us for st in states.values() if st.active == "active" and st.changed_us]
+    if not changes:
+        return settle
+    return min(settle, max(0.0, max(changes) / 1e6 + settle - now))
+
+
 def gate(
     services: Services,
     manifest: Manifest,
@@ -249,35 +260,42 @@ def gate(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     redact: Callable[[str], str] = str,
+    first: dict[str, UnitState] | None = None,
 ) -> Health:
-    """Wait up to `timeout` s for every unit to run and every check to pass, then `settle` s.
+    """Wait up to `timeout` s for every unit to run and every check to pass, then for the
+    settle window.
 
     `baseline` is each service's NRestarts before the switch started it; restarts counted
     from there are reported, but only a restart inside the settle window fails a round.
     A unit that systemd gave up on (crashes.py) ends the wait at once. `redact` hides secret
-    values in what the units printed.
+    values in what the units printed. `first`: the units' states read just before (the
+    first round uses them instead of asking systemd again). `clock` must be CLOCK_MONOTONIC
+    (or a stand-in that starts below systemd's timestamps), as systemd's timestamps are.
     """
     if not services.managed:
         return skipped("services not managed: nothing runs here to check")
     started = clock()
     deadline = started + timeout
     services_of = [u.service for u in manifest.units.values()]
-    first = services.states(services_of)
-    since_switch = dict(baseline) if baseline is not None else _restarts(first)
+    read = first if first is not None else services.states(services_of)
+    since_switch = dict(baseline) if baseline is not None else _restarts(read)
+    known: dict[str, UnitState] | None = read
 
     def crashed(service: str, st: UnitState) -> str:
         return redact(crashes.told(services, service, st))
 
-    def round_(window: dict[str, int] | None) -> tuple[list[Result], dict[str, int]]:
-        states = services.states(services_of)
+    def round_(window: dict[str, int] | None) -> tuple[list[Result], dict[str, UnitState]]:
+        nonlocal known
+        states = known if known is not None else services.states(services_of)
+        known = None  # every later round asks systemd
         units = _unit_results(manifest, states, since_switch, window, crashed)
-        return [*units, *_check_results(manifest)], _restarts(states)
+        return [*units, *_check_results(manifest)], states
 
     while True:
-        results, restarts = round_(None)
+        results, states = round_(None)
         if all(r.ok for r in results) and settle > 0:
-            sleep(settle)
-            results, _ = round_(restarts)
+            sleep(settle_left(states, settle, clock()))
+            results, _ = round_(_restarts(states))
         if all(r.ok for r in results):
             return Health(True, clock() - started, timeout, settle, tuple(results))
         if clock() >= deadline or any(r.final for r in results):

@@ -64,6 +64,26 @@ class Plan:
     disable: tuple[str, ...] = ()
     order: tuple[str, ...] = ()
     reasons: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    depth: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))  # new edges
+    stop_depth: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def start_levels(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(verb, keys) batches: each dependency level's restarts, then its starts; the keys
+        of one batch do not depend on each other, so one systemctl call takes them all."""
+        batches = []
+        for level in sorted({self.depth.get(k, 0) for k in (*self.start, *self.restart)}):
+            for verb, keys in (("restart", self.restart), ("start", self.start)):
+                batch = tuple(k for k in keys if self.depth.get(k, 0) == level)
+                if batch:
+                    batches.append((verb, batch))
+        return tuple(batches)
+
+    def stop_levels(self) -> tuple[tuple[str, ...], ...]:
+        """`stop` in batches, dependents first; one batch's units do not depend on each other."""
+        levels = sorted({self.stop_depth.get(k, 0) for k in self.stop}, reverse=True)
+        return tuple(
+            tuple(k for k in self.stop if self.stop_depth.get(k, 0) == level) for level in levels
+        )
 
     def steps(self) -> tuple[tuple[str, str], ...]:
         """(action, key) for start and restart, interleaved in dependency order."""
@@ -109,6 +129,15 @@ def dependency_order(edges: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
             done.append(k)
             placed.add(k)
     return tuple(done)
+
+
+def depths(edges: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Each key's dependency level: 0 without dependencies, else one more than its deepest
+    dependency (a cycle is cut where dependency_order cuts it)."""
+    depth: dict[str, int] = {}
+    for k in dependency_order(edges):
+        depth[k] = 1 + max((depth[d] for d in edges[k] if d in depth and d != k), default=-1)
+    return depth
 
 
 def _changed_files(old: Manifest, new: Manifest, o: Unit, n: Unit) -> str:
@@ -257,4 +286,6 @@ def plan(
         ),
         order=new_order,
         reasons=MappingProxyType(reasons),
+        depth=MappingProxyType(depths({k: u.requires for k, u in new_units.items()})),
+        stop_depth=MappingProxyType(depths(union_edges)),
     )

@@ -274,6 +274,7 @@ class Switched(Reply):
     recovered: Recovered | None = sometimes()
     snapshot: Kept | None = sometimes()
     health: HealthReport | None = sometimes()
+    unchanged: str | None = sometimes()  # why no settle window and no confirmation: none needed
     confirmed: bool = sometimes(False)
     phase: Stage | None = sometimes()
     run: str | None = sometimes()  # the detached run to `confirm`

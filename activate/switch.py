@@ -156,6 +156,19 @@ def start_unit(
         raise Failed(gone) from None
 
 
+def start_level(sw: Switch, action: str, keys: tuple[str, ...]) -> None:
+    """Start or restart units of one dependency level with one call; the units that failed
+    are named, one that died at once told like a crash (crashes.py)."""
+    names = [sw.service(k) for k in keys]
+    try:
+        sw.services.start_all(action, names)
+    except Failed as exc:
+        gone = crashes.account(sw.services, getattr(exc, "units", names), redactor(sw))
+        if gone is None:
+            raise
+        raise Failed(gone) from None
+
+
 def redactor(sw: Switch) -> Callable[[str], str]:
     return secrets.redactor(sw.store, sw.target)
 

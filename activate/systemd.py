@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +32,7 @@ from .server_checks import (
 )
 from .starting import recorded, settle, transient
 from .unit_state import UnitState
+from .words import plural
 
 QUADLET_CANDIDATES = ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet")
 SYSTEMD_UP_STATES = frozenset({"running", "degraded", "starting", "initializing", "maintenance"})
@@ -39,6 +42,7 @@ TIMEOUT_QUICK = 120
 JOURNAL_SCAN = 200  # journal entries read to find a crashing unit's own last lines
 TIMEOUT_START = 900  # systemd's own start timeout applies first; this only catches a hang
 TIMEOUT_PULL = 3600
+PULLS_AT_ONCE = 4  # registries throttle clients that open many pulls at once
 
 
 class Services(Protocol):
@@ -53,6 +57,8 @@ class Services(Protocol):
     def stop(self, service: str) -> None: ...
     def start(self, service: str) -> None: ...
     def restart(self, service: str) -> None: ...
+    def stop_all(self, services: Sequence[str]) -> None: ...
+    def start_all(self, verb: str, services: Sequence[str]) -> None: ...
     def enable(self, services: Sequence[str]) -> None: ...
     def disable(self, services: Sequence[str]) -> None: ...
     def daemon_reload(self) -> None: ...
@@ -78,6 +84,32 @@ def network_name(key: str, unit_text: str) -> str:
             if k.strip() == "NetworkName":
                 name = v.strip()
     return name or f"systemd-{key.rsplit('.', 1)[0]}"
+
+
+class StartFailed(Failed):
+    """A start or restart of one batch failed; `units` are the ones it failed for."""
+
+    def __init__(self, message: str, units: Sequence[str]) -> None:
+        super().__init__(message)
+        self.units = tuple(units)
+
+
+def lines_about(text: str, service: str) -> str:
+    """The lines of systemctl's output that name `service` (one call may name several)."""
+    name = re.compile(rf"(?<![\w@.-]){re.escape(service)}(?![\w@-])")
+    return "\n".join(ln for ln in text.splitlines() if name.search(ln))
+
+
+def _start_failed(st: UnitState | None) -> bool:
+    """After a failed batch: did this unit's own start fail (as opposed to another's)?"""
+    if st is None:
+        return True
+    return (
+        st.load in BROKEN_LOAD_STATES
+        or st.active in ("failed", "deactivating")
+        or st.sub in ("auto-restart", "auto-restart-queued")
+        or (st.active == "inactive" and st.result not in (None, "success"))
+    )
 
 
 def last_line(text: str) -> str:
@@ -198,25 +230,41 @@ class Systemd:
             )
 
     def pull_missing(self, images: Sequence[str]) -> list[str]:
-        pulled = []
-        for ref in images:
+        """Pull the images not on the server, a few at once; the first failure (in the
+        manifest's order) is the error, naming its image."""
+        if not images:
+            return []
+        with ThreadPoolExecutor(max_workers=min(PULLS_AT_ONCE, len(images))) as pool:
+            outcomes = list(pool.map(self._pull_if_missing, images))
+        errors = [o for o in outcomes if isinstance(o, Failed)]
+        if errors:
+            more = len(errors) - 1
+            also = f" (and {plural(more, 'more image')} failed too)" if more else ""
+            raise Failed(f"{errors[0].message}{also}")
+        return [ref for ref, o in zip(images, outcomes, strict=True) if o is True]
+
+    def _pull_if_missing(self, ref: str) -> bool | Failed:
+        """True: pulled; False: already there; a Failed: the pull failed (raised by the caller)."""
+        try:
             if self._run(["podman", "image", "exists", ref]).returncode == 0:
-                continue
+                return False
             self._must(
                 ["podman", "pull", ref],
                 f"pulling {ref}",
                 "check the image name and the registry, or load it with `podman load`",
                 timeout=TIMEOUT_PULL,
             )
-            pulled.append(ref)
-        return pulled
+        except Failed as exc:
+            return exc
+        return True
 
     def states(self, services: Sequence[str]) -> dict[str, UnitState]:
         if not services:
             return {}
         props = (
             "Id,LoadState,ActiveState,SubState,MainPID,NRestarts,Result,ExecMainCode,"
-            "ExecMainStatus,ConditionTimestampMonotonic,StateChangeTimestampMonotonic"
+            "ExecMainStatus,ConditionTimestampMonotonic,StateChangeTimestampMonotonic,"
+            "NeedDaemonReload"
         )
         out = self._must(
             SCOPE.systemctl("show", f"--property={props}", "--", *services),
@@ -238,6 +286,7 @@ class Systemd:
                 exit_status=_int(values.get("ExecMainStatus")),
                 started_us=_int(values.get("ConditionTimestampMonotonic")) or None,
                 changed_us=_int(values.get("StateChangeTimestampMonotonic")) or None,
+                stale=values.get("NeedDaemonReload") == "yes",
             )
         return found
 
@@ -258,11 +307,10 @@ class Systemd:
     def restart(self, service: str) -> None:
         self._start("restart", service)
 
-    def _start(self, verb: str, service: str) -> None:
+    def _start(self, verb: str, service: str, tries: int = 0) -> None:
         """Settle, reset-failed, start; once more if that failed for a transient reason
-        (activate/starting.py)."""
+        (activate/starting.py). `tries`: attempts already made (by a batch)."""
         argv = SCOPE.systemctl(verb, "--", service)
-        tries = 0
         while True:
             tries += 1
             settle(lambda: self._state(service))
@@ -273,12 +321,86 @@ class Systemd:
             st = self._state(service)
             if tries > 1 or not transient(done.stderr, st):
                 break
-        again = ", twice" if tries > 1 else ""
-        raise Failed(
-            f"{verb}ing {service} failed{again} (exit {done.returncode}: "
-            f"{last_line(done.stderr or done.stdout)}{recorded(st)}); "
-            f"see `{SCOPE.journal(service)}`"
-        )
+        raise StartFailed(_start_message(verb, service, done, st, tries), [service])
+
+    def start_all(self, verb: str, services: Sequence[str]) -> None:
+        """Start or restart units that do not depend on each other with one systemctl call;
+        when it fails, the units it failed for are named (and a transient failure of one of
+        them is tried again alone, as `_start` does)."""
+        if len(services) <= 1:
+            for service in services:
+                self._start(verb, service)
+            return
+        settle(lambda: self._deactivating(services))
+        self.reset_failed(services)
+        done = self._run(SCOPE.systemctl(verb, "--", *services), TIMEOUT_START)
+        if done.returncode == 0:
+            return
+        after = self._states_or_none(services)
+        output = done.stderr or done.stdout
+        named = [s for s in services if lines_about(output, s)]
+        failed = [s for s in services if s in named or _start_failed(after.get(s))]
+        if not failed:
+            raise StartFailed(
+                f"{verb}ing {', '.join(services)} failed (exit {done.returncode}: "
+                f"{last_line(output)}); see `{SCOPE.journal(services[0])}` and the others'",
+                services,
+            )
+
+        def said(s: str) -> str:  # systemctl's lines about this unit; all of them if it is alone
+            return lines_about(output, s) or (output if len(failed) == 1 else "")
+
+        hard = [s for s in failed if not transient(said(s), after.get(s))]
+        if hard:
+            raise StartFailed(
+                "; ".join(_start_message(verb, s, done, after.get(s), 1, said(s)) for s in hard),
+                hard,
+            )
+        for service in failed:  # canceled or start-limited: once more, alone
+            self._start(verb, service, tries=1)
+
+    def _deactivating(self, services: Sequence[str]) -> UnitState | None:
+        """The state of one unit still stopping (settle waits while there is one), or None."""
+        found = self._states_or_none(services)
+        return next((st for st in found.values() if st.active == "deactivating"), None)
+
+    def _states_or_none(self, services: Sequence[str]) -> dict[str, UnitState]:
+        """Best effort: {} when systemd cannot say."""
+        try:
+            return self.states(services)
+        except Failed:
+            return {}
+
+    def stop_all(self, services: Sequence[str]) -> None:
+        """Stop units that do not depend on each other with one systemctl call."""
+        if len(services) <= 1:
+            for service in services:
+                self.stop(service)
+            return
+        done = self._run(SCOPE.systemctl("stop", "--", *services), TIMEOUT_START)
+        if done.returncode == 0:
+            return
+        known = self._states_or_none(services)
+        output = done.stderr or done.stdout
+        named = [s for s in services if lines_about(output, s)]
+
+        def still_up(s: str) -> bool:
+            st = known.get(s)
+            return st is None or st.active not in ("inactive", "failed")
+
+        blamed = named or [s for s in services if still_up(s)]
+        failed = [
+            s
+            for s in blamed
+            if known.get(s) is None or known[s].load not in BROKEN_LOAD_STATES  # unknown: stopped
+        ]
+        if failed:
+            shown = "; ".join(
+                f"stopping {s} failed ({last_line(lines_about(output, s) or output)}); "
+                f"see `{SCOPE.journal(s)}`"
+                for s in failed
+            )
+            raise Failed(shown)
 
     def _state(self, service: str) -> UnitState | None:
         """Best effort: None when systemd cannot say."""
@@ -363,6 +485,12 @@ class FilesOnly:
     def restart(self, service: str) -> None:
         return None
 
+    def stop_all(self, services: Sequence[str]) -> None:
+        return None
+
+    def start_all(self, verb: str, services: Sequence[str]) -> None:
+        return None
+
     def enable(self, services: Sequence[str]) -> None:
         return None
 
@@ -380,6 +508,22 @@ class FilesOnly:
 
     def journal(self, service: str) -> list[dict[str, object]]:
         return []
+
+
+def _start_message(
+    verb: str,
+    service: str,
+    done: subprocess.CompletedProcess[str],
+    st: UnitState | None,
+    tries: int,
+    said: str | None = None,
+) -> str:
+    again = ", twice" if tries > 1 else ""
+    line = last_line(said if said is not None else (done.stderr or done.stdout))
+    return (
+        f"{verb}ing {service} failed{again} (exit {done.returncode}: {line}{recorded(st)}); "
+        f"see `{SCOPE.journal(service)}`"
+    )
 
 
 def services_for(root: Path, choice: str) -> Services:

@@ -17,3 +17,4 @@ class UnitState:
     exit_status: int | None = None  # ExecMainStatus: the exit status, or the signal
     started_us: int | None = None  # ConditionTimestampMonotonic: its last start by hand
     changed_us: int | None = None  # StateChangeTimestampMonotonic
+    stale: bool = False  # NeedDaemonReload: its file changed since systemd read it

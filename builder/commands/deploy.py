@@ -118,6 +118,8 @@ def _safety_lines(report: Switched) -> list[str]:
             f"health: every unit up and {plural(len(checks), 'check')} passed in "
             f"{health.seconds:.1f} s{confirmed}"
         )
+    if report.unchanged:
+        lines.append(report.unchanged)
     kept = report.snapshot
     if kept:
         lines.append(f"data kept before the switch: {', '.join(kept.units)} in {kept.path}")

@@ -7,11 +7,13 @@ FAKE_ROOT and not broken; start/stop change ActiveState; quadlet -dryrun names e
 Knobs (environment): FAKE_STATE (the JSON file), FAKE_ROOT, FAKE_FAIL_START (space-separated
 services whose start fails), FAKE_START_LIMITED (services that crash-looped: every start fails
 until `reset-failed` names them), FAKE_CANCEL (`svc=N ...`: the first N starts of svc are
-canceled, as when another job on the unit wins), FAKE_PODMAN_VERSION.
+canceled, as when another job on the unit wins), FAKE_FAIL_PULL (images whose pull fails),
+FAKE_PODMAN_VERSION. Calls may run at once (parallel pulls): each holds a lock on the state.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -135,6 +137,9 @@ def podman(args: list[str]) -> int:
     if args[:2] == ["image", "exists"]:
         return 0 if args[2] in state["images"] else 1
     if args[0] == "pull":
+        if args[1] in os.environ.get("FAKE_FAIL_PULL", "").split():
+            print(f"Error: {args[1]}: reading manifest: manifest unknown", file=sys.stderr)
+            return 125
         state["images"].append(args[1])
     elif args[:2] == ["network", "exists"]:
         return 0 if args[2] in state["networks"] else 1
@@ -165,8 +170,10 @@ def quadlet(args: list[str]) -> int:
 
 def main() -> int:
     tool = Path(sys.argv[0]).name
-    log([tool, *sys.argv[1:]])
-    return {"systemctl": systemctl, "podman": podman, "quadlet": quadlet}[tool](sys.argv[1:])
+    with open(STATE.with_suffix(".lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        log([tool, *sys.argv[1:]])
+        return {"systemctl": systemctl, "podman": podman, "quadlet": quadlet}[tool](sys.argv[1:])
 
 
 if __name__ == "__main__":

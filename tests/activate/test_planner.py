@@ -203,6 +203,8 @@ def test_unchanged_unit_is_left_alone() -> None:
         leave=("web.container",),
         order=("web.container",),
         reasons=p.reasons,
+        depth=p.depth,
+        stop_depth=p.stop_depth,
     )
     assert p.changes_nothing
     assert p.reasons["web.container"] == "unchanged"
@@ -276,4 +278,37 @@ def test_dependency_order_survives_a_cycle_across_generations() -> None:
     assert dependency_order({"a": {"b"}, "b": {"a"}, "c": set()}) in (
         ("a", "b", "c"),
         ("c", "a", "b"),
+    )
+
+
+def test_each_dependency_level_is_one_batch_in_order_and_stops_go_dependents_first() -> None:
+    vol = U("[Volume]\n")
+    db_old, db_new = U("[Container]\nImage=db:1\n"), U("[Container]\nImage=db:2\n")
+    api = U("[Container]\nImage=api\n", requires=("db.container", "data.volume"))
+    web = U("[Container]\nImage=web\n", requires=("api.container",))
+    cache = U("[Container]\nImage=cache\n")
+    old = manifest({"db.container": db_old})
+    new = manifest(
+        {
+            "db.container": db_new,
+            "data.volume": vol,
+            "api.container": api,
+            "web.container": web,
+            "cache.container": cache,
+        }
+    )
+
+    p = plan(old, new)
+
+    assert p.start_levels() == (
+        ("restart", ("db.container",)),
+        ("start", ("cache.container", "data.volume")),
+        ("start", ("api.container",)),
+        ("start", ("web.container",)),
+    )
+    back = plan(new, old)
+    assert back.stop_levels() == (
+        ("web.container",),
+        ("api.container",),
+        ("data.volume", "cache.container"),
     )

@@ -10,8 +10,18 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+from activate.errors import Failed
+from activate.systemd import Systemd
+
 from .conftest import Run, calls, n_calls, raw_calls, services, web_stack
 from .switcherkit import Bundle, U, finish, push
+
+
+def starts_of(fake: dict[str, str], service: str) -> int:
+    """`systemctl start` calls that name `service` (alone or with its dependency level)."""
+    return sum(1 for c in calls(fake) if c.startswith("systemctl start") and service in c.split())
 
 
 def current_generation(state: Path) -> int:
@@ -36,8 +46,7 @@ def test_first_activation_checks_pulls_reloads_and_starts_in_order(
         "podman pull docker.io/library/nginx:1.27.3",
         "systemctl daemon-reload",
         "systemctl start -- web-data-volume.service",
-        "systemctl start -- backup.timer",
-        "systemctl start -- web.service",
+        "systemctl start -- backup.timer web.service",  # one call per dependency level
         "systemctl enable -- backup.timer",
     ]
     assert sorted(services(fake)["active"]) == [
@@ -142,7 +151,8 @@ def test_a_start_canceled_by_another_job_is_tried_once_more(
     r = run("activate", "--generation", "1", env={"FAKE_CANCEL": "web.service=1"})
 
     assert r.rc == 0, r
-    assert calls(fake).count("systemctl start -- web.service") == 2
+    assert starts_of(fake, "web.service") == 2  # its level's call, then once more alone
+    assert "systemctl start -- web.service" in calls(fake)
     assert "web.service" in services(fake)["active"]
 
 
@@ -154,7 +164,7 @@ def test_a_start_that_fails_twice_says_so_with_systemds_reason(
     r = run("activate", "--generation", "1", env={"FAKE_CANCEL": "web.service=5"})
 
     assert r.rc == 1, r
-    assert calls(fake).count("systemctl start -- web.service") == 2
+    assert starts_of(fake, "web.service") == 2
     assert (
         "starting web.service failed, twice (exit 1: Job for web.service canceled.; the unit is "
         "inactive); see `journalctl -u web.service`"
@@ -287,3 +297,94 @@ def test_reactivating_starts_units_that_died(
     assert r.rc == 0, r
     assert r.data["plan"]["start"] == ["web.container"]
     assert r.data["plan"]["reasons"]["web.container"] == "unchanged but failed"
+
+
+def test_a_generation_that_changes_no_unit_reloads_nothing_restarts_nothing_and_has_no_window(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    assert push(web_stack(2, state), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 0, r
+    done = calls(fake, before)
+    assert "systemctl daemon-reload" not in done
+    assert not [c for c in done if c.split()[1:2] in (["start"], ["restart"], ["stop"])], done
+    assert r.data["unchanged"] == "nothing to restart: no health window, no confirmation"
+    assert r.data["health"]["passed"] and r.data["health"]["settle"] == 0
+    assert current_generation(state) == 2
+
+
+def test_a_changed_config_file_restarts_its_unit_without_a_reload_and_keeps_the_window(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    assert push(web_stack(2, state, index=b"v2\n"), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 0, r
+    done = calls(fake, before)
+    assert "systemctl daemon-reload" not in done  # no unit file changed: systemd's view holds
+    assert "systemctl restart -- web.service" in done
+    assert "unchanged" not in r.data  # a restart is gated as before
+
+
+def test_units_systemd_has_not_loaded_are_reloaded_though_no_file_changed(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    assert push(web_stack(2, state), state, root).rc == 0
+    known = services(fake)
+    known["loaded"] = []  # the files are on disk, but systemd never read them (a crash)
+    Path(fake["FAKE_STATE"]).write_text(json.dumps(known))
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 0, r
+    assert "systemctl daemon-reload" in calls(fake, before)
+
+
+def test_a_unit_failing_in_its_levels_call_is_named_alone_and_nothing_stays(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+
+    r = run("activate", "--generation", "1", env={"FAKE_FAIL_START": "web.service"})
+
+    assert r.rc == 1, r
+    assert "systemctl start -- backup.timer web.service" in calls(fake)
+    cause = r.stderr.split("activating generation 1 failed: ", 1)[1]
+    assert cause.startswith("web.service stopped"), r.stderr
+    assert "backup.timer" not in cause
+    assert r.data["result"] == "rolled back"
+    assert services(fake)["active"] == []
+
+
+def test_missing_images_are_pulled_at_once_and_a_failing_one_is_named(
+    fake: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in fake.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FAKE_FAIL_PULL", "example.org/gone:1")
+    images = ["example.org/a:1", "example.org/gone:1", "example.org/b:1", "example.org/c:1"]
+
+    with pytest.raises(Failed) as failed:
+        Systemd().pull_missing(images)
+
+    assert failed.value.message.startswith("pulling example.org/gone:1 failed (exit 125: ")
+    assert "manifest unknown" in failed.value.message
+    pulled = [c for c in calls(fake) if c.startswith("podman pull")]
+    assert sorted(pulled) == sorted(f"podman pull {i}" for i in images)
+    assert sorted(services(fake)["images"]) == [
+        "example.org/a:1",
+        "example.org/b:1",
+        "example.org/c:1",
+    ]

@@ -156,3 +156,35 @@ def test_rollback_is_confirmed_over_a_new_connection(p: DeployProject) -> None:
     back = p.json("rollback", "web1")
     assert back["result"] == "ok" and back["confirmed"] is True and back["to"] < gen
     assert history(p.target)[-1]["action"] == "rollback"
+
+
+def reloads(p: DeployProject) -> int:
+    """systemd's "Reloading" lines in this boot's journal: one per daemon-reload."""
+    out = p.target.ssh("journalctl -b -o cat _PID=1 --no-pager | grep -c '^Reloading' || true")
+    return int(out.stdout.strip() or 0)
+
+
+def test_a_switch_that_restarts_nothing_has_no_window_no_confirmation_and_no_reload(
+    p: DeployProject,
+) -> None:
+    stack = p.stacks / "web1.toml"
+    saved = stack.read_text()
+    # a check is read only by the switcher: a new generation that restarts nothing
+    stack.write_text(saved.replace('{ tcp = "127.0.0.1:8081" }', '{ tcp = "127.0.0.1:8080" }'))
+    try:
+        before, page, reloaded = current(p.target), p.fetch(8080), reloads(p)
+        out = p.ok("switch", "web1").stdout
+        assert "  nothing to restart: no health window, no confirmation\n" in out, out
+        assert "confirmed over a new connection" not in out
+        assert current(p.target) == before + 1
+        assert history(p.target)[-1]["result"] == "ok"
+        assert p.fetch(8080) == page
+        assert reloads(p) == reloaded  # no unit file changed: no daemon-reload
+        # a switch that restarts is still gated and confirmed, and reloads when a file changes
+        text = stack.read_text()
+        stack.write_text(re.sub(r'message = "[^"]*"', 'message = "gated again"', text))
+        out = p.ok("switch", "web1").stdout
+        assert "confirmed over a new connection" in out and "nothing to restart" not in out
+        assert p.fetch(8080) == "gated again from web1\n"
+    finally:
+        stack.write_text(saved)
