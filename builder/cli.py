@@ -1,21 +1,25 @@
-"""The `bundle` command. Errors become one line each and an exit code; --debug shows tracebacks."""
+"""The `bundle` command. Errors become one line each and an exit code; --debug shows tracebacks.
+
+Start-up: this module imports only the standard library's argparse and what it needs itself;
+`--help` and `--version` end here, and a command's own modules (attrs, cattrs, Jinja2, paramiko,
+zstandard) load only when that command runs (docs/architecture.md, "Start-up").
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import importlib
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from builder.base.errors import BundleError, StackError
-from builder.base.version import version
 from builder.base.words import plural
 from builder.deploy import progress
+
+if TYPE_CHECKING:
+    from builder.base.errors import BundleError
 
 EXAMPLES = """examples:
   bundle build vps1                 build stacks/vps1.toml into the next generation
@@ -36,6 +40,9 @@ class Parser(argparse.ArgumentParser):
         choices = action.choices
         if not isinstance(action, argparse._SubParsersAction) or value in (choices or {}):
             return super()._check_value(action, value)
+        # start-up: difflib only for a misspelt command
+        import difflib
+
         listed = [name for name in choices or {} if not name.startswith("_")]  # not __complete
         near = difflib.get_close_matches(value, listed, n=1, cutoff=0.6)
         hint = (
@@ -43,6 +50,17 @@ class Parser(argparse.ArgumentParser):
         )
         print(f"error: unknown command {value!r}; {hint}", file=sys.stderr)
         raise SystemExit(2)
+
+
+class VersionAction(argparse._VersionAction):
+    """`--version`, printed as argparse prints it, the version looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        # start-up: importlib.metadata and tomllib (~30 ms) only for --version
+        from builder.base.version import version
+
+        self.version = f"bundle {version()}"
+        super().__call__(parser, *args)
 
 
 def add_safety(p: argparse.ArgumentParser) -> None:
@@ -105,7 +123,7 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser, top=True)
-    parser.add_argument("--version", action="version", version=f"bundle {version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -311,7 +329,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("__complete")  # used by the completion scripts, not listed
     add_common(p)
-    p.set_defaults(func="completion:cmd_complete")
+    p.set_defaults(func="complete:cmd_complete")
     p.add_argument("what", choices=("commands", "options", "hosts", "generations"))
     p.add_argument("arg", nargs="?")
     p = command(
@@ -433,25 +451,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with quieted(args.quiet and not asked_for_output(args)):
             return int(run(args))
-    except StackError as exc:
-        if args.debug:
-            raise
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(
-            f"{plural(len(exc.problems), 'problem')}; nothing was built or changed", file=sys.stderr
-        )
-        return exc.exit_code
-    except BundleError as exc:
-        if args.debug:
-            raise
-        report = getattr(exc, "report", None)
-        if report is not None and getattr(args, "json", False):
-            sys.stdout.write(
-                json.dumps(report, indent=2, sort_keys=True) + "\n"
-            )  # a failed or rolled-back deploy still says what it did
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except BrokenPipeError:
         # the reader (head, less) went away: not an error, and no traceback on exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -459,6 +458,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-done was kept", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # start-up: the errors' module (attrs) only once a command fails; `completion` needs none
+        from builder.base.errors import BundleError
+
+        if args.debug or not isinstance(exc, BundleError):
+            raise
+        return report_error(exc, args)
+
+
+def report_error(exc: BundleError, args: argparse.Namespace) -> int:
+    """A failed command's error as lines on stderr (and a deploy's report with --json)."""
+    # start-up: as in main, the errors' module only once a command fails
+    from builder.base.errors import StackError
+
+    if isinstance(exc, StackError):
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(
+            f"{plural(len(exc.problems), 'problem')}; nothing was built or changed", file=sys.stderr
+        )
+        return exc.exit_code
+    report = getattr(exc, "report", None)
+    if report is not None and getattr(args, "json", False):
+        # start-up: json only for a failed deploy's report
+        import json
+
+        # a failed or rolled-back deploy still says what it did
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(f"error: {exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 if __name__ == "__main__":

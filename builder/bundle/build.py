@@ -10,7 +10,7 @@ import attrs
 
 import activate
 from builder.base.errors import StackError
-from builder.bundle import archive, manifest
+from builder.bundle import manifest
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
 from builder.render.output import BundleFile
@@ -120,6 +120,9 @@ def build(paths: Paths, host: str) -> BuildResult:
         seen = marker.read_text().split()
         if seen[:2] == [fingerprint, latest.name] and len(seen) == 3:
             return BuildResult(latest, False, seen[2])
+    # start-up: zstandard and tarfile only when a build writes an archive, not when up to date
+    from builder.bundle import archive
+
     stack, rendered = render(paths, host)
     switcher = {p: BundleFile(d, m) for p, (d, m) in switcher_files().items()}
     h = stack.host

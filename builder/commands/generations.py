@@ -11,7 +11,6 @@ from builder.base.errors import BundleError
 from builder.bundle.diff import diff_generations, format_text
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from, print_repaired, use_colour
-from builder.deploy.deployer import connect, do_remote_generations
 
 
 def cmd_generations(args: argparse.Namespace) -> int:
@@ -51,6 +50,9 @@ def cmd_generations(args: argparse.Namespace) -> int:
 
 
 def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
+    # start-up: the deployer (paramiko, cattrs) only for --remote; the local list reads files
+    from builder.deploy.deployer import connect, do_remote_generations
+
     with connect(paths, args.host, args.target, args.accept_new) as server:
         rows = do_remote_generations(server, Store(paths.bundles_dir, args.host))
     for what in server.repaired:
