@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from activate.protocol import GenerationRow
 from builder.base.errors import BundleError
 from builder.bundle.diff import diff_generations, format_text
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from, print_repaired, use_colour
+
+if TYPE_CHECKING:
+    from activate.protocol import GenerationRow
 
 
 def cmd_generations(args: argparse.Namespace) -> int:
@@ -20,16 +22,16 @@ def cmd_generations(args: argparse.Namespace) -> int:
     store = Store(paths.bundles_dir, args.host)
     gens = store.generations()
     times = store.build_times()
+    units = store.units(gens)  # from the index: no manifest parsed per generation
     rows: list[dict[str, Any]] = []
     for gen in gens:
-        manifest = gen.manifest()
         rows.append(
             {
                 "generation": gen.number,
                 "hash": gen.hash12,
                 "built_at": times.get(gen.name),
                 "size": gen.archive.stat().st_size if gen.archive.exists() else None,
-                "units": len(manifest["units"]),
+                "units": units[gen.name],
                 "latest": gen is gens[-1],
             }
         )
