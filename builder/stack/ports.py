@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -40,13 +41,21 @@ def parse_port(text: str) -> PublishedPort:
             f"{text!r} is not a port mapping: write [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"
         )
     ip = m.group("ip") or "0.0.0.0"
-    try:
-        ipaddress.ip_address(ip.strip("[]"))
-    except ValueError:
-        raise ValueError(f"{text!r}: {ip} is not an IP address") from None
+    if not _is_ip(ip.strip("[]")):
+        raise ValueError(f"{text!r}: {ip} is not an IP address")
     container = int(m.group("container"))
     host = int(m.group("host")) if m.group("host") else container
     for port in (host, container):
         if not 1 <= port <= 65535:
             raise ValueError(f"{text!r}: port {port} is outside 1-65535")
     return PublishedPort(ip, host, container, m.group("proto") or "tcp")
+
+
+@functools.cache
+def _is_ip(text: str) -> bool:
+    # a stack binds its thousands of ports to a few addresses: each is parsed once
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
