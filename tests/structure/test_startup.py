@@ -80,3 +80,16 @@ def test_a_build_that_writes_still_renders_and_archives(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "built generation 1" in result.stdout
     assert {"jinja2", "cattrs", "zstandard"} <= modules
+
+
+def test_status_on_a_folder_target_loads_no_renderer_and_no_ssh(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    assert project.run("build", "vps1").returncode == 0
+    server = tmp_path / "server"
+    server.mkdir()
+    result, modules = loaded(project.root, "status", "vps1", "--target", str(server))
+    assert result.returncode == 0, result.stderr
+    assert "no generation is active" in result.stdout
+    # the stack is loaded and checked (cattrs) for its settings; nothing is rendered or sent
+    assert "cattrs" in modules
+    assert not modules & {"jinja2", "paramiko", "zstandard", "builder.render.renderer"}
