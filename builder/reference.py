@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from builder.cli import make_parser
+from builder.cli.parser import make_parser
 from builder.commands.completion import subparsers
 
 
