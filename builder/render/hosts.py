@@ -38,9 +38,13 @@ class StackIndex:
         self.stacks_dir = stacks_dir
         self.templates_dir = templates_dir
         self._loaded: dict[str, tuple[Stack, RawStack]] = {}
+        self._names: list[str] | None = None
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.stacks_dir.glob("*.toml"))
+        # listed once per build: templates read `hosts` for every service
+        if self._names is None:
+            self._names = sorted(p.stem for p in self.stacks_dir.glob("*.toml"))
+        return self._names
 
     def add(self, stack: Stack, raw: RawStack) -> None:
         """A stack already loaded (the host being built)."""

@@ -14,7 +14,7 @@ from builder.stack import depends, lines, stackfiles, timespec, unitfile
 from builder.stack.load import KeyPath, RawStack
 from builder.stack.model import Check, ConfigFile, Container, Stack
 from builder.stack.names import NAME, NAME_HINT, TAG, service_name
-from builder.stack.ports import PublishedPort, parse_port
+from builder.stack.ports import PortTable, parse_port
 
 # used with fullmatch only: `$` lets a trailing newline through, `\d` non-ASCII digits
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -80,7 +80,7 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
 
     yield from _duplicate_units(stack, raw)
     yield from backup.problems(stack, raw)
-    published: Published = {}
+    published: PortTable[KeyPath] = PortTable()
     templates = TemplateChecks(templates_dir)
     for name, pod in stack.enabled_pods().items():
         yield from _ports(pod.ports, ("pods", name), raw, published)
@@ -182,11 +182,6 @@ def _duplicate_units(stack: Stack, raw: RawStack) -> Iterator[Problem]:
         seen.setdefault(unit, at)
 
 
-# the host ports published so far, by (port, protocol): only those can clash, so a port is
-# compared with its few namesakes, not with every port of the stack
-Published = dict[tuple[int, str], list[tuple[PublishedPort, KeyPath]]]
-
-
 class TemplateChecks:
     """Whether a template or source file can be read, checked once per file, however many
     services use it."""
@@ -202,7 +197,7 @@ class TemplateChecks:
 
 
 def _ports(
-    ports: tuple[str, ...], at: KeyPath, raw: RawStack, published: Published
+    ports: tuple[str, ...], at: KeyPath, raw: RawStack, published: PortTable[KeyPath]
 ) -> Iterator[Problem]:
     for i, text in enumerate(ports):
         here = (*at, "ports", i)
@@ -211,15 +206,12 @@ def _ports(
         except ValueError as exc:
             yield raw.problem(here, str(exc))
             continue
-        namesakes = published.setdefault((port.host_port, port.proto), [])
-        for other, where in namesakes:
-            if port.clashes_with(other):
-                owner = ".".join(str(x) for x in where[:2])
-                if where[:2] == at[:2]:
-                    owner = f"{owner}.ports[{where[-1]}]"
-                yield raw.problem(here, f"host port {port} is already published by {owner}")
-                break
-        namesakes.append((port, here))
+        where = published.publish(port, here)
+        if where is not None:
+            owner = ".".join(str(x) for x in where[:2])
+            if where[:2] == at[:2]:
+                owner = f"{owner}.ports[{where[-1]}]"
+            yield raw.problem(here, f"host port {port} is already published by {owner}")
 
 
 def _networks(
@@ -238,7 +230,7 @@ def _container(
     stack: Stack,
     raw: RawStack,
     templates: TemplateChecks,
-    published: Published,
+    published: PortTable[KeyPath],
 ) -> Iterator[Problem]:
     at: KeyPath = ("containers", name)
     p = raw.problem

@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import Generic, TypeVar
 
 import attrs
+
+Where = TypeVar("Where")
 
 _PORT = re.compile(
     r"(?:(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9a-fA-F:]+\]):)?"
@@ -31,6 +34,21 @@ class PublishedPort:
 
     def __str__(self) -> str:
         return f"{self.host_ip}:{self.host_port}/{self.proto}"
+
+
+class PortTable(Generic[Where]):
+    """The host ports published so far, by number and protocol: a port can clash only with its
+    namesakes, so checking one is a lookup, not a pass over every port of the stack."""
+
+    def __init__(self) -> None:
+        self._by_port: dict[tuple[int, str], list[tuple[PublishedPort, Where]]] = {}
+
+    def publish(self, port: PublishedPort, where: Where) -> Where | None:
+        """Record `port`; return where the first port it clashes with was published, if any."""
+        namesakes = self._by_port.setdefault((port.host_port, port.proto), [])
+        clash = next((at for other, at in namesakes if port.clashes_with(other)), None)
+        namesakes.append((port, where))
+        return clash
 
 
 def parse_port(text: str) -> PublishedPort:
