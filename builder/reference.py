@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from builder.cli import make_parser
-from builder.commands.completion import _subparsers
+from builder.cli.parser import make_parser
+from builder.commands.completion import subparsers
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:
@@ -25,7 +25,7 @@ def _metavar(action: argparse.Action) -> str | None:
 
 def render() -> str:
     parser = make_parser()
-    sub = _subparsers(parser)
+    sub = subparsers(parser)
     assert sub is not None
     out = [
         "# Command reference",

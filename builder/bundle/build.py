@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import attrs
 
 import activate
 from builder.base.errors import StackError
-from builder.bundle import archive, manifest
+from builder.bundle import manifest
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
 from builder.render.output import BundleFile
@@ -23,6 +24,11 @@ class BuildResult:
     generation: Generation
     created: bool
     bundle_hash: str
+    written: dict[str, Any] | None = None  # the manifest this build wrote, as JSON
+
+    def manifest(self) -> dict[str, Any]:
+        """The generation's manifest as JSON: the one just written, else read back from disk."""
+        return self.written if self.written is not None else self.generation.manifest()
 
 
 def switcher_dir() -> Path:
@@ -120,6 +126,9 @@ def build(paths: Paths, host: str) -> BuildResult:
         seen = marker.read_text().split()
         if seen[:2] == [fingerprint, latest.name] and len(seen) == 3:
             return BuildResult(latest, False, seen[2])
+    # start-up: zstandard and tarfile only when a build writes an archive, not when up to date
+    from builder.bundle import archive
+
     stack, rendered = render(paths, host)
     switcher = {p: BundleFile(d, m) for p, (d, m) in switcher_files().items()}
     h = stack.host
@@ -131,6 +140,7 @@ def build(paths: Paths, host: str) -> BuildResult:
     rootless_user = h.ssh_user if h.rootless else None
     body = manifest.build_manifest(host, h.state_dir, rendered, switcher, deploy, rootless_user)
     digest = body.hash
+    written = None
     with store.locked():
         latest = store.latest()
         if latest is not None and manifest.bundle_hash(latest.manifest()) == digest:
@@ -140,10 +150,12 @@ def build(paths: Paths, host: str) -> BuildResult:
             stamped = body.stamped(number, latest.number if latest else None)
             files = {p: (f.data, f.mode) for p, f in {**rendered.files, **switcher}.items()}
             files[manifest.MANIFEST_NAME] = (manifest.dump(stamped), 0o644)
+            # this build's own bytes: read back without the strict checks for outside JSON
+            written = json.loads(files[manifest.MANIFEST_NAME][0])
             top = f"{number}-{digest[:12]}"
             gen = store.add(
                 number, digest[:12], files, lambda dest: archive.write_archive(dest, files, top)
             )
             created = True
         marker.write_text(f"{fingerprint} {gen.name} {digest}\n")
-    return BuildResult(gen, created, digest)
+    return BuildResult(gen, created, digest, written)

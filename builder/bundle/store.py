@@ -20,6 +20,7 @@ from activate import strict_json
 from activate.errors import BadInput
 from activate.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from builder.base.errors import InputError
+from builder.bundle import index
 
 GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
 BUILD_LOG = "builds.jsonl"
@@ -88,6 +89,13 @@ class Store:
             f"{self.host}: generation {number} is not built (built: {have}); run `bundle build {self.host}`"
         )
 
+    def units(self, gens: list[Generation]) -> dict[str, int]:
+        """Units per generation name, from the index beside them (kept in step with `gens`)."""
+        by_name = {g.name: g for g in gens}
+        if not gens:
+            return {}
+        return index.in_step(self.dir, by_name, lambda name: len(by_name[name].manifest()["units"]))
+
     def build_times(self) -> dict[str, str]:
         log = self.dir / BUILD_LOG
         times: dict[str, str] = {}
@@ -115,9 +123,12 @@ class Store:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir))
         try:
             root = tmp / gen.name
+            made: set[Path] = set()  # each folder is created once, not once per file in it
             for rel, (data, mode) in files.items():
                 dest = root / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                if dest.parent not in made:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(dest.parent)
                 dest.write_bytes(data)
                 dest.chmod(mode)
             archive_tmp = tmp / (gen.name + ".tar.zst")
@@ -127,6 +138,10 @@ class Store:
             os.replace(root, gen.path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        present = [g.name for g in self.generations()]
+        # the manifest is the one just written from this build's own bytes: no strict re-check
+        units = len(json.loads(files[MANIFEST_NAME][0])["units"])
+        index.update(self.dir, present, {gen.name: units})
         with open(self.dir / BUILD_LOG, "a") as log:
             built_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
             log.write(json.dumps({"generation": gen.name, "built_at": built_at}) + "\n")
@@ -138,3 +153,4 @@ class Store:
         os.replace(gen.path, trash)
         gen.archive.unlink(missing_ok=True)
         shutil.rmtree(trash, ignore_errors=True)
+        index.update(self.dir, [g.name for g in self.generations()])

@@ -15,7 +15,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     results = []
     for host in args.hosts:
         r = build(paths, host)
-        manifest = r.generation.manifest()
+        manifest = r.manifest()
         info = {
             "host": host,
             "generation": r.generation.number,

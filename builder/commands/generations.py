@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from activate.protocol import GenerationRow
 from builder.base.errors import BundleError
 from builder.bundle.diff import diff_generations, format_text
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from, print_repaired, use_colour
-from builder.deploy.deployer import connect, do_remote_generations
+
+if TYPE_CHECKING:
+    from activate.protocol import GenerationRow
 
 
 def cmd_generations(args: argparse.Namespace) -> int:
@@ -21,16 +22,16 @@ def cmd_generations(args: argparse.Namespace) -> int:
     store = Store(paths.bundles_dir, args.host)
     gens = store.generations()
     times = store.build_times()
+    units = store.units(gens)  # from the index: no manifest parsed per generation
     rows: list[dict[str, Any]] = []
     for gen in gens:
-        manifest = gen.manifest()
         rows.append(
             {
                 "generation": gen.number,
                 "hash": gen.hash12,
                 "built_at": times.get(gen.name),
                 "size": gen.archive.stat().st_size if gen.archive.exists() else None,
-                "units": len(manifest["units"]),
+                "units": units[gen.name],
                 "latest": gen is gens[-1],
             }
         )
@@ -51,6 +52,9 @@ def cmd_generations(args: argparse.Namespace) -> int:
 
 
 def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
+    # start-up: the deployer (paramiko, cattrs) only for --remote; the local list reads files
+    from builder.deploy.deployer import connect, do_remote_generations
+
     with connect(paths, args.host, args.target, args.accept_new) as server:
         rows = do_remote_generations(server, Store(paths.bundles_dir, args.host))
     for what in server.repaired:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import jinja2
 
 from builder.base.errors import StackError
 from builder.render.features import monitoring, wireguard
@@ -26,14 +25,26 @@ from builder.stack.names import service_name
 from builder.stack.structure import structure
 
 
+def _undefined(hint: str) -> Any:
+    """What a template gets for a value it may not read: reading it is an error saying why."""
+    # start-up: jinja2 only while rendering; loading stacks (status, a deploy's address) needs none
+    import jinja2
+
+    return jinja2.StrictUndefined(hint=hint)
+
+
 class StackIndex:
     def __init__(self, stacks_dir: Path, templates_dir: Path) -> None:
         self.stacks_dir = stacks_dir
         self.templates_dir = templates_dir
         self._loaded: dict[str, tuple[Stack, RawStack]] = {}
+        self._names: list[str] | None = None
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.stacks_dir.glob("*.toml"))
+        # listed once per build: templates read `hosts` for every service
+        if self._names is None:
+            self._names = sorted(p.stem for p in self.stacks_dir.glob("*.toml"))
+        return self._names
 
     def add(self, stack: Stack, raw: RawStack) -> None:
         """A stack already loaded (the host being built)."""
@@ -94,7 +105,7 @@ def view(stack: Stack, reader: Stack | None = None) -> dict[str, Any]:
     metrics: Any = monitoring.targets(stack)
     mine = reader.tunnel() if reader is not None else None
     if stack.tunnel() is None and any(c.metrics for c in containers.values()):
-        metrics = jinja2.StrictUndefined(
+        metrics = _undefined(
             hint=f"{name} has no [wireguard] table (or it is disabled): "
             "its metrics cannot be scraped over the tunnel"
         )
@@ -104,7 +115,7 @@ def view(stack: Stack, reader: Stack | None = None) -> dict[str, Any]:
         and metrics
         and not (mine is not None and any(p.host == name for p in mine.peers))
     ):
-        metrics = jinja2.StrictUndefined(
+        metrics = _undefined(
             hint=f"{name} is not a WireGuard peer of {reader.host.name}: add "
             f'{{ host = "{name}" }} to [wireguard] peers in {reader.host.name}.toml'
         )
@@ -134,9 +145,7 @@ class Hosts(Mapping[str, Any]):
     def __getitem__(self, name: Any) -> Any:
         if not isinstance(name, str) or name not in self._index.names():
             known = ", ".join(self._index.names())
-            return jinja2.StrictUndefined(
-                hint=f"no stack for host {name!r} in hosts (known: {known})"
-            )
+            return _undefined(hint=f"no stack for host {name!r} in hosts (known: {known})")
         if name not in self._views:
             self._views[name] = view(self._index.stack(name), self._reader)
         return self._views[name]

@@ -33,7 +33,8 @@ class _StackLoader(jinja2.BaseLoader):
         if stackfiles.absent(path):
             raise jinja2.TemplateNotFound(template)
         text = stackfiles.read_text(path, self.root)
-        return text, str(path), lambda: False
+        # up to date for the renderer's life (one build): compiled once, not once per service
+        return text, str(path), lambda: True
 
 
 class TemplateRenderer:

@@ -14,7 +14,7 @@ from builder.stack import depends, lines, stackfiles, timespec, unitfile
 from builder.stack.load import KeyPath, RawStack
 from builder.stack.model import Check, ConfigFile, Container, Stack
 from builder.stack.names import NAME, NAME_HINT, TAG, service_name
-from builder.stack.ports import PublishedPort, parse_port
+from builder.stack.ports import PortTable, parse_port
 
 # used with fullmatch only: `$` lets a trailing newline through, `\d` non-ASCII digits
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -80,12 +80,13 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
 
     yield from _duplicate_units(stack, raw)
     yield from backup.problems(stack, raw)
-    published: list[tuple[PublishedPort, KeyPath]] = []
+    published: PortTable[KeyPath] = PortTable()
+    templates = TemplateChecks(templates_dir)
     for name, pod in stack.enabled_pods().items():
         yield from _ports(pod.ports, ("pods", name), raw, published)
         yield from _networks(pod.networks, ("pods", name), stack, raw)
     for name, c in stack.enabled_containers().items():
-        yield from _container(name, c, stack, raw, templates_dir, published)
+        yield from _container(name, c, stack, raw, templates, published)
     for name, script in stack.enabled_scripts().items():
         at: KeyPath = ("scripts", name)
         given = [k for k in ("template", "source", "run") if getattr(script, k) is not None]
@@ -94,7 +95,7 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
         for key in ("template", "source"):
             ref = getattr(script, key)
             if ref is not None:
-                yield from _template_file(ref, (*at, key), raw, templates_dir)
+                yield from _template_file(ref, (*at, key), raw, templates)
         yield from _env_names(script.environment, (*at, "environment"), raw)
         if script.on_activation and script.on_calendar is not None:
             yield p((*at, "on_activation"), "a script runs on_calendar or on_activation, not both")
@@ -181,11 +182,22 @@ def _duplicate_units(stack: Stack, raw: RawStack) -> Iterator[Problem]:
         seen.setdefault(unit, at)
 
 
+class TemplateChecks:
+    """Whether a template or source file can be read, checked once per file, however many
+    services use it."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        self._why: dict[str, str | None] = {}
+
+    def problem(self, ref: str) -> str | None:
+        if ref not in self._why:
+            self._why[ref] = stackfiles.escape_problem(self.templates_dir / ref, self.templates_dir)
+        return self._why[ref]
+
+
 def _ports(
-    ports: tuple[str, ...],
-    at: KeyPath,
-    raw: RawStack,
-    published: list[tuple[PublishedPort, KeyPath]],
+    ports: tuple[str, ...], at: KeyPath, raw: RawStack, published: PortTable[KeyPath]
 ) -> Iterator[Problem]:
     for i, text in enumerate(ports):
         here = (*at, "ports", i)
@@ -194,14 +206,12 @@ def _ports(
         except ValueError as exc:
             yield raw.problem(here, str(exc))
             continue
-        for other, where in published:
-            if port.clashes_with(other):
-                owner = ".".join(str(x) for x in where[:2])
-                if where[:2] == at[:2]:
-                    owner = f"{owner}.ports[{where[-1]}]"
-                yield raw.problem(here, f"host port {port} is already published by {owner}")
-                break
-        published.append((port, here))
+        where = published.publish(port, here)
+        if where is not None:
+            owner = ".".join(str(x) for x in where[:2])
+            if where[:2] == at[:2]:
+                owner = f"{owner}.ports[{where[-1]}]"
+            yield raw.problem(here, f"host port {port} is already published by {owner}")
 
 
 def _networks(
@@ -219,8 +229,8 @@ def _container(
     c: Container,
     stack: Stack,
     raw: RawStack,
-    templates_dir: Path,
-    published: list[tuple[PublishedPort, KeyPath]],
+    templates: TemplateChecks,
+    published: PortTable[KeyPath],
 ) -> Iterator[Problem]:
     at: KeyPath = ("containers", name)
     p = raw.problem
@@ -260,7 +270,7 @@ def _container(
     paths: set[str] = set()
     for i, cfg in enumerate(c.configs):
         here = (*at, "configs", i)
-        yield from _config(cfg, here, raw, templates_dir)
+        yield from _config(cfg, here, raw, templates)
         if cfg.mount in mounts:
             yield p((*here, "mount"), f"{cfg.mount} is mounted twice")
         mounts.add(cfg.mount)
@@ -387,13 +397,15 @@ def _volume(spec: str, at: KeyPath, stack: Stack, raw: RawStack) -> Iterator[Pro
         yield raw.problem(at, f"volume {source!r} is not defined: add [volumes.{source}]")
 
 
-def _config(cfg: ConfigFile, at: KeyPath, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
+def _config(
+    cfg: ConfigFile, at: KeyPath, raw: RawStack, templates: TemplateChecks
+) -> Iterator[Problem]:
     if (cfg.template is None) == (cfg.source is None):
         yield raw.problem(at, "give exactly one of template or source")
     for key in ("template", "source"):
         ref = getattr(cfg, key)
         if ref is not None:
-            yield from _template_file(ref, (*at, key), raw, templates_dir)
+            yield from _template_file(ref, (*at, key), raw, templates)
     if not _clean_abs(cfg.mount):
         yield raw.problem((*at, "mount"), "must be an absolute path in the container, without '..'")
     if cfg.path is not None and not _clean_relative(cfg.path):
@@ -405,13 +417,16 @@ def _config(cfg: ConfigFile, at: KeyPath, raw: RawStack, templates_dir: Path) ->
         yield raw.problem((*at, "mode"), f'{cfg.mode!r} is not a file mode like "0644"')
 
 
-def _template_file(ref: str, at: KeyPath, raw: RawStack, templates_dir: Path) -> Iterator[Problem]:
+def _template_file(
+    ref: str, at: KeyPath, raw: RawStack, templates: TemplateChecks
+) -> Iterator[Problem]:
     if not _clean_relative(ref):
         yield raw.problem(at, f"{ref!r} escapes the templates folder: use a path inside it")
     elif not unitfile.CONTROL.search(ref):  # a control character is reported by lines.py
-        why = stackfiles.escape_problem(templates_dir / ref, templates_dir)
+        why = templates.problem(ref)
         if why is not None:
-            shown = f"{templates_dir.parent.name}/{templates_dir.name}/{ref}"
+            folder = templates.templates_dir
+            shown = f"{folder.parent.name}/{folder.name}/{ref}"
             yield raw.problem(at, f"template {shown} {why}")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+from typing import Generic, TypeVar
 
 import attrs
+
+Where = TypeVar("Where")
 
 _PORT = re.compile(
     r"(?:(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9a-fA-F:]+\]):)?"
@@ -32,6 +36,21 @@ class PublishedPort:
         return f"{self.host_ip}:{self.host_port}/{self.proto}"
 
 
+class PortTable(Generic[Where]):
+    """The host ports published so far, by number and protocol: a port can clash only with its
+    namesakes, so checking one is a lookup, not a pass over every port of the stack."""
+
+    def __init__(self) -> None:
+        self._by_port: dict[tuple[int, str], list[tuple[PublishedPort, Where]]] = {}
+
+    def publish(self, port: PublishedPort, where: Where) -> Where | None:
+        """Record `port`; return where the first port it clashes with was published, if any."""
+        namesakes = self._by_port.setdefault((port.host_port, port.proto), [])
+        clash = next((at for other, at in namesakes if port.clashes_with(other)), None)
+        namesakes.append((port, where))
+        return clash
+
+
 def parse_port(text: str) -> PublishedPort:
     """Parse one port mapping; raise ValueError with a message for a person."""
     m = _PORT.fullmatch(text)
@@ -40,13 +59,21 @@ def parse_port(text: str) -> PublishedPort:
             f"{text!r} is not a port mapping: write [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"
         )
     ip = m.group("ip") or "0.0.0.0"
-    try:
-        ipaddress.ip_address(ip.strip("[]"))
-    except ValueError:
-        raise ValueError(f"{text!r}: {ip} is not an IP address") from None
+    if not _is_ip(ip.strip("[]")):
+        raise ValueError(f"{text!r}: {ip} is not an IP address")
     container = int(m.group("container"))
     host = int(m.group("host")) if m.group("host") else container
     for port in (host, container):
         if not 1 <= port <= 65535:
             raise ValueError(f"{text!r}: port {port} is outside 1-65535")
     return PublishedPort(ip, host, container, m.group("proto") or "tcp")
+
+
+@functools.cache
+def _is_ip(text: str) -> bool:
+    # a stack binds its thousands of ports to a few addresses: each is parsed once
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

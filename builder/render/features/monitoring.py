@@ -26,16 +26,23 @@ def owner(name: str, c: Container) -> KeyPath:
     return ("pods", c.pod) if c.pod else ("containers", name)
 
 
-def _published(stack: Stack) -> list[tuple[PublishedPort, KeyPath]]:
-    out: list[tuple[PublishedPort, KeyPath]] = []
+def _key(port: PublishedPort) -> tuple[int, str]:
+    return port.host_port, port.proto
+
+
+def _published(stack: Stack) -> dict[tuple[int, str], list[tuple[PublishedPort, KeyPath]]]:
+    """The stack's published ports by host port and protocol, in stack order: only a port's
+    namesakes can cover or clash with it, so each check is a lookup, not a pass over all."""
+    out: dict[tuple[int, str], list[tuple[PublishedPort, KeyPath]]] = {}
     owners = [(("pods", n), p.ports) for n, p in stack.enabled_pods().items()]
     owners += [(("containers", n), c.ports) for n, c in stack.enabled_containers().items()]
     for at, ports in owners:
         for text in ports:
             try:
-                out.append((parse_port(text), at))
+                port = parse_port(text)
             except ValueError:
                 continue  # reported by the port check
+            out.setdefault(_key(port), []).append((port, at))
     return out
 
 
@@ -74,7 +81,7 @@ def extra_ports(stack: Stack) -> dict[KeyPath, tuple[str, ...]]:
     extra: dict[KeyPath, list[str]] = {}
     for _name, _metrics, at, mapping in _wanted(stack):
         want = parse_port(mapping)
-        if any(_covers(p, where, want, at) for p, where in published):
+        if any(_covers(p, where, want, at) for p, where in published.get(_key(want), ())):
             continue
         if mapping not in extra.get(at, []):
             extra.setdefault(at, []).append(mapping)
@@ -95,13 +102,13 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
         if "none" in c.networks:
             yield p(at, 'a container with networks = ["none"] cannot be scraped')
     published = _published(stack)
-    added: list[tuple[PublishedPort, KeyPath, str]] = []
+    added: dict[tuple[int, str], list[tuple[PublishedPort, KeyPath, str]]] = {}
     for name, metrics, where, mapping in _wanted(stack):
         if not 1 <= metrics.port <= 65535:
             continue
         want = parse_port(mapping)
         at = ("containers", name, "metrics", "port")
-        for port, other in published:
+        for port, other in published.get(_key(want), ()):
             if _covers(port, other, want, where):
                 break  # already published: nothing to add
             if port.clashes_with(want):
@@ -113,13 +120,13 @@ def problems(stack: Stack, raw: RawStack) -> Iterator[Problem]:
                 )
                 break
         else:
-            for port, _where, by in added:
+            for port, _where, by in added.get(_key(want), ()):
                 if port.clashes_with(want) and by != name:
                     yield p(
                         at, f"containers.{by} declares metrics on the same port: choose another"
                     )
                     break
-            added.append((want, where, name))
+            added.setdefault(_key(want), []).append((want, where, name))
 
 
 def targets(stack: Stack) -> list[dict[str, Any]]:

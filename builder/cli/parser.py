@@ -1,21 +1,15 @@
-"""The `bundle` command. Errors become one line each and an exit code; --debug shows tracebacks."""
+"""The `bundle` command line: every command, its arguments and its help text.
+
+Building the parser imports nothing beyond argparse: `bundle --help` and `--version` end here.
+Each command names the function that runs it as `MODULE:FUNCTION` of builder.commands, imported
+only when it runs (builder/cli/__init__.py).
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import difflib
-import importlib
-import json
-import os
 import sys
-from collections.abc import Iterator, Sequence
 from typing import Any
-
-from builder.base.errors import BundleError, StackError
-from builder.base.version import version
-from builder.base.words import plural
-from builder.deploy import progress
 
 EXAMPLES = """examples:
   bundle build vps1                 build stacks/vps1.toml into the next generation
@@ -36,6 +30,9 @@ class Parser(argparse.ArgumentParser):
         choices = action.choices
         if not isinstance(action, argparse._SubParsersAction) or value in (choices or {}):
             return super()._check_value(action, value)
+        # start-up: difflib only for a misspelt command
+        import difflib
+
         listed = [name for name in choices or {} if not name.startswith("_")]  # not __complete
         near = difflib.get_close_matches(value, listed, n=1, cutoff=0.6)
         hint = (
@@ -43,6 +40,17 @@ class Parser(argparse.ArgumentParser):
         )
         print(f"error: unknown command {value!r}; {hint}", file=sys.stderr)
         raise SystemExit(2)
+
+
+class VersionAction(argparse._VersionAction):
+    """`--version`, printed as argparse prints it, the version looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        # start-up: importlib.metadata and tomllib (~30 ms) only for --version
+        from builder.base.version import version
+
+        self.version = f"bundle {version()}"
+        super().__call__(parser, *args)
 
 
 def add_safety(p: argparse.ArgumentParser) -> None:
@@ -105,7 +113,7 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser, top=True)
-    parser.add_argument("--version", action="version", version=f"bundle {version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -311,7 +319,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("__complete")  # used by the completion scripts, not listed
     add_common(p)
-    p.set_defaults(func="completion:cmd_complete")
+    p.set_defaults(func="complete:cmd_complete")
     p.add_argument("what", choices=("commands", "options", "hosts", "generations"))
     p.add_argument("arg", nargs="?")
     p = command(
@@ -385,81 +393,3 @@ def make_parser() -> argparse.ArgumentParser:
         "encrypt with a new passphrase ($BUNDLE_NEW_PASSPHRASE or a prompt)",
     )
     return parser
-
-
-# commands whose output is the answer the user asked for: --quiet keeps it
-PRINTS_DATA = frozenset(
-    {"status", "generations", "diff", "show", "log", "plan", "outdated", "completion", "__complete"}
-)
-
-
-def asked_for_output(args: argparse.Namespace) -> bool:
-    return (
-        args.command in PRINTS_DATA
-        or getattr(args, "json", False)
-        or getattr(args, "list", False)  # restore --list
-        or getattr(args, "secrets_command", None) == "list"
-    )
-
-
-@contextlib.contextmanager
-def quieted(quiet: bool) -> Iterator[None]:
-    """--quiet: what a command prints on stdout goes nowhere; errors (stderr) still show."""
-    if not quiet:
-        yield
-        return
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-        yield
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    selectors = getattr(args, "hosts", None) or []
-    one_host = (
-        len(selectors) <= 1
-        and not getattr(args, "all", False)
-        and not any(h.startswith("@") for h in selectors)
-    )
-    progress.ENABLED = (
-        sys.stderr.isatty() and one_host and not args.quiet and not getattr(args, "json", False)
-    )
-    args.parser = parser  # `__complete` lists the commands and options of this parser
-    module, name = args.func.split(":")
-    run = getattr(importlib.import_module(f"builder.commands.{module}"), name)
-    try:
-        with quieted(args.quiet and not asked_for_output(args)):
-            return int(run(args))
-    except StackError as exc:
-        if args.debug:
-            raise
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(
-            f"{plural(len(exc.problems), 'problem')}; nothing was built or changed", file=sys.stderr
-        )
-        return exc.exit_code
-    except BundleError as exc:
-        if args.debug:
-            raise
-        report = getattr(exc, "report", None)
-        if report is not None and getattr(args, "json", False):
-            sys.stdout.write(
-                json.dumps(report, indent=2, sort_keys=True) + "\n"
-            )  # a failed or rolled-back deploy still says what it did
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:
-        # the reader (head, less) went away: not an error, and no traceback on exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-done was kept", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
