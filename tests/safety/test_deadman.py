@@ -169,6 +169,7 @@ def test_a_switch_that_restarts_nothing_has_no_window_no_confirmation_and_no_rel
 ) -> None:
     stack = p.stacks / "web1.toml"
     saved = stack.read_text()
+    p.ok("switch", "web1")  # the server runs this stack, whatever the tests before left
     # a check is read only by the switcher: a new generation that restarts nothing
     stack.write_text(saved.replace('{ tcp = "127.0.0.1:8081" }', '{ tcp = "127.0.0.1:8080" }'))
     try:
