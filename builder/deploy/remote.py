@@ -166,6 +166,8 @@ class Server:
             timeout = self.deadlines.for_stdin(stdin_size(payload))
         with self._guard(step, timeout):
             result = self.session.request(header, payload, time.monotonic() + timeout)
+        if self.session.ended is not None:  # its Python is gone: later steps start their own
+            self.session = None
         return self._counted(result, True)
 
     def open_session(self, switcher_hash: str, files: dict[str, bytes]) -> Found:
