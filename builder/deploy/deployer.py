@@ -66,8 +66,10 @@ def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> It
         )
         try:
             yield server
-        finally:
-            server.end_session()
+        except BaseException:
+            server.drop_session()  # cut short (Ctrl-C, an error): nobody waits for its Python
+            raise
+        server.end_session()
 
 
 def local_generation(paths: Paths, host: str, number: int | None) -> Generation:

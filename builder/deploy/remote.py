@@ -142,17 +142,18 @@ class Server:
         try:
             yield
         except DeadlineExceeded:
-            self._drop_session()
+            self.drop_session()
             raise self._no_answer(step, timeout or 0.0, after) from None
         except ConnectionLost as exc:
-            self._drop_session()
+            self.drop_session()
             raise ConnectionLost(
                 f"{self.host}: lost the connection to {self.where} while {doing(step)} ({step}): "
                 f"{exc.reason}; {self._advice(step, 'lost')}{after}",
                 exc.reason,
             ) from None
 
-    def _drop_session(self) -> None:
+    def drop_session(self) -> None:
+        """Close the session without waiting for its Python (it is killed where it can be)."""
         if self.session is not None:
             self.session.channel.close()
             self.session = None
