@@ -6,7 +6,9 @@ python3 (3.11 or newer) as `python3 -m activate COMMAND --state STATE --root ROO
 
 import sys
 
-# Generation folders are read-only snapshots; compiled caches must not be written into them.
-sys.dont_write_bytecode = True
+# Generation folders are read-only snapshots; compiled caches must not be written into them,
+# only under a prefix elsewhere (STATE/cache/pycache: see docs/switcher.md).
+if sys.pycache_prefix is None:
+    sys.dont_write_bytecode = True
 
 MIN_PYTHON = (3, 11)

@@ -65,8 +65,9 @@ def switcher_argv(
     command: str, state: str, root: str, args: Sequence[str] = (), python: str = "python3"
 ) -> list[str]:
     """The command line of a switcher command, run in the folder that holds `activate/`."""
-    # -B: never write __pycache__ into a generation or a switcher folder (they are read-only)
-    return [python, "-B", "-m", "activate", command, "--state", state, "--root", root, *args]
+    # bytecode in STATE/cache/pycache, never in a generation or a switcher folder (hashed)
+    cache = ["-X", f"pycache_prefix={state}/cache/pycache"] if state.startswith("/") else ["-B"]
+    return [python, *cache, "-m", "activate", command, "--state", state, "--root", root, *args]
 
 
 def sometimes(default: Any = None) -> Any:

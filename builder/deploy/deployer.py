@@ -61,9 +61,15 @@ def connect(paths: Paths, host: str, target: str | None, accept_new: bool) -> It
         return Server(host, fresh, state, root, deadlines=deadlines)
 
     with transport:
-        yield Server(
+        server = Server(
             host, transport, state, root, reopen, stacks_dir=paths.stacks_dir, deadlines=deadlines
         )
+        try:
+            yield server
+        except BaseException:
+            server.drop_session()  # cut short (Ctrl-C, an error): nobody waits for its Python
+            raise
+        server.end_session()
 
 
 def local_generation(paths: Paths, host: str, number: int | None) -> Generation:
@@ -230,6 +236,7 @@ def confirm(
             unknown = {**waiting.to_json(), "result": Result.UNKNOWN, "error": message}
             raise RemoteError(message, unknown) from exc
         finally:
+            server.channels += fresh.channels
             fresh.transport.close()
     left = max(0, round(deadline - time.monotonic()))
     back = waiting.from_
@@ -263,6 +270,7 @@ def do_switch(
         built=built.created,
         push=pushed,
         bytes_sent=server.bytes_sent,
+        channels=server.channels,
     )
 
 

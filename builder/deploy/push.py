@@ -34,6 +34,7 @@ from builder.bundle.store import Generation, Store
 from builder.deploy import progress
 from builder.deploy.progress import PushProgress
 from builder.deploy.remote import RemoteError, Server
+from builder.deploy.session import SESSION_MARKER
 
 # A bundle whose switcher has this file understands `have` with a base and receives deltas.
 DELTA_MARKER = "activate/delta.py"
@@ -52,6 +53,7 @@ class PushReport:
     switcher_sent: bool
     base: str | None = None  # the generation the manifest was sent against; None: sent whole
     switcher_repaired: str | None = None  # what was wrong with the installed switcher
+    channels: int = 0  # remote commands started (SSH channels); one when served in a session
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -203,8 +205,12 @@ def _send_delta(
 def push(server: Server, gen: Generation) -> PushReport:
     manifest = gen.load_manifest()
     switcher_hash = manifest.switcher
-    before = server.bytes_sent
-    found = server.ensure_switcher(switcher_hash, switcher_of(gen, manifest))
+    before, channels = server.bytes_sent, server.channels
+    if SESSION_MARKER in manifest.files:  # one remote Python for the rest of this deploy
+        found = server.open_session(switcher_hash, switcher_of(gen, manifest))
+        server.serve(server.generation_dir(gen.name))
+    else:
+        found = server.ensure_switcher(switcher_hash, switcher_of(gen, manifest))
     cwd = server.switcher_dir(switcher_hash)
     sent: Sent | None = None
     if gen.name in found.generations:
@@ -225,4 +231,5 @@ def push(server: Server, gen: Generation) -> PushReport:
         switcher_sent=found.switcher_sent,
         base=sent.base,
         switcher_repaired=found.repaired,
+        channels=server.channels - channels,
     )

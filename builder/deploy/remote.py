@@ -1,20 +1,24 @@
 """The deployer's side of the switcher protocol (docs/architecture.md): one Server per host.
 
-Every call runs `python3 -B -m activate COMMAND --state STATE --root ROOT` on the server, in a
-folder holding the switcher, and reads JSON back. The switcher of the bundle being pushed is
-installed first under STATE/switchers/<switcher hash>/ (once; later pushes find it there) by
-BOOTSTRAP, the builder's own script run with the server's python3, so no push depends on a
-switcher the server already has. Its check also lists the server's generation folders, which
-lets a push name one of them as the base of its manifest.
+A call runs `python3 -m activate COMMAND --state STATE --root ROOT` on the server, in a folder
+holding the switcher, and reads JSON back; during a push or a switch whose switcher can be
+served in one session (builder/deploy/session.py), the calls go as requests to one remote
+Python instead, with the same replies. The switcher of the bundle being pushed is installed
+first under STATE/switchers/<switcher hash>/ (once; later pushes find it there) by the
+builder's own scripts (builder/deploy/bootstrap.py), so no push depends on a switcher the
+server already has. Its check also lists the server's generation folders, which lets a push
+name one of them as the base of its manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import posixpath
 import tarfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import attrs
@@ -23,8 +27,10 @@ from activate import strict_json
 from activate.protocol import switcher_argv
 from builder.base.errors import BundleError
 from builder.base.words import plural
+from builder.deploy.bootstrap import BOOTSTRAP
 from builder.deploy.deadlines import SWITCHING, Deadlines, doing, stdin_size
 from builder.deploy.replies import Misfit, structure, structure_list
+from builder.deploy.session import Session, launcher_argv
 from builder.deploy.transport.base import (
     CommandResult,
     ConnectionLost,
@@ -32,96 +38,6 @@ from builder.deploy.transport.base import (
     Stdin,
     Transport,
 )
-
-# Runs with the server's python3 before any switcher is there. `check DEST STATE` prints the
-# sha256 of every file of the switcher in DEST (null: no folder), removes the temp folders of
-# installs that died (a power cut, a kill) and lists the generations under STATE. `install
-# DEST` writes the switcher from the tar on stdin into a temp folder, fsyncs every file and
-# folder, then renames it over DEST (a damaged DEST is moved aside first) and fsyncs the parent.
-BOOTSTRAP = r"""
-import hashlib, io, json, os, re, shutil, sys, tarfile
-dest = sys.argv[2]
-parent = os.path.dirname(dest)
-
-def fsync(path, flags=os.O_RDONLY):
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-def drop(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-def hashes(folder):
-    found = {}
-    for here, dirs, names in os.walk(os.path.join(folder, "activate")):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in names:
-            path = os.path.join(here, name)
-            try:
-                with open(path, "rb") as f:
-                    found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-            except OSError:
-                found[os.path.relpath(path, folder)] = None
-    return found
-
-def leftovers():
-    removed = []
-    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
-        m = re.fullmatch(r"[0-9a-f]{64}\.(?:tmp|old)([0-9]+)", name)
-        if not m:
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # that install still runs
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        drop(os.path.join(parent, name))
-        removed.append(name)
-    return removed
-
-if sys.argv[1] == "check":
-    gens = os.path.join(sys.argv[3], "generations")
-    names = os.listdir(gens) if os.path.isdir(gens) else []
-    print(json.dumps({
-        "switcher": hashes(dest) if os.path.lexists(dest) else None,
-        "leftovers": leftovers(),
-        "generations": sorted(n for n in names if re.fullmatch(r"[0-9]+-[0-9a-f]{12}", n)),
-    }))
-    sys.exit(0)
-os.makedirs(parent, exist_ok=True)
-tmp = "%s.tmp%d" % (dest, os.getpid())
-drop(tmp)
-with tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode="r:gz") as tar:
-    for m in tar.getmembers():
-        if not m.isfile() or not m.name.startswith("activate/") or ".." in m.name.split("/"):
-            sys.exit("bootstrap: refused archive entry %r" % m.name)
-        path = os.path.join(tmp, m.name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(tar.extractfile(m).read())
-            f.flush()
-            os.fsync(f.fileno())
-for here, _dirs, _names in sorted(os.walk(tmp), key=lambda w: -len(w[0])):
-    fsync(here, os.O_RDONLY | os.O_DIRECTORY)
-old = None
-if os.path.lexists(dest):
-    old = "%s.old%d" % (dest, os.getpid())
-    os.rename(dest, old)
-try:
-    os.rename(tmp, dest)
-except OSError:
-    drop(tmp)  # another push installed it meanwhile
-fsync(parent, os.O_RDONLY | os.O_DIRECTORY)
-if old:
-    drop(old)
-"""
 
 R = TypeVar("R")
 
@@ -181,6 +97,8 @@ class Server:
         factory=Deadlines
     )  # how long each step may take ([host] command_timeout)
     repaired: list[str] = attrs.field(factory=list)  # what ensure_switcher fixed on this server
+    channels: int = 0  # remote commands started on this connection (each its own channel)
+    session: Session | None = None  # the one remote Python of this deploy, while it is open
 
     @property
     def where(self) -> str:
@@ -204,22 +122,79 @@ class Server:
         if timeout is None:
             timeout = self.deadlines.for_stdin(stdin_size(stdin))
         step = step or _step(argv)
-        try:
+        with self._guard(step, timeout, after):
+            self.channels += 1
             result = self.transport.run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
-        except DeadlineExceeded as exc:
-            raise self._no_answer(step, exc.seconds, after) from None
+        return self._counted(result, argv[0] == "python3")
+
+    def _counted(self, result: CommandResult, python: bool) -> CommandResult:
+        self.bytes_sent += result.bytes_sent
+        if result.rc == 127 and python:
+            raise RemoteError(
+                f"{self.host}: the server has no python3 ({self.where}); install it: the switcher needs it"
+            )
+        return result
+
+    @contextlib.contextmanager
+    def _guard(self, step: str, timeout: float | None, after: str = "") -> Iterator[None]:
+        """A step cut off by its deadline or a lost connection: one line naming the host, the
+        step and what to do; an open session cannot go on after that, so it is closed."""
+        try:
+            yield
+        except DeadlineExceeded:
+            self.drop_session()
+            raise self._no_answer(step, timeout or 0.0, after) from None
         except ConnectionLost as exc:
+            self.drop_session()
             raise ConnectionLost(
                 f"{self.host}: lost the connection to {self.where} while {doing(step)} ({step}): "
                 f"{exc.reason}; {self._advice(step, 'lost')}{after}",
                 exc.reason,
             ) from None
-        self.bytes_sent += result.bytes_sent
-        if result.rc == 127 and argv[0] == "python3":
-            raise RemoteError(
-                f"{self.host}: the server has no python3 ({self.where}); install it: the switcher needs it"
-            )
-        return result
+
+    def drop_session(self) -> None:
+        """Close the session without waiting for its Python (it is killed where it can be)."""
+        if self.session is not None:
+            self.session.channel.close()
+            self.session = None
+
+    def _request(
+        self, header: dict[str, Any], payload: Stdin, step: str, timeout: float | None = None
+    ) -> CommandResult:
+        """One request to the session, within the deadline the step has as its own command."""
+        assert self.session is not None
+        if timeout is None:
+            timeout = self.deadlines.for_stdin(stdin_size(payload))
+        with self._guard(step, timeout):
+            result = self.session.request(header, payload, time.monotonic() + timeout)
+        if self.session.ended is not None:  # its Python is gone: later steps start their own
+            self.session = None
+        return self._counted(result, True)
+
+    def open_session(self, switcher_hash: str, files: dict[str, bytes]) -> Found:
+        """Start the deploy's one remote Python (LAUNCHER) and check (and install) the
+        switcher through it; its later calls in that switcher's folder go there too."""
+        dest = self.switcher_dir(switcher_hash)
+        if self.session is not None and self.session.switcher != dest:
+            self.end_session()
+        if self.session is None:
+            timeout = self.deadlines.lookup()
+            with self._guard("check", timeout):
+                self.channels += 1
+                channel = self.transport.open(launcher_argv(self.state), timeout=timeout)
+            self.session = Session(channel, dest, {dest})
+        return self.ensure_switcher(switcher_hash, files)
+
+    def end_session(self) -> None:
+        """Let the session's remote Python end; nothing waits on it any more."""
+        if self.session is not None:
+            session, self.session = self.session, None
+            session.end(time.monotonic() + self.deadlines.lookup())
+
+    def serve(self, folder: str) -> None:
+        """Calls in `folder` (a generation of the session's switcher) go to the session."""
+        if self.session is not None:
+            self.session.serves.add(folder)
 
     def _no_answer(self, step: str, seconds: float, after: str = "") -> DeadlineExceeded:
         return DeadlineExceeded(
@@ -252,7 +227,10 @@ class Server:
         The check hashes the installed files on the server, so a copy that a power cut left
         empty, a hand edit or a missing file is reinstalled (and said so in `repaired`)."""
         dest = self.switcher_dir(switcher_hash)
-        check = self._run(["python3", "-c", BOOTSTRAP, "check", dest, self.state])
+        if self.session is not None and self.session.switcher == dest:
+            check = self._request({"op": "check", "dest": dest}, None, "check")
+        else:
+            check = self._run(["python3", "-c", BOOTSTRAP, "check", dest, self.state])
         if check.rc != 0:
             raise RemoteError(f"{self.host}: cannot look for the switcher: {check.stderr_line()}")
         try:
@@ -284,7 +262,11 @@ class Server:
                 info.size = len(files[path])
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(files[path]))
-        result = self._run(["python3", "-c", BOOTSTRAP, "install", dest], stdin=raw.getvalue())
+        if self.session is not None and self.session.switcher == dest:
+            result = self._request({"op": "install", "dest": dest}, raw.getvalue(), "install")
+        else:
+            argv = ["python3", "-c", BOOTSTRAP, "install", dest, self.state]
+            result = self._run(argv, stdin=raw.getvalue())
         if result.rc != 0:
             raise RemoteError(f"{self.host}: cannot install the switcher: {result.stderr_line()}")
         repaired = (
@@ -306,7 +288,15 @@ class Server:
         """Run a switcher command within `timeout` (default: see _run); its JSON, or
         RemoteError with the switcher's one line (and its report, if asked for)."""
         argv = switcher_argv(command, self.state, self.root, args)
-        result = self._run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
+        if self.session is not None and cwd in self.session.serves:
+            call = {
+                "op": "call",
+                "dest": self.session.switcher,
+                "argv": argv[argv.index("-m") + 2 :],
+            }
+            result = self._request(call, stdin, command, timeout)
+        else:
+            result = self._run(argv, stdin=stdin, cwd=cwd, timeout=timeout)
         report = None
         if result.stdout.strip():
             try:
@@ -367,9 +357,10 @@ class Server:
 
 def _step(argv: list[str]) -> str:
     """The step a command is, for messages: the switcher's command or the bootstrap's."""
-    switcher = switcher_argv("", "", "")[:4]
-    if argv[:4] == switcher and len(argv) > 4:
-        return argv[4]
+    if argv[:1] == ["python3"] and "-m" in argv:
+        at = argv.index("-m")
+        if argv[at + 1 : at + 2] == ["activate"] and len(argv) > at + 2:
+            return argv[at + 2]
     if argv[:2] == ["python3", "-c"] and len(argv) > 3:
         return argv[3]
     return argv[0] if argv else "?"

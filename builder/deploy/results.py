@@ -38,12 +38,15 @@ class SwitchResult:
     bytes_sent: int
     built: bool | None = None  # `switch`: whether the build made a new generation
     push: PushReport | None = None  # `switch`: its push
+    channels: int | None = None  # `switch`: remote commands started, the confirmation's too
 
     def to_json(self) -> dict[str, Any]:
         out = {"action": self.action.value, "host": self.host, **self.reply.to_json()}
         out["bytes_sent"] = self.bytes_sent
         if self.push is not None:
             out.update(action=self.action.value, built=self.built, push=self.push.to_json())
+        if self.channels is not None:
+            out["channels"] = self.channels
         return out
 
 

@@ -57,6 +57,20 @@ def hung(target: Target, *words: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def stopped_at_call(target: Target, command: str) -> Iterator[None]:
+    """The deploy's one remote Python stops itself (SIGSTOP) when it is asked to run the
+    switcher's `command` (activate/inprocess.py): a step that was accepted and never answers."""
+    target.write_file(FAULT, f"call-{command}:stop\n")
+    try:
+        yield
+    finally:
+        target.ssh(
+            f"rm -f {FAULT}; ps -eo pid=,stat=,args= | "
+            'awk \'$2 ~ /^T/ && $3 == "python3" && $4 == "-c" {print $1}\' | xargs -r kill -9'
+        )
+
+
+@contextlib.contextmanager
 def silent_network(target: Target) -> Iterator[None]:
     """Every packet to and from the server's sshd dropped inside its network namespace (the
     server's own nft, run from here in its netns: nothing can reach it to undo the rule)."""
@@ -193,7 +207,7 @@ def test_a_fleet_reports_the_healthy_host_while_one_hangs(
 
     # a switch: the hung host fails by its activation deadline, the other one switches
     p.edit("web1.toml", 'message = "first"', 'message = "second"')
-    with hung(p.target, "activate", "activate", "--detach"):
+    with stopped_at_call(p.target, "activate"):
         result, seconds = timed(lambda: p.run("switch", "web1", "web2", timeout=240))
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()

@@ -165,10 +165,13 @@ def test_an_older_switcher_and_its_generations_work_with_this_builder(
     p.ok("build", "web1")
     second = p.json("push", "web1")
     assert second["switcher_sent"] and second["base"] == gen1.name
+    assert second["channels"] == 1  # its switcher serves the whole push in one session
     same_on_server(p, 2)
 
     # and an old generation is pushed the way its own switcher reads: the full manifest
     p.target.ssh(f"rm -rf {STATE}")
     again = p.json("push", "web1", "--generation", "1")
     assert again["base"] is None and again["objects_sent"] == again["objects_total"]
+    # a switcher that predates sessions: check, install, `have`, `receive`, a process each
+    assert again["channels"] == 4
     same_on_server(p, 1)

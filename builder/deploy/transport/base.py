@@ -1,4 +1,5 @@
-"""What every transport does: run one command on a server, streaming stdin, and close.
+"""What every transport does: run one command on a server, streaming stdin, and close; or
+start one and talk with it (a Channel: requests written and replies read as they come).
 
 A transport is the only thing push and activation know about a server. The SSH one
 (paramiko) and the local one (subprocess, also for `--target DIR`) implement it.
@@ -66,6 +67,32 @@ class CommandResult:
         return lines[-1] if lines else f"exit code {self.rc} and no message"
 
 
+class Channel(Protocol):
+    """A command started with its stdin and stdout open, for a conversation with it.
+
+    `deadline` is a time.monotonic() value (None: no limit). Past it, DeadlineExceeded; a
+    connection that breaks, ConnectionLost. A command that stops reading or exits is not an
+    error here: writes stop quietly, reads come back short at its end, and finish() says how
+    it ended."""
+
+    bytes_sent: int  # every stdin byte written so far
+
+    def write(self, data: bytes, deadline: float | None) -> None: ...
+
+    def read_exactly(self, size: int, deadline: float | None) -> bytes:
+        """`size` bytes of stdout; fewer only when the command closed its output."""
+        ...
+
+    def finish(self, deadline: float | None) -> CommandResult:
+        """Close stdin and wait for the command to exit: its code, the stdout not read yet,
+        its stderr."""
+        ...
+
+    def close(self) -> None:
+        """Give up on the command (it is killed where the transport can); idempotent."""
+        ...
+
+
 @runtime_checkable
 class Transport(Protocol):
     """Runs commands on one server; one connection for its whole life."""
@@ -84,6 +111,13 @@ class Transport(Protocol):
         ConnectionLost that the connection broke, DeadlineExceeded that `timeout` seconds
         passed (counted from the start: opening the channel, stdin and output included).
         """
+        ...
+
+    def open(
+        self, argv: list[str], cwd: str | None = None, timeout: float | None = None
+    ) -> Channel:
+        """Start argv (quoted for the remote shell) and return its Channel; `timeout` bounds
+        only the start."""
         ...
 
     def check_command(self) -> str | None:

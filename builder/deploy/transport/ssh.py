@@ -27,12 +27,13 @@ from builder.deploy.transport.base import (
 from builder.deploy.transport.options import SshOptions
 from builder.deploy.transport.ssh_config import Endpoint, load_config, resolve
 from builder.deploy.transport.ssh_dial import CONNECT_ERRORS, Dialer, reason_of
-from builder.deploy.transport.streams import Worker, drain, feed
+from builder.deploy.transport.streams import CHUNK, Worker, drain, feed
 
 # paramiko logs every failure itself; our one-line TransportError already says it
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 WINDOW = 8 * 1024 * 1024  # a large receive window keeps big stdout flowing without stalls
+POLL = 0.2  # how often a waiting channel looks at its deadline and the connection
 
 
 class SshTransport(ClosingMixin):
@@ -79,6 +80,15 @@ class SshTransport(ClosingMixin):
         if chan.exit_status == -1 and not self.is_active():
             raise self._lost(command, EOFError("the connection closed"))
         return CommandResult(rc=chan.exit_status, stdout=stdout, stderr=stderr, bytes_sent=sent)
+
+    def open(
+        self, argv: list[str], cwd: str | None = None, timeout: float | None = None
+    ) -> SshChannel:
+        command = shlex.join(argv)
+        if cwd is not None:
+            command = f"cd {shlex.quote(cwd)} && {command}"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return SshChannel(self, self._start(command, deadline, timeout), command)
 
     def _start(
         self, command: str, deadline: float | None, timeout: float | None
@@ -162,6 +172,99 @@ class SshTransport(ClosingMixin):
 
     def __repr__(self) -> str:
         return f"<SshTransport {self.describe()}>"
+
+
+class SshChannel:
+    """One command's session channel; every wait is cut into POLL slices that look at the
+    deadline and at the connection, like SshTransport.run."""
+
+    def __init__(self, owner: SshTransport, chan: paramiko.Channel, command: str) -> None:
+        self._owner, self._chan, self._command = owner, chan, command
+        chan.settimeout(POLL)
+        self._err = Worker("ssh-stderr", lambda: _drain_stderr(chan))
+        self._stdin_open = True
+        self.bytes_sent = 0
+
+    def _check(self, deadline: float | None) -> None:
+        if not self._owner._alive():
+            self.close()
+            raise self._owner._lost(self._command, EOFError("the connection closed"))
+        if deadline is not None and time.monotonic() >= deadline:
+            self.close()
+            raise self._owner._late(self._command, 0.0)
+
+    def write(self, data: bytes, deadline: float | None) -> None:
+        view = memoryview(data)
+        while view and self._stdin_open:
+            self._check(deadline)
+            try:
+                n = self._chan.send(bytes(view[:CHUNK]))
+            except TimeoutError:  # no window: the command does not read yet
+                continue
+            except CONNECT_ERRORS as e:
+                self.close()
+                raise self._owner._lost(self._command, e) from None
+            if n == 0:  # it closed its stdin (exited): finish() tells how it ended
+                self._stdin_open = False
+                return
+            self.bytes_sent += n
+            view = view[n:]
+
+    def read_exactly(self, size: int, deadline: float | None) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < size:
+            try:
+                chunk = self._chan.recv(min(size - got, CHUNK))
+            except TimeoutError:
+                self._check(deadline)
+                continue
+            except CONNECT_ERRORS as e:
+                self.close()
+                raise self._owner._lost(self._command, e) from None
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def finish(self, deadline: float | None) -> CommandResult:
+        if self._stdin_open:
+            self._stdin_open = False
+            with contextlib.suppress(*CONNECT_ERRORS):
+                self._chan.shutdown_write()
+        rest = drain(lambda n: self.read_exactly(n, deadline))
+        while not self._chan.status_event.wait(POLL):
+            self._check(deadline)
+        stderr = self._err.result()
+        self.close()
+        if self._chan.exit_status == -1 and not self._owner.is_active():
+            raise self._owner._lost(self._command, EOFError("the connection closed"))
+        return CommandResult(self._chan.exit_status, rest, stderr, self.bytes_sent)
+
+    def close(self) -> None:
+        self._stdin_open = False
+        with contextlib.suppress(*CONNECT_ERRORS):
+            self._chan.close()
+
+
+def _drain_stderr(chan: paramiko.Channel) -> bytes:
+    """All of stderr until its end (or the channel closes); the channel's POLL timeout only
+    means nothing came yet."""
+    parts = []
+    while True:
+        try:
+            chunk = chan.recv_stderr(CHUNK)
+        except TimeoutError:
+            if chan.closed:
+                break
+            continue
+        except CONNECT_ERRORS:
+            break
+        if not chunk:
+            break
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def connect(

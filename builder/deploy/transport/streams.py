@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -56,6 +57,11 @@ def feed(stdin: Stdin, write: Callable[[bytes], object], finish: Callable[[], ob
         with contextlib.suppress(OSError):
             finish()
     return sent
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until a time.monotonic() deadline (0.0 once it passed; None: no deadline)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def drain(read: Callable[[int], bytes]) -> bytes:
