@@ -95,6 +95,8 @@ def add_host(p: DeployProject, name: str, target: Target) -> None:
     stack = (p.stacks / "web1.toml").read_text()
     stack = stack.replace('name = "web1"', f'name = "{name}"')
     stack = stack.replace('address = "web1-test"', f'address = "{name}-test"')
+    # the healthy host: a deadline no loaded machine reaches, so only the hung host fails
+    stack = stack.replace("command_timeout = 2", "command_timeout = 60")
     (p.stacks / f"{name}.toml").write_text(stack)
     key = p.home / f".ssh/id_{name}"
     shutil.copy(target.key_path, key)
@@ -191,15 +193,18 @@ def test_a_fleet_reports_the_healthy_host_while_one_hangs(
     p = clean_server
     healthy = target_factory()
     add_host(p, "web2", healthy)
+    # long enough for the healthy host to answer first on a loaded machine
+    p.edit("web1.toml", "command_timeout = 2", "command_timeout = 15")
     with hung(p.target, "-m", "status"):
         result, seconds = timed(lambda: p.run("status", "web1", "web2", timeout=120))
+    p.edit("web1.toml", "command_timeout = 15", "command_timeout = 2")
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     web2 = next(i for i, ln in enumerate(lines) if ln.startswith("web2: "))
     web1 = next(i for i, ln in enumerate(lines) if ln.startswith("web1: FAILED: "))
     assert web2 < web1, result.stdout  # the healthy host reported first, as soon as it was done
     assert "no generation is active" in lines[web2]
-    assert "no answer from the server for 2 s while reading its status (status)" in lines[web1]
+    assert "no answer from the server for 15 s while reading its status (status)" in lines[web1]
     table = {ln.split()[0]: ln.split() for ln in lines[web1 + 1 :] if ln.strip()}
     assert table["web1"][3] == "failed" and table["web2"][3] == "ok"
     assert result.stderr.strip() == "error: 1 of 2 hosts failed: web1"
