@@ -11,7 +11,7 @@ import attrs
 
 import activate
 from builder.base.errors import StackError
-from builder.bundle import manifest
+from builder.bundle import lockfile, manifest
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
 from builder.render.output import BundleFile
@@ -95,6 +95,8 @@ def render(paths: Paths, host: str) -> tuple[Any, Any]:
     index = StackIndex(paths.stacks_dir, paths.templates_dir)
     stack = load_stack(paths, host, index)
     raw = index.load(host)[1]
+    lock = lockfile.read_lock(paths.stacks_dir, host)
+    stack = lockfile.apply_lock(stack, lock, stack.host.lock)
     secrets = SecretBinding(paths.stacks_dir, host, stack.host.state_dir)
     rendered = render_stack(
         stack,

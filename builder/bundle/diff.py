@@ -23,14 +23,48 @@ class ImageChange:
 
     def line(self) -> str:
         if self.old and self.new:
-            old_repo, old_tag = split_ref(self.old)
-            new_repo, new_tag = split_ref(self.new)
-            if old_repo == new_repo:
-                return f"{self.service}: {old_tag} -> {new_tag}"
-            return f"{self.service}: {self.old} -> {self.new}"
+            old, new = parse_ref(self.old), parse_ref(self.new)
+            if old.repo != new.repo:
+                return f"{self.service}: {self.old} -> {self.new}"
+            return f"{self.service}: {_pin_change(old, new)}"
         if self.new:
             return f"{self.service}: added {self.new}"
         return f"{self.service}: removed {self.old}"
+
+
+@attrs.frozen
+class Ref:
+    """An image reference split: REPO[:TAG][@DIGEST]."""
+
+    repo: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_ref(ref: str) -> Ref:
+    name, _, digest = ref.partition("@")
+    repo, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:  # a registry port, not a tag
+        repo, tag = name, ""
+    return Ref(repo, tag or None, digest or None)
+
+
+def short(digest: str | None) -> str:
+    return f"{digest[:19]}…" if digest else "-"
+
+
+def _pin_change(old: Ref, new: Ref) -> str:
+    """What changed between two pins of one image: the tag, the digest, or both."""
+    if old.tag == new.tag:
+        if old.digest and new.digest:
+            return f"digest changed {short(old.digest)} -> {short(new.digest)}"
+        if new.digest:
+            return f"{new.tag or ''} locked at {short(new.digest)}".lstrip()
+        return f"{old.tag or ''} unlocked (was {short(old.digest)})".lstrip()
+    tags = f"{old.tag or short(old.digest)} -> {new.tag or short(new.digest)}"
+    if old.tag and new.tag and (old.digest or new.digest):
+        tags += f" (digest {short(old.digest)} -> {short(new.digest)})"
+    return tags
 
 
 @attrs.frozen
@@ -92,14 +126,6 @@ class Diff:
                 for f in self.files
             ],
         }
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    if "@" in ref:
-        repo, digest = ref.split("@", 1)
-        return repo, digest
-    repo, _, tag = ref.rpartition(":")
-    return repo, tag
 
 
 def diff_generations(

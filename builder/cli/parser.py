@@ -310,6 +310,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command(
+        "lock",
+        "lock:cmd_lock",
+        "resolve each image's tag to its registry digest into stacks/lock/HOST.json",
+        "bundle lock vps1",
+    )
+    p.add_argument("hosts", nargs="+", metavar="HOST", help="host names")
+
+    p = command(
+        "update",
+        "lock:cmd_update",
+        "raise image versions in the stack files and refresh the lock (exit 3: nothing to update)",
+        "bundle update vps1 --only nextcloud",
+    )
+    p.add_argument("hosts", nargs="+", metavar="HOST", help="host names")
+    p.add_argument("--major", action="store_true", help="also raise to a newer major version")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="only this service (repeatable)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+
+    p = command(
         "completion",
         "completion:cmd_completion",
         "print a shell completion script",

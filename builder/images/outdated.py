@@ -40,7 +40,23 @@ class Row:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {
+            **attrs.asdict(self),
+            "update": update_target(self, major=False),
+            "update_major": update_target(self, major=True),
+        }
+
+
+def update_target(row: Row, major: bool) -> str | None:
+    """The tag `bundle update` (with --major: across majors) raises this row's version to.
+
+    A moving tag and a digest-only pin are never raised: the lock follows them instead.
+    """
+    if row.error is not None or row.moving or row.pinned.startswith("@"):
+        return None
+    if major:
+        return row.newest if row.behind else None
+    return row.newest_in_major if row.behind_in_major else None
 
 
 def _row(
@@ -148,6 +164,13 @@ def format_table(rows: list[Row], with_host: bool) -> str:
     ]
     if any(r.behind for r in rows):
         out.append(f"{BEHIND} newer than the pinned version")
+    for r in rows:
+        who = r.service if not with_host else f"{r.host}/{r.service}"
+        target, across = update_target(r, major=False), update_target(r, major=True)
+        if target:
+            out.append(f"{who}: bundle update raises {r.pinned} -> {target}")
+        if across and across != target:
+            out.append(f"{who}: bundle update --major raises {r.pinned} -> {across}")
     for r in rows:
         if r.note and r.error is None:
             out.append(f"{r.service if not with_host else f'{r.host}/{r.service}'}: {r.note}")

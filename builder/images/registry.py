@@ -7,9 +7,12 @@
   registry host (quay.io, ghcr.io, registry.example.org:5000); otherwise the image is on
   Docker Hub (`docker.io`, asked at registry-1.docker.io), and a single name gets `library/`.
 * `GET /v2/REPO/tags/list?n=…`, following the `Link: <…>; rel="next"` pages.
-* Anonymous token flow: a 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` makes
-  the client fetch a token from the realm (without credentials) and ask again. Only public
-  images can be read; a registry that wants a login is reported as such.
+* Token flow: a 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` makes the client
+  fetch a token from the realm and ask again; a `Basic` challenge is answered directly. The
+  credentials are podman's (builder/images/auth.py: REGISTRY_AUTH_FILE, auth.json); without
+  one the token is anonymous, and a registry that wants a login is reported as such.
+* `digest(where, tag)`: the sha256 of the manifest the tag names, as `podman pull IMAGE@DIGEST`
+  verifies it: for a multi-arch image, the index (manifest list), never one platform's manifest.
 * HTTPS, except for registries named in BUNDLE_INSECURE_REGISTRIES (comma or space separated
   `host[:port]`), which are asked over plain HTTP.
 * BUNDLE_REGISTRY_MIRRORS (`name=address`, comma or space separated) sends the requests for a
@@ -23,6 +26,7 @@ up to MAX_BODY bytes, and a tag or token that is not one is refused, never print
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -30,7 +34,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.client import HTTPMessage
 from typing import IO, Any
 
@@ -38,6 +42,7 @@ import attrs
 
 from activate import strict_json
 from builder.base.errors import BundleError
+from builder.images.auth import Credential, credential_for
 from builder.stack.names import TAG
 
 DOCKER_HUB = "docker.io"
@@ -48,6 +53,13 @@ MAX_PAGES = 200
 TIMEOUT = 20.0
 USER_AGENT = "bundle-outdated (quadlet-bundle)"
 ACCEPT = "application/json"
+# what podman accepts for a tag, the index types first so a multi-arch tag gives its index
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
 MAX_BODY = 16 * 1024 * 1024  # a page of 1000 tags is under 150 KiB
 TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # it goes into an Authorization header as it is
 
@@ -150,10 +162,40 @@ def next_link(header: str | None) -> str | None:
 class RegistryClient:
     """Lists tags. Thread-safe enough for a small pool: each call makes its own requests."""
 
-    def __init__(self, timeout: float = TIMEOUT, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        timeout: float = TIMEOUT,
+        page_size: int = PAGE_SIZE,
+        credentials: Callable[[str, str], Credential | None] = credential_for,
+    ) -> None:
         self.timeout = timeout
         self.page_size = page_size
+        self.credentials = credentials
         self._tokens: dict[tuple[str, str, str], str] = {}
+
+    def digest(self, where: Location, tag: str) -> str:
+        """`sha256:…` of the manifest (or index) `tag` names: what `IMAGE@DIGEST` pulls."""
+        url = f"{where.base_url}/v2/{where.repository}/manifests/{urllib.parse.quote(tag)}"
+        accept = ", ".join(MANIFEST_TYPES)
+        status, headers, body = self._get(where, url, None, accept=accept)
+        if status == 401:
+            auth = self._authorization(where, headers.get("www-authenticate", ""))
+            status, headers, body = self._get(where, url, auth, accept=accept)
+            if status == 401:
+                raise RegistryProblem(self._refused(where))
+        if status == 404:
+            raise RegistryProblem(f"{where.registry} has no tag {tag} of {where.repository}")
+        self._check(where, status, body)
+        # the digest is of the bytes as served, which is what podman verifies after a pull
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def _refused(self, where: Location) -> str:
+        cred = self.credentials(where.registry, where.repository)
+        how = f"with the credentials in {cred.source}" if cred else "with an anonymous token"
+        return (
+            f"{where.registry} refused access to {where.repository} {how}: the repository "
+            f"does not exist or is private (podman login {where.registry})"
+        )
 
     def tags(self, where: Location) -> list[str]:
         """Every tag of the repository, in the registry's order (pages followed)."""
@@ -167,13 +209,10 @@ class RegistryClient:
             seen.add(url)
             status, headers, body = self._get(where, url, token)
             if status == 401:
-                token = self._token(where, headers.get("www-authenticate", ""))
+                token = self._authorization(where, headers.get("www-authenticate", ""))
                 status, headers, body = self._get(where, url, token)
                 if status == 401:
-                    raise RegistryProblem(
-                        f"{where.registry} refused access to {where.repository} even with an "
-                        "anonymous token: the repository does not exist or is private"
-                    )
+                    raise RegistryProblem(self._refused(where))
             if status == 400 and not tags and "n=" in url:
                 # distribution 3.1 refuses an `n` above its limit: ask for its own page size
                 url = url.split("?", 1)[0]
@@ -201,13 +240,21 @@ class RegistryClient:
             + (f": {detail}" if detail else "")
         )
 
-    def _token(self, where: Location, challenge: str) -> str:
+    def _authorization(self, where: Location, challenge: str) -> str:
+        """The `Authorization` header value that answers a 401's challenge."""
         scheme, params = parse_challenge(challenge)
+        cred = self.credentials(where.registry, where.repository)
+        if scheme == "basic" and cred is not None:
+            return f"Basic {cred.basic()}"
         if scheme != "bearer" or "realm" not in params:
             raise RegistryProblem(
                 f"{where.registry} wants a login for {where.repository} "
-                f"({_printable(challenge.split(' ', 1)[0][:40]) or 'no challenge'}); only public images can be checked"
+                f"({_printable(challenge.split(' ', 1)[0][:40]) or 'no challenge'}): "
+                f"podman login {where.registry}, or set REGISTRY_AUTH_FILE"
             )
+        return f"Bearer {self._token(where, params, cred)}"
+
+    def _token(self, where: Location, params: dict[str, str], cred: Credential | None) -> str:
         realm = params["realm"]
         service = params.get("service", "")
         scope = params.get("scope") or f"repository:{where.repository}:pull"
@@ -218,11 +265,13 @@ class RegistryClient:
             {k: v for k, v in (("service", service), ("scope", scope)) if v}
         )
         url = realm + ("&" if "?" in realm else "?") + query
-        status, _, body = self._get(where, url, None, what="token server")
+        basic = f"Basic {cred.basic()}" if cred else None
+        status, _, body = self._get(where, url, basic, what="token server")
         if status != 200:
+            whose = f"the credentials in {cred.source}" if cred else "an anonymous token"
             raise RegistryProblem(
                 f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc} "
-                f"refused an anonymous token for {where.repository} (HTTP {status})"
+                f"refused {whose} for {where.repository} (HTTP {status})"
             )
         server = f"{where.registry}: the token server {urllib.parse.urlsplit(realm).netloc}"
         try:
@@ -238,11 +287,16 @@ class RegistryClient:
         return token
 
     def _get(
-        self, where: Location, url: str, token: str | None, what: str = "registry"
+        self,
+        where: Location,
+        url: str,
+        authorization: str | None,
+        what: str = "registry",
+        accept: str = ACCEPT,
     ) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
+        if authorization:
+            headers["Authorization"] = authorization
         req = urllib.request.Request(url, headers=headers)
         host = urllib.parse.urlsplit(url).netloc
         label = where.registry if what == "registry" else f"{where.registry}: the {what} {host}"

@@ -32,6 +32,9 @@ from builder.stack.names import service_name, unit_file
 
 
 def image_ref(c: Container) -> str:
+    """IMAGE:TAG, IMAGE@DIGEST, or IMAGE:TAG@DIGEST (locked: podman pulls the digest)."""
+    if c.digest and c.version:
+        return f"{c.image}:{c.version}@{c.digest}"
     if c.digest:
         return f"{c.image}@{c.digest}"
     return f"{c.image}:{c.version}"

@@ -34,6 +34,8 @@ class Host:
     confirm_timeout: int = 30
     # seconds a look-up on the server may take; other steps scale from it (builder/deploy/deadlines.py)
     command_timeout: int = 30
+    # builds take each image's digest from stacks/lock/HOST.json and refuse one it lacks
+    lock: bool = False
 
     @property
     def boot_target(self) -> str:

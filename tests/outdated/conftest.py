@@ -2,7 +2,8 @@
 
 * `app_registry` (session): the `registry` fixture with `outdated/app` at APP_TAGS pushed.
 * `token_registry` (session): a second docker-registry over the same storage that wants an
-  anonymous bearer token (tests/outdated/tokenauth.py); `outdated/private` gets none.
+  bearer token (tests/outdated/tokenauth.py); `outdated/private` (pushed, 1.0.0) is granted
+  only to the login in LOGINS.
 * `stack_project` (function): an empty project; `.write_stack(host, images)` writes a stack.
 """
 
@@ -20,6 +21,8 @@ from tests.outdated.tokenauth import TokenRegistry
 APP = "outdated/app"
 APP_TAGS = ("1.2.0", "1.2.3", "1.3.0", "2.0.1", "2.1.0-rc1", "1.4.0-alpine")
 REGISTRY = "registry.test:5000"
+PRIVATE = "outdated/private"  # token_registry grants it only to a login in LOGINS
+LOGINS = {"alice": "correct horse"}
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +34,8 @@ def app_registry(registry: Registry) -> Registry:
 
 @pytest.fixture(scope="session")
 def token_registry(app_registry: Registry) -> Iterator[TokenRegistry]:
-    reg = TokenRegistry(app_registry.workdir / "storage", private={"outdated/private"})
+    app_registry.push_busybox(PRIVATE, "1.0.0")
+    reg = TokenRegistry(app_registry.workdir / "storage", private={PRIVATE}, logins=LOGINS)
     try:
         yield reg
     finally:

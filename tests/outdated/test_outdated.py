@@ -61,6 +61,9 @@ def test_outdated_shows_newest_in_major_and_newest(
     assert rows["app-alpine"] == [image, "1.4.0-alpine", "1.4.0-alpine", "1.4.0-alpine"]
     assert rows["app-new"] == [image, "2.0.1", "2.0.1", "2.0.1"]
     assert "* newer than the pinned version" in r.stdout
+    assert "app: bundle update raises 1.2.0 -> 1.3.0" in r.stdout.splitlines()
+    assert "app: bundle update --major raises 1.2.0 -> 2.0.1" in r.stdout.splitlines()
+    assert "app-new: bundle update" not in r.stdout
 
 
 def test_outdated_json(app_registry: Registry, stack_project: StackProject) -> None:
@@ -84,8 +87,11 @@ def test_outdated_json(app_registry: Registry, stack_project: StackProject) -> N
         "moving": False,
         "note": None,
         "error": None,
+        "update": "1.3.0",  # what `bundle update` raises it to
+        "update_major": "2.0.1",  # and `bundle update --major`
     }
     assert (rows[2]["behind"], rows[2]["newest"]) == (False, "2.0.1")
+    assert (rows[2]["update"], rows[3]["update"], rows[3]["update_major"]) == (None, None, None)
     # a digest has no tag to compare with; the newest plain release is shown as a hint
     assert rows[3]["pinned"] == f"@{digest}"
     assert (rows[3]["newest_in_major"], rows[3]["newest"]) == (None, "2.0.1")
@@ -214,8 +220,8 @@ def test_anonymous_token_flow(token_registry: TokenRegistry, stack_project: Stac
     assert rows["app"][1:] == ["1.2.0", "1.3.0 *", "2.0.1 *"]
     assert rows["app-alpine"][1:] == ["1.4.0-alpine"] * 3
     assert r.stderr.splitlines() == [
-        f"error: secret: {REGISTRY} refused access to outdated/private even with an anonymous "
-        "token: the repository does not exist or is private",
+        f"error: secret: {REGISTRY} refused access to outdated/private with an anonymous "
+        f"token: the repository does not exist or is private (podman login {REGISTRY})",
         "error: 1 of 2 images could not be checked",
     ]
     scopes = sorted(q["scope"] for q in token_registry.tokens.requests[before:])

@@ -53,9 +53,11 @@ def _free_port() -> int:
 
 
 class TokenServer:
-    """Issues anonymous pull tokens; records every request it gets."""
+    """Issues pull tokens; records every request it gets. A private repository is granted
+    only to a request with the Basic credentials of one of `logins` (user -> password)."""
 
-    def __init__(self, private: set[str]) -> None:
+    def __init__(self, private: set[str], logins: dict[str, str] | None = None) -> None:
+        self.logins = logins or {}
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bundle test token issuer")])
         now = datetime.datetime.now(datetime.UTC)
@@ -82,7 +84,8 @@ class TokenServer:
                 if url.path != "/token" or query.get("service") != SERVICE:
                     self.send_error(400)
                     return
-                body = json.dumps({"token": server.token(query.get("scope", ""))}).encode()
+                authed = server.logged_in(self.headers.get("Authorization", ""))
+                body = json.dumps({"token": server.token(query.get("scope", ""), authed)}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -100,11 +103,18 @@ class TokenServer:
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def token(self, scope: str) -> str:
+    def logged_in(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        user, _, password = base64.b64decode(value).decode().partition(":")
+        return bool(user) and self.logins.get(user) == password
+
+    def token(self, scope: str, authed: bool = False) -> str:
         access = []
         kind, _, rest = scope.partition(":")
         name, _, actions = rest.rpartition(":")
-        if kind == "repository" and name and name not in self.private:
+        if kind == "repository" and name and (authed or name not in self.private):
             access.append(
                 {
                     "type": "repository",
@@ -143,8 +153,10 @@ class TokenServer:
 class TokenRegistry:
     """docker-registry with token auth over `storage` (read-only), plus its token server."""
 
-    def __init__(self, storage: Path, private: set[str] | None = None) -> None:
-        self.tokens = TokenServer(private or set())
+    def __init__(
+        self, storage: Path, private: set[str] | None = None, logins: dict[str, str] | None = None
+    ) -> None:
+        self.tokens = TokenServer(private or set(), logins)
         self.workdir = Path(tempfile.mkdtemp(prefix="bundle-token-registry."))
         (self.workdir / "root.pem").write_bytes(self.tokens.cert_pem())
         self.process: subprocess.Popen[bytes] | None = None
