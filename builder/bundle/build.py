@@ -86,6 +86,7 @@ def load_stack(paths: Paths, host: str, index: Any = None) -> Any:
 
 def render(paths: Paths, host: str) -> tuple[Any, Any]:
     # start-up: as in load_stack, rendering is imported only when a build renders
+    from builder.render import podman_keys
     from builder.render.features import wireguard
     from builder.render.features.secrets import SecretBinding
     from builder.render.hosts import Hosts, StackIndex
@@ -106,6 +107,7 @@ def render(paths: Paths, host: str) -> tuple[Any, Any]:
         peers=wireguard.resolve_peers(stack, raw, index),
     )
     problems = [*rendered.problems, *secrets.problems(lambda: raw)]
+    problems += podman_keys.stack_problems(stack.host, rendered, raw)
     tunnel = stack.tunnel()
     if tunnel is not None and secrets.secrets() is not None:
         value = secrets.secrets().value(tunnel.private_key)  # type: ignore[union-attr]

@@ -36,6 +36,8 @@ class Host:
     command_timeout: int = 30
     # builds take each image's digest from stacks/lock/HOST.json and refuse one it lacks
     lock: bool = False
+    # MAJOR.MINOR of the server's podman: builds refuse quadlet keys it lacks (render/podman_keys.py)
+    podman: str | None = None
 
     @property
     def boot_target(self) -> str:
