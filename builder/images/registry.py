@@ -186,8 +186,7 @@ class RegistryClient:
         if status == 404:
             raise RegistryProblem(f"{where.registry} has no tag {tag} of {where.repository}")
         self._check(where, status, body)
-        # the digest is of the bytes as served, which is what podman verifies after a pull
-        return "sha256:" + hashlib.sha256(body).hexdigest()
+        return _manifest_digest(where, tag, headers, body)
 
     def _refused(self, where: Location) -> str:
         cred = self.credentials(where.registry, where.repository)
@@ -407,3 +406,21 @@ def _error_detail(body: bytes) -> str:
     except (strict_json.JsonRefused, AttributeError, TypeError):
         return ""
     return _printable(detail[:200])
+
+
+def _manifest_digest(where: Location, tag: str, headers: dict[str, str], body: bytes) -> str:
+    """The digest of a manifest answer, refused unless it is a manifest podman would pull."""
+    said = f"{where.registry} sent a manifest for {where.repository}:{tag}"
+    try:
+        doc = strict_json.loads(body, said, "")
+    except strict_json.JsonRefused as e:
+        raise RegistryProblem(e.message) from None
+    kind = doc.get("mediaType") or headers.get("content-type", "").split(";")[0].strip()
+    if doc.get("schemaVersion") != 2 or kind not in MANIFEST_TYPES:
+        raise RegistryProblem(f"{said} that is not an image manifest or index (schema 2)")
+    # the digest is of the bytes as served, which is what podman verifies after a pull
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    claimed = headers.get("docker-content-digest")
+    if claimed and claimed != digest:
+        raise RegistryProblem(f"{said} whose bytes do not match its Docker-Content-Digest")
+    return digest

@@ -4,6 +4,7 @@ builds, the diff a reviewer reads, `[host] lock = true`, and podman's quadlet re
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -12,12 +13,16 @@ from pathlib import Path
 import pytest
 
 from builder.images.auth import auth_files, credential_for
+from builder.images.registry import RegistryClient, RegistryProblem, locate
+from builder.testserver.registry import OCI_MANIFEST, _oci_arch
 from tests.harness import Registry
 from tests.outdated.conftest import APP, LOGINS, PRIVATE, REGISTRY, StackProject
+from tests.outdated.loopback import PlainHTTP
 from tests.outdated.test_outdated import mirror_env, reg_address
 from tests.outdated.tokenauth import TokenRegistry
 
 REPO = "locks/app"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE = f"{REGISTRY}/{REPO}"
 # no registry answers here: a build that asked one would fail
 OFFLINE = {
@@ -322,3 +327,58 @@ def test_update_refreshes_the_lock(app_registry: Registry, stack_project: StackP
     lock = json.loads((stack_project.stacks / "lock/up2.json").read_text())
     assert lock["images"]["app"] == {"image": f"{REGISTRY}/{APP}", "tag": "1.3.0", "digest": new}
     assert stack_project.run("build", "up2", env=OFFLINE).returncode == 0
+
+
+def test_a_multi_arch_tag_locks_to_its_index(
+    locks_registry: Registry, stack_project: StackProject
+) -> None:
+    """`podman pull IMAGE@DIGEST` of a multi-arch image wants the index, not one platform's."""
+    single = locks_registry.pushed[f"{REPO}:1.1.0"]
+    status, _, body = locks_registry._request(
+        "GET", f"/v2/{REPO}/manifests/{single.digest}", headers={"Accept": OCI_MANIFEST}
+    )
+    assert status == 200
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": single.digest,
+                    "size": len(body),
+                    "platform": {"architecture": _oci_arch(), "os": "linux"},
+                }
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    status, _, _ = locks_registry._request(
+        "PUT", f"/v2/{REPO}/manifests/1.1.0-multi", data=index, headers={"Content-Type": OCI_INDEX}
+    )
+    assert status == 201
+    write_host(stack_project, "lk7", "1.1.0-multi")
+    r = stack_project.run("lock", "lk7", env=mirror_env(reg_address(locks_registry)))
+    assert r.returncode == 0, r.stderr
+    lock = json.loads((stack_project.stacks / "lock/lk7.json").read_text())
+    assert lock["images"]["app"]["digest"] == "sha256:" + hashlib.sha256(index).hexdigest()
+    assert lock["images"]["app"]["digest"] != single.digest
+
+
+def test_an_answer_that_is_not_a_manifest_is_refused() -> None:
+    cases = [
+        (b"<html>login</html>", {}, "not valid JSON"),
+        (b'{"schemaVersion": 1, "name": "x"}', {}, "not an image manifest or index"),
+        (
+            json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode(),
+            {"docker-content-digest": "sha256:" + "0" * 64},
+            "do not match its Docker-Content-Digest",
+        ),
+    ]
+    for body, headers, said in cases:
+        with PlainHTTP(status=200, body=body, headers=headers) as server:
+            where = locate(f"{REGISTRY}/{REPO}", {REGISTRY: f"http://{server.address}"}, set())
+            with pytest.raises(RegistryProblem) as e:
+                RegistryClient().digest(where, "1.0.0")
+        assert str(e.value).startswith(f"{REGISTRY} sent a manifest for {REPO}:1.0.0"), e.value
+        assert said in str(e.value)
