@@ -136,7 +136,7 @@ def run_update(
         if (r.file, r.key) in done:  # a shared file read by several hosts: changed once
             continue
         done.add((r.file, r.key))
-        before = texts[r.file][0] if r.file in texts else r.file.read_text(encoding="utf-8")
+        before = texts[r.file][0] if r.file in texts else r.file.read_bytes().decode("utf-8")
         after = texts[r.file][1] if r.file in texts else before
         shown = _display(r.file, paths.stacks_dir)
         texts[r.file] = (before, set_version(after, r.key, r.old, r.new, shown))

@@ -382,3 +382,14 @@ def test_an_answer_that_is_not_a_manifest_is_refused() -> None:
                 RegistryClient().digest(where, "1.0.0")
         assert str(e.value).startswith(f"{REGISTRY} sent a manifest for {REPO}:1.0.0"), e.value
         assert said in str(e.value)
+
+
+def test_update_keeps_windows_line_ends(
+    app_registry: Registry, stack_project: StackProject
+) -> None:
+    text = COMMENTED.format(image=f"{REGISTRY}/{APP}").replace("up1", "up3").replace("\n", "\r\n")
+    path = stack_project.write("up3.toml", "")
+    path.write_bytes(text.encode())
+    r = stack_project.run("update", "up3", env=mirror_env(reg_address(app_registry)))
+    assert r.returncode == 0, r.stderr
+    assert path.read_bytes() == text.replace("'1.2.0'", "'1.3.0'").encode()
