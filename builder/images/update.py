@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from builder.base.errors import InputError
+from builder.bundle.build import load_stack
 from builder.bundle.lockfile import lock_path, write_lock
 from builder.images.lock import relock
 from builder.images.outdated import check_hosts, update_target
@@ -182,7 +183,4 @@ def run_update(
 def _has_lock(paths: Any, host: str) -> bool:
     if lock_path(paths.stacks_dir, host).is_file():
         return True
-    # start-up: as in plan, the structured stack only for this command
-    from builder.bundle.build import load_stack
-
     return bool(load_stack(paths, host).host.lock)
