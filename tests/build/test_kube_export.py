@@ -267,3 +267,31 @@ def test_bad_options_and_foreign_folders(project: Project) -> None:
     r = project.run("export", "nosuchhost", "--kube")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     shutil.rmtree(mine)
+
+
+def test_a_volume_and_a_config_file_that_become_one_volume_are_refused(project: Project) -> None:
+    project.write("templates/web/data", "x\n")
+    project.write(
+        "web1.toml",
+        '[host]\nname = "web1"\naddress = "a"\n\n[volumes.web-data]\n\n'
+        '[containers.web]\nimage = "docker.io/library/nginx"\nversion = "1.27.3"\n'
+        'volumes = ["web-data:/data"]\n'
+        'configs = [{ source = "web/data", path = "data", mount = "/etc/data" }]\n',
+    )
+    r = project.run("export", "web1", "--kube")
+    assert r.returncode == 2, r.stdout
+    assert "both become the volume of web 'web-data'" in r.stderr
+    assert not (project.root / "export").exists()
+
+
+def test_health_commands_in_each_of_podmans_forms() -> None:
+    from builder.render.kube.workload import health_command
+
+    assert health_command("curl -f http://x/") == ["/bin/sh", "-c", "curl -f http://x/"]
+    assert health_command('["CMD", "curl", "-f", "http://x/"]') == ["curl", "-f", "http://x/"]
+    assert health_command('["CMD-SHELL", "curl -f http://x/ || exit 1"]') == [
+        "/bin/sh",
+        "-c",
+        "curl -f http://x/ || exit 1",
+    ]
+    assert health_command("[ -f /ready ]") == ["/bin/sh", "-c", "[ -f /ready ]"]

@@ -70,7 +70,6 @@ def render_kube(stack: Stack, rendered: Rendered, ingress_class: str = "traefik"
     host.scripts(sink, stack, rendered.files)
     host.host_notes(sink, stack, on_host)
     problems += collisions(sink.origins)
-    problems += collisions(("Secret", k, v) for k, v in sorted(sink.secrets.items()))
     return _files(sink, tuple(problems))
 
 

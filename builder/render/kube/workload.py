@@ -40,7 +40,7 @@ def workload(
 ) -> None:
     """Add the workload of pod (or lone container) `name` and its ConfigMaps to `sink`."""
     where = f"pods.{name}" if pod is not None else f"containers.{name}"
-    w = _Pod(sink, stack, files)
+    w = _Pod(sink, stack, files, label(name))
     containers = [w.container(cname, c, images[cname]) for cname, c in members]
     wl = label(name)
     labels = {"app.kubernetes.io/name": wl}
@@ -75,17 +75,24 @@ def workload(
 
 
 class _Pod:
-    def __init__(self, sink: Sink, stack: Stack, files: dict[str, BundleFile]) -> None:
+    def __init__(self, sink: Sink, stack: Stack, files: dict[str, BundleFile], pod: str) -> None:
         self.sink = sink
+        self.pod = pod
         self.stack = stack
         self.files = files
         self.volumes: dict[str, Obj] = {}
         self.claims: set[str] = set()
         self.annotations: dict[str, str] = {}
 
+    def put(self, name: str, entry: Obj, origin: str) -> None:
+        """A volume of the Pod; two sources that name one volume are a collision."""
+        self.volumes[name] = entry
+        self.sink.origins.append((f"volume of {self.pod}", name, origin))
+
     def container(self, name: str, c: Container, image: str) -> Obj:
         at = f"containers.{name}"
         spec: Obj = {"name": label(name), "image": image}
+        self.sink.origins.append((f"container of {self.pod}", spec["name"], at))
         if c.entrypoint:
             ep = c.entrypoint
             spec["command"] = json.loads(ep) if ep.startswith("[") else [ep]
@@ -102,13 +109,9 @@ class _Pod:
             target = s.file or s.name
             target = target if target.startswith("/") else f"/run/secrets/{target}"
             vol = label("secret", secret)
-            self.volumes[vol] = {
-                "name": vol,
-                "secret": {
-                    "secretName": secret,
-                    "items": [{"key": SECRET_KEY, "path": SECRET_KEY}],
-                },
-            }
+            items = [{"key": SECRET_KEY, "path": SECRET_KEY}]
+            entry = {"name": vol, "secret": {"secretName": secret, "items": items}}
+            self.put(vol, entry, f"secrets.{s.name}")
             mounts.append(
                 {"name": vol, "mountPath": target, "subPath": SECRET_KEY, "readOnly": True}
             )
@@ -212,6 +215,7 @@ class _Pod:
     def secret(self, name: str) -> str:
         k8s = label(name)
         self.sink.secrets[k8s] = name
+        self.sink.origins.append(("Secret", k8s, f"secret {name}"))
         return k8s
 
     def volume(self, at: str, spec: str) -> Obj | None:
@@ -227,7 +231,8 @@ class _Pod:
             return None
         claim = label(source)
         self.claims.add(claim)
-        self.volumes[claim] = {"name": claim, "persistentVolumeClaim": {"claimName": claim}}
+        entry = {"name": claim, "persistentVolumeClaim": {"claimName": claim}}
+        self.put(claim, entry, f"volumes.{source}")
         mount: Obj = {"name": claim, "mountPath": dest}
         for o in options:
             if o == "ro":
@@ -244,9 +249,10 @@ class _Pod:
         item = {"key": k, "path": k, "mode": int(mode, 8)}
         if MARKER_RE.search(data):
             self.sink.secret_files[name] = (k, data, at)
-            self.volumes[name] = {"name": name, "secret": {"secretName": name, "items": [item]}}
+            self.put(name, {"name": name, "secret": {"secretName": name, "items": [item]}}, at)
+            self.sink.origins.append(("Secret", name, at))
         else:
-            self.volumes[name] = {"name": name, "configMap": {"name": name, "items": [item]}}
+            self.put(name, {"name": name, "configMap": {"name": name, "items": [item]}}, at)
             try:
                 body: Obj = {"data": {k: data.decode()}}
             except UnicodeDecodeError:
@@ -261,12 +267,28 @@ class _Pod:
             return None
         # podman marks the container unhealthy, it does not restart it: a readiness probe
         return {
-            "exec": {"command": ["/bin/sh", "-c", h.cmd]},
+            "exec": {"command": health_command(h.cmd)},
             "periodSeconds": period,
             "timeoutSeconds": max(1, _seconds(h.timeout)),
             "failureThreshold": h.retries,
             "initialDelaySeconds": _seconds(h.start_period),
         }
+
+
+def health_command(cmd: str) -> list[str]:
+    """podman's HealthCmd: a JSON array (["CMD", ...] runs as is, ["CMD-SHELL", "..."] in a
+    shell), else a shell command line."""
+    if cmd.lstrip().startswith("["):
+        try:
+            words = json.loads(cmd)
+        except ValueError:
+            words = None
+        if isinstance(words, list) and len(words) > 1 and all(isinstance(w, str) for w in words):
+            if words[0] == "CMD":
+                return list(words[1:])
+            if words[0] == "CMD-SHELL":
+                return ["/bin/sh", "-c", " ".join(words[1:])]
+    return ["/bin/sh", "-c", cmd]
 
 
 def _seconds(text: str) -> int:
