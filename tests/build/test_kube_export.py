@@ -295,3 +295,20 @@ def test_health_commands_in_each_of_podmans_forms() -> None:
         "curl -f http://x/ || exit 1",
     ]
     assert health_command("[ -f /ready ]") == ["/bin/sh", "-c", "[ -f /ready ]"]
+
+
+def test_a_config_file_too_big_for_a_configmap_is_refused(project: Project) -> None:
+    project.write("templates/web/big.bin", "x" * (1024 * 1024 + 1))
+    project.write(
+        "web1.toml",
+        '[host]\nname = "web1"\naddress = "a"\n\n'
+        '[containers.web]\nimage = "docker.io/library/nginx"\nversion = "1.27.3"\n'
+        'configs = [{ source = "web/big.bin", mount = "/srv/big.bin" }]\n',
+    )
+    r = project.run("export", "web1", "--kube")
+    assert r.returncode == 2, r.stdout
+    assert (
+        "containers.web.configs[0]: big.bin is 1048577 bytes; a ConfigMap or Secret holds at most 1 MiB"
+        in r.stderr
+    )
+    assert not (project.root / "export").exists()

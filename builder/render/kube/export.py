@@ -69,7 +69,7 @@ def render_kube(stack: Stack, rendered: Rendered, ingress_class: str = "traefik"
     network.ingresses(sink, stack, ports, ingress_class)
     host.scripts(sink, stack, rendered.files)
     host.host_notes(sink, stack, on_host)
-    problems += collisions(sink.origins)
+    problems += sink.problems + collisions(sink.origins)
     return _files(sink, tuple(problems))
 
 

@@ -18,6 +18,7 @@ class Sink:
         self.objects: list[Obj] = []
         self.origins: list[tuple[str, str, str]] = []  # (kind, name, stack key) for collisions
         self.notes: list[Note] = []
+        self.problems: list[str] = []  # what Kubernetes would refuse: the export fails
         self.secrets: dict[str, str] = {}  # k8s Secret name -> stack secret name
         # k8s Secret name -> (its key, the file with @@bundle-secret markers, the stack key)
         self.secret_files: dict[str, tuple[str, bytes, str]] = {}

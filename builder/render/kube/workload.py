@@ -26,6 +26,7 @@ _USER = re.compile(r"([0-9]+)(?::([0-9]+))?")
 _QUALIFIED = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
+CONFIG_MAX = 1024 * 1024 - 4096  # Kubernetes' 1 MiB per object, less its metadata
 SECRET_KEY = "value"  # the key of each Secret a container uses: `--from-literal=value=...`
 
 
@@ -246,6 +247,11 @@ class _Pod:
         data = self.files[f"files/{service}/{path}"].data
         name = label(service, path)
         k = key(path)
+        if len(data) > CONFIG_MAX:
+            self.sink.problems.append(
+                f"{at}: {path} is {len(data)} bytes; a ConfigMap or Secret holds at most 1 MiB: "
+                "put the file in the image or on a volume"
+            )
         item = {"key": k, "path": k, "mode": int(mode, 8)}
         if MARKER_RE.search(data):
             self.sink.secret_files[name] = (k, data, at)
