@@ -18,6 +18,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.quiet:
         return 0
     count = sum(result.kinds.values())
+    out = _shown(out)
     print(f"{args.host}: exported {plural(count, 'object')} to {out} (kubectl apply -k {out})")
     if result.secrets:
         print(f"  secrets to create first (names only, see {out}/README.md):")
@@ -27,3 +28,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         for n in result.notes:
             print(f"    {n.where}: {n.what}; instead: {n.instead}")
     return 0
+
+
+def _shown(path: Path) -> Path:
+    """The folder as the user would type it: relative to here when it is below here."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path

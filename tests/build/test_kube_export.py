@@ -178,6 +178,8 @@ def test_secret_values_never_reach_the_export(tmp_path: Path) -> None:
         "readOnly": True,
     }
     assert mount in web["containers"][0]["volumeMounts"]
+    # the secrets and the secret config file, by name, as the Secrets to create first
+    assert "    api-token, db-password, tls-key, web-app-conf\n" in r.stdout
     readme = files["README.md"].decode()
     assert (
         "create secret generic web-app-conf --from-file=app.conf=secret-files/web-app-conf/app.conf"

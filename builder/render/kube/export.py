@@ -29,7 +29,7 @@ class KubeExport:
     files: dict[str, bytes]  # path in the output folder -> bytes, sorted
     kinds: dict[str, int]  # objects written, by kind
     notes: tuple[Note, ...]
-    secrets: tuple[str, ...]  # the Secrets to create before applying (names only)
+    secrets: tuple[str, ...]  # the Secrets to create before applying, config files' too
     namespace: str
     problems: tuple[str, ...]
 
@@ -92,6 +92,7 @@ def _files(sink: Sink, problems: tuple[str, ...]) -> KubeExport:
     notes = tuple(sorted(set(sink.notes), key=lambda n: (n.where, n.what)))
     secrets = tuple(sorted(sink.secrets))
     files["README.md"] = readme(sink, notes, secrets, dict(sorted(kinds.items()))).encode()
+    secrets = tuple(sorted({*sink.secrets, *sink.secret_files}))
     files.update(secret_files)
     return KubeExport(
         dict(sorted(files.items())),
