@@ -4,6 +4,7 @@ translate is listed; secrets stay names."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,42 @@ def objects(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # DNS-1035: Services, volumes, ports
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def api_rules(obj: dict[str, Any]) -> list[str]:
+    """What the API server checks beyond the schema: the form of names and label values."""
+    bad = []
+    meta = obj["metadata"]
+    if not _LABEL.fullmatch(meta["name"]) and not (
+        obj["kind"] in ("ConfigMap", "Secret") and _SUBDOMAIN.fullmatch(meta["name"])
+    ):
+        bad.append(f"name {meta['name']!r}")
+    for value in meta.get("labels", {}).values():
+        if not _LABEL_VALUE.fullmatch(value):
+            bad.append(f"label value {value!r}")
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                named = path.endswith(("containers", "volumes", "volumeMounts", "ports"))
+                if named and k == "name" and not _LABEL.fullmatch(str(v)):
+                    bad.append(f"{path}.name {v!r}")
+                if k in ("labels", "matchLabels") and isinstance(v, dict):
+                    bad.extend(
+                        f"label value {x!r}" for x in v.values() if not _LABEL_VALUE.fullmatch(x)
+                    )
+                walk(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    walk(obj.get("spec", {}), "spec")
+    return bad
+
+
 def tree(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
@@ -57,6 +94,7 @@ def test_every_shipped_stack_exports_and_validates_strictly(project: Project, ho
         except kubernetes_validate.ValidationError as e:
             path = ".".join(str(p) for p in e.path)
             pytest.fail(f"{host}/{name}: {path}: {e.message}")
+        assert api_rules(obj) == [], name
         assert name == f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
         assert obj["metadata"].get("namespace", host) == host
 

@@ -20,7 +20,7 @@ from builder.cli import main
 from tests.build import stack_strategies
 from tests.build.stack_strategies import make_templates
 from tests.build.test_hostile_stacks import SETTINGS, STACK, toml_document
-from tests.build.test_kube_export import K3S_KUBERNETES
+from tests.build.test_kube_export import K3S_KUBERNETES, api_rules
 
 
 def export_outcome(doc: dict[str, Any]) -> str:
@@ -47,6 +47,7 @@ def export_outcome(doc: dict[str, Any]) -> str:
                 path = ".".join(str(p) for p in e.path)
                 stack = toml_document(doc).decode()
                 raise AssertionError(f"{name}: {path}: {e.message}\n{stack}") from e
+            assert api_rules(obj) == [], f"{name}\n{toml_document(doc).decode()}"
         return "exported"
     finally:
         shutil.rmtree(root)

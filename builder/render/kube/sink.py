@@ -30,7 +30,7 @@ class Sink:
         return {
             "name": name,
             "namespace": self.namespace,
-            "labels": {**MANAGED, "app.kubernetes.io/part-of": self.host, **(labels or {})},
+            "labels": {**MANAGED, "app.kubernetes.io/part-of": self.namespace, **(labels or {})},
         }
 
     def add(self, api: str, kind: str, name: str, origin: str, body: Obj, **meta: Any) -> Obj:

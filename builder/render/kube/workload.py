@@ -46,7 +46,7 @@ def workload(
     wl = label(name)
     labels = {"app.kubernetes.io/name": wl}
     template: Obj = {
-        "metadata": {"labels": {**labels, "app.kubernetes.io/part-of": sink.host}},
+        "metadata": {"labels": {**labels, "app.kubernetes.io/part-of": sink.namespace}},
         "spec": {
             "containers": containers,
             # no NAME_PORT variables for every Service: the containers see what podman gave them
