@@ -352,3 +352,14 @@ def test_a_config_file_too_big_for_a_configmap_is_refused(project: Project) -> N
         in r.stderr
     )
     assert not (project.root / "export").exists()
+
+
+def test_a_route_to_a_name_dns_cannot_hold_is_listed(project: Project) -> None:
+    project.edit("vps1.toml", 'subdomain = "notes"', 'subdomain = "Notes Here"')
+    r = export(project, "vps1")
+    assert (
+        "    vars.routes.hedgedoc: 'Notes Here.example.org' is not a DNS name; instead: write its Ingress by hand"
+        in r.stdout
+    )
+    assert not (project.root / "export/vps1/ingress-hedgedoc.yaml").exists()
+    assert (project.root / "export/vps1/ingress-nextcloud.yaml").exists()

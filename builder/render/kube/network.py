@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from builder.render.kube.names import label
@@ -11,6 +12,9 @@ from builder.stack.ports import PublishedPort, parse_port
 
 LOOPBACK = ("127.0.0.1", "[::1]")
 WILDCARD = ("0.0.0.0", "[::]")
+_HOST = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*"
+)
 VOLUME_SIZE = "1Gi"  # podman volumes have no size; a claim must ask for one
 
 
@@ -98,6 +102,9 @@ def ingresses(sink: Sink, stack: Stack, ports: dict[int, str], ingress_class: st
             )
             continue
         host = f"{route.get('subdomain')}.{domain}" if route.get("subdomain") else str(domain)
+        if not _HOST.fullmatch(host):
+            sink.note(where, f"{host!r} is not a DNS name", "write its Ingress by hand")
+            continue
         backend = {"service": {"name": service, "port": {"number": port}}}
         rule = {
             "host": host,
