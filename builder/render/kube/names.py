@@ -47,10 +47,14 @@ def key(text: str) -> str:
 def collisions(names: Iterable[tuple[str, str, str]]) -> list[str]:
     """(kind, k8s name, what it came from): a line for each name two sources share."""
     seen: dict[tuple[str, str], str] = {}
+    told: set[frozenset[str]] = set()  # one line per pair, however many objects they share
     out = []
-    for kind, name, origin in names:
+    # objects (Deployment, Secret) before their parts (a container of, a volume of): the
+    # clearer line of a pair is the one told
+    for kind, name, origin in sorted(names, key=lambda n: n[0][:1].islower()):
         first = seen.setdefault((kind, name), origin)
-        if first != origin:
+        if first != origin and frozenset((first, origin)) not in told:
+            told.add(frozenset((first, origin)))
             out.append(
                 f"{origin} and {first} both become the {kind} {name!r} in Kubernetes "
                 "(names are lower-case, '_' becomes '-'): rename one of them"
