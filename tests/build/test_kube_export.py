@@ -362,3 +362,27 @@ def test_a_route_to_a_name_dns_cannot_hold_is_listed(project: Project) -> None:
     )
     assert not (project.root / "export/vps1/ingress-hedgedoc.yaml").exists()
     assert (project.root / "export/vps1/ingress-nextcloud.yaml").exists()
+
+
+@pytest.mark.parametrize("host", ["vps1", "vps2"])
+def test_configmaps_hold_the_builds_rendered_files_byte_for_byte(
+    project: Project, host: str
+) -> None:
+    from builder.render.kube.names import key, label
+
+    build = project.run("build", host)
+    assert build.returncode == 0, build.stderr
+    generation = next(p for p in (project.bundles / host).iterdir() if p.is_dir())
+    export(project, host)
+    found = objects(project.root / "export" / host)
+    compared = 0
+    for path in sorted((generation / "files").rglob("*")):
+        if not path.is_file():
+            continue
+        service, rel = path.relative_to(generation / "files").as_posix().split("/", 1)
+        cm = found.get(f"configmap-{label(service, rel)}.yaml")
+        if cm is not None:
+            assert cm["data"][key(rel)].encode() == path.read_bytes(), rel
+            compared += 1
+    assert compared == sum(1 for f in found if f.startswith("configmap-"))
+    assert compared >= 2
