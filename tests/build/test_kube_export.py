@@ -386,3 +386,34 @@ def test_configmaps_hold_the_builds_rendered_files_byte_for_byte(
             compared += 1
     assert compared == sum(1 for f in found if f.startswith("configmap-"))
     assert compared >= 2
+
+
+PORTS_STACK = """\
+[host]
+name = "web1"
+address = "a"
+
+[containers.web]
+image = "docker.io/library/nginx"
+version = "1.27.3"
+ports = ["127.0.0.1:8080:80", "10.8.0.1:8080:{second}", "0.0.0.0:53:53/udp"]
+"""
+
+
+def test_a_port_published_on_two_addresses_is_one_service(project: Project) -> None:
+    project.write("web1.toml", PORTS_STACK.format(second=80))
+    r = export(project, "web1")
+    found = objects(project.root / "export" / "web1")
+    services = sorted(f for f in found if f.startswith("service-"))
+    assert services == ["service-web-53-udp.yaml", "service-web-8080.yaml"]
+    assert found["service-web-8080.yaml"]["spec"]["type"] == "ClusterIP"
+    assert found["service-web-53-udp.yaml"]["spec"]["type"] == "LoadBalancer"
+    assert "    containers.web.ports[1]: 10.8.0.1:8080:80 listens on 10.8.0.1 only" in r.stdout
+    # the same host port to two container ports cannot be one Service
+    project.write("web1.toml", PORTS_STACK.format(second=81))
+    r = project.run("export", "web1", "--kube")
+    assert r.returncode == 2
+    assert (
+        "containers.web.ports[1] and containers.web.ports[0] both become the Service 'web-8080'"
+        in r.stderr
+    )

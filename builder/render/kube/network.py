@@ -19,40 +19,42 @@ VOLUME_SIZE = "1Gi"  # podman volumes have no size; a claim must ask for one
 
 
 def services(sink: Sink, workload: str, where: str, ports: tuple[str, ...]) -> dict[int, str]:
-    """A Service for each published port of a workload; returns host port -> Service name
-    (tcp), for the routes that name a host port."""
+    """A Service for each published port of a workload (one for a port published on several
+    addresses); returns host port -> Service name (tcp), for the routes that name a port."""
     found: dict[int, str] = {}
-    for text in ports:
+    by_port: dict[tuple[int, str], list[tuple[int, PublishedPort, str]]] = {}
+    for i, text in enumerate(ports):
         p = parse_port(text)
-        name = label(workload, str(p.host_port), "" if p.proto == "tcp" else p.proto)
+        by_port.setdefault((p.host_port, p.proto), []).append((i, p, text))
+    for (number, proto), published in sorted(by_port.items()):
+        name = label(workload, str(number), "" if proto == "tcp" else proto)
         spec: dict[str, Any] = {
             "selector": {"app.kubernetes.io/name": label(workload)},
-            "ports": [
-                {
-                    "name": p.proto,
-                    "port": p.host_port,
-                    "targetPort": p.container_port,
-                    "protocol": p.proto.upper(),
-                }
-            ],
+            "type": _service_type(sink, where, published),
         }
-        spec["type"] = _service_type(sink, where, p, text)
-        sink.add("v1", "Service", name, f"{where}.ports", {"spec": spec})
-        if p.proto == "tcp":
-            found[p.host_port] = name
+        # one host port to two container ports cannot be one Service: each is added, and the
+        # collision check refuses the pair
+        targets = {p.container_port for _, p, _ in published}
+        for i, p, _ in published if len(targets) > 1 else published[:1]:
+            port = {"name": proto, "port": number, "targetPort": p.container_port}
+            body = {"spec": {**spec, "ports": [{**port, "protocol": proto.upper()}]}}
+            sink.add("v1", "Service", name, f"{where}.ports[{i}]", body)
+        if proto == "tcp":
+            found[number] = name
     return found
 
 
-def _service_type(sink: Sink, where: str, p: PublishedPort, text: str) -> str:
-    if p.host_ip in WILDCARD:
+def _service_type(sink: Sink, where: str, published: list[tuple[int, PublishedPort, str]]) -> str:
+    if any(p.host_ip in WILDCARD for _, p, _ in published):
         return "LoadBalancer"  # published on every address: k3s' ServiceLB does the same
-    if p.host_ip not in LOOPBACK:
-        sink.note(
-            f"{where}.ports",
-            f"{text} listens on {p.host_ip} only (a tunnel or private address)",
-            "kept inside the cluster (ClusterIP): reach it through the VPN of the cluster, "
-            "`kubectl port-forward`, or a LoadBalancer restricted by loadBalancerSourceRanges",
-        )
+    for i, p, text in published:
+        if p.host_ip not in LOOPBACK:
+            sink.note(
+                f"{where}.ports[{i}]",
+                f"{text} listens on {p.host_ip} only (a tunnel or private address)",
+                "kept inside the cluster (ClusterIP): reach it through the VPN of the cluster, "
+                "`kubectl port-forward`, or a LoadBalancer restricted by loadBalancerSourceRanges",
+            )
     return "ClusterIP"
 
 
