@@ -417,3 +417,13 @@ def test_a_port_published_on_two_addresses_is_one_service(project: Project) -> N
         "containers.web.ports[1] and containers.web.ports[0] both become the Service 'web-8080'"
         in r.stderr
     )
+
+
+def test_no_object_replaces_another_whatever_made_them() -> None:
+    from builder.render.kube.export import _written_twice
+
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-80"}}
+    assert _written_twice([service, {**service, "kind": "ConfigMap"}]) == []
+    assert _written_twice([service, service]) == [
+        "the stack makes two Service objects named 'web-80': rename one"
+    ]

@@ -70,7 +70,20 @@ def render_kube(stack: Stack, rendered: Rendered, ingress_class: str = "traefik"
     host.scripts(sink, stack, rendered.files)
     host.host_notes(sink, stack, on_host)
     problems += sink.problems + collisions(sink.origins)
+    if not problems:  # a backstop: no object may replace another, whatever made them
+        problems += _written_twice(sink.objects)
     return _files(sink, tuple(problems))
+
+
+def _written_twice(objects: list[Obj]) -> list[str]:
+    seen: set[tuple[str, str]] = set()
+    twice = []
+    for obj in objects:
+        at = (obj["kind"], obj["metadata"]["name"])
+        if at in seen:
+            twice.append(f"the stack makes two {at[0]} objects named {at[1]!r}: rename one")
+        seen.add(at)
+    return twice
 
 
 def _files(sink: Sink, problems: tuple[str, ...]) -> KubeExport:
