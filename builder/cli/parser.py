@@ -301,6 +301,22 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing stack file")
 
     p = command(
+        "export",
+        "export:cmd_export",
+        "write a host's stack as Kubernetes manifests (k3s), listing what did not translate",
+        "bundle export vps1 --kube",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--kube", action="store_true", required=True, help="Kubernetes manifests")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: export/HOST)")
+    p.add_argument(
+        "--ingress-class",
+        default="traefik",
+        metavar="CLASS",
+        help="ingressClassName of the routes' Ingresses (default: traefik, k3s' own)",
+    )
+
+    p = command(
         "outdated",
         "outdated:cmd_outdated",
         "newer image versions in the registries: pinned, newest in the same major, newest",

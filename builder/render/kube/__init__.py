@@ -1,0 +1,1 @@
+"""The Kubernetes renderer: the same stack model, rendered as manifests (docs/kubernetes.md)."""
