@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 
 from builder.base.errors import InputError, Problem, StackError
+from builder.bundle import lockfile
 from builder.bundle.build import load_stack
 from builder.bundle.paths import Paths
 from builder.render.features import wireguard
@@ -34,6 +35,8 @@ def export_kube(paths: Paths, host: str, ingress_class: str) -> KubeExport:
     index = StackIndex(paths.stacks_dir, paths.templates_dir)
     stack = load_stack(paths, host, index)
     raw = index.load(host)[1]
+    # the images a build would run: the lock's digests, refused as a build refuses them
+    stack = lockfile.apply_lock(stack, lockfile.read_lock(paths.stacks_dir, host), stack.host.lock)
     rendered = render_stack(
         stack,
         TemplateRenderer(paths.templates_dir),

@@ -427,3 +427,36 @@ def test_no_object_replaces_another_whatever_made_them() -> None:
     assert _written_twice([service, service]) == [
         "the stack makes two Service objects named 'web-80': rename one"
     ]
+
+
+def test_the_export_runs_the_images_the_lock_names(project: Project) -> None:
+    import json
+
+    project.write(
+        "web1.toml",
+        '[host]\nname = "web1"\naddress = "web1.example.org"\n\n[containers.worker]\n'
+        'image = "registry.test:5000/bundle/web"\nversion = "1.0.0"\n',
+    )
+    locked = "b" * 64
+    lock = {
+        "format": 1,
+        "host": "web1",
+        "images": {
+            "worker": {
+                "digest": f"sha256:{locked}",
+                "image": "registry.test:5000/bundle/web",
+                "tag": "1.0.0",
+            }
+        },
+    }
+    (project.root / "stacks/lock").mkdir(exist_ok=True)
+    (project.root / "stacks/lock/web1.json").write_text(json.dumps(lock))
+    export(project, "web1")
+    found = objects(project.root / "export" / "web1")
+    images = {
+        c["name"]: c["image"]
+        for obj in found.values()
+        if obj["kind"] == "Deployment"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+    }
+    assert images["worker"] == f"registry.test:5000/bundle/web:1.0.0@sha256:{locked}"
