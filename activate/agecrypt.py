@@ -33,6 +33,7 @@ CHUNK = 64 * 1024
 VALUE_LIMIT = 512000  # podman's limit for a secret, and so for what a delivery decrypts
 # the largest file that can hold a VALUE_LIMIT secret, with room for many recipient stanzas
 DATA_LIMIT = 4 * VALUE_LIMIT
+MAX_STANZAS = 256  # each may cost an X25519 ladder: a header cannot make a push take minutes
 _ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
 _ARMOR_END = b"-----END AGE ENCRYPTED FILE-----"
 _ARG_RE = re.compile(rb"[\x21-\x7e]+")
@@ -279,6 +280,8 @@ def _header(data: bytes) -> tuple[list[Stanza], bytes, bytes, bytes]:
         args = line[3:].split(b" ")
         if not all(_ARG_RE.fullmatch(arg) for arg in args):
             raise AgeError("age header has a malformed stanza line")
+        if len(stanzas) == MAX_STANZAS:
+            raise AgeError(f"age header has more than {MAX_STANZAS} recipient stanzas")
         body, at = _stanza_body(data, end + 1)
         stanzas.append(Stanza(args[0].decode(), tuple(a.decode() for a in args[1:]), body))
 

@@ -121,6 +121,14 @@ def test_a_changed_mac_or_payload_is_refused(keys: Keys) -> None:
             decrypt(bytes(changed), [keys.host()])
 
 
+def test_a_header_with_too_many_stanzas_is_refused_before_any_key_work(keys: Keys) -> None:
+    data = keys.age(b"value", *to_host(keys))
+    intro, rest = data.split(b"\n", 1)
+    stanza = rest.split(b"\n--- ", 1)[0] + b"\n"
+    with pytest.raises(AgeError, match="more than 256 recipient stanzas"):
+        decrypt(intro + b"\n" + stanza * 257 + rest, [keys.host()])
+
+
 def test_a_file_cut_at_a_chunk_boundary_is_refused(keys: Keys) -> None:
     data = keys.age(bytes(2 * CHUNK), *to_host(keys))
     with pytest.raises(AgeError, match="cut short"):
