@@ -119,10 +119,10 @@ def ssh_ed25519_identity(private_key_text: str) -> Identity:
     blob = _openssh_blob(private_key_text)
     try:
         seed, public = _openssh_ed25519(blob)
+        x_public = ed25519_to_x25519_public(public)
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
         raise AgeError(f"not a readable OpenSSH ed25519 private key ({e})") from None
     scalar = ed25519_scalar(seed)
-    x_public = ed25519_to_x25519_public(public)
     if not hmac.compare_digest(x25519(scalar, X25519_BASE), x_public):
         raise AgeError("the OpenSSH ed25519 key's public half does not match its private half")
     ssh_key = _string(b"ssh-ed25519") + _string(public)
