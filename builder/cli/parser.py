@@ -433,4 +433,21 @@ def make_parser() -> argparse.ArgumentParser:
         "secrets:cmd_rekey",
         "encrypt with a new passphrase ($BUNDLE_NEW_PASSPHRASE or a prompt)",
     )
+    what = (
+        "import an Ansible Vault file's top-level variables as secrets (names listed, not values)"
+    )
+    p = inner.add_parser("import-vault", help=what, description=what)
+    add_common(p)
+    p.add_argument("file", metavar="FILE", help="a vaulted YAML file, or YAML with !vault values")
+    p.add_argument(
+        "--label",
+        metavar="HOST|shared",
+        help="the secrets file to write (default: from the path, host_vars/HOST or group_vars/all)",
+    )
+    p.add_argument(
+        "--vault-password-file",
+        metavar="FILE",
+        help="the vault password (default: $ANSIBLE_VAULT_PASSWORD_FILE, else a prompt)",
+    )
+    p.set_defaults(func="import_vault:cmd_import_vault")
     return parser
