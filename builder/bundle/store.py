@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ from activate.errors import BadInput
 from activate.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from builder.base.errors import InputError
 from builder.bundle import index
+from builder.bundle.uptodate import generation_dirs
 
-GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
 BUILD_LOG = "builds.jsonl"
 
 
@@ -67,14 +66,7 @@ class Store:
         self.dir = bundles_dir / host
 
     def generations(self) -> list[Generation]:
-        if not self.dir.is_dir():
-            return []
-        found = []
-        for entry in self.dir.iterdir():
-            m = GENERATION_DIR.fullmatch(entry.name)
-            if m and (entry / MANIFEST_NAME).is_file():
-                found.append(Generation(self.host, int(m.group(1)), m.group(2), entry))
-        return sorted(found, key=lambda g: g.number)
+        return [Generation(self.host, *built) for built in generation_dirs(self.dir)]
 
     def latest(self) -> Generation | None:
         gens = self.generations()
