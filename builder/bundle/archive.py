@@ -1,4 +1,6 @@
-"""Reproducible .tar.zst archives: sorted entries, mtime 0, uid/gid 0, fixed compression level."""
+"""Reproducible .tar.zst archives: sorted entries, mtime 0, uid/gid 0, fixed compression level.
+
+The tar stream is written by tarformat.py (the bytes tarfile writes); reading uses tarfile."""
 
 from __future__ import annotations
 
@@ -8,23 +10,15 @@ from pathlib import Path
 
 import zstandard
 
+from builder.bundle import tarformat
+
 LEVEL = 10
 
 
 def write_archive(dest: Path, files: dict[str, tuple[bytes, int]], top: str) -> int:
     """Write `files` (path -> (bytes, mode)) under folder `top`; return the archive size."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for path in sorted(files):
-            data, mode = files[path]
-            info = tarfile.TarInfo(f"{top}/{path}")
-            info.size = len(data)
-            info.mode = mode
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-    compressed = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True).compress(raw.getvalue())
+    raw = tarformat.stream((f"{top}/{path}", *files[path]) for path in sorted(files))
+    compressed = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True).compress(raw)
     dest.write_bytes(compressed)
     return len(compressed)
 

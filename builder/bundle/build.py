@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import attrs
 
-import activate
 from builder.base.errors import StackError
 from builder.bundle import lockfile, manifest
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
+from builder.bundle.uptodate import FINGERPRINT_FILE, current, input_fingerprint, switcher_dir
 from builder.render.output import BundleFile
-
-FINGERPRINT_FILE = ".inputs"
 
 
 @attrs.frozen
@@ -31,10 +27,6 @@ class BuildResult:
         return self.written if self.written is not None else self.generation.manifest()
 
 
-def switcher_dir() -> Path:
-    return Path(activate.__file__).parent
-
-
 def switcher_files() -> dict[str, tuple[bytes, int]]:
     root = switcher_dir()
     return {
@@ -42,22 +34,6 @@ def switcher_files() -> dict[str, tuple[bytes, int]]:
         for p in sorted(root.rglob("*.py"))
         if "__pycache__" not in p.parts
     }
-
-
-def input_fingerprint(paths: Paths, host: str) -> str:
-    """Hash of everything a build reads, so an unchanged tree skips the build entirely."""
-    h = hashlib.sha256(host.encode() + b"\0")
-    code = Path(__file__).resolve().parents[1]  # the whole builder package
-    sources = [
-        *(("stacks", p, paths.stacks_dir) for p in paths.stacks_dir.rglob("*")),
-        *(("builder", p, code) for p in code.rglob("*.py")),
-        *(("activate", p, switcher_dir()) for p in switcher_dir().rglob("*.py")),
-    ]
-    for label, path, base in sorted(sources, key=lambda s: (s[0], str(s[1]))):
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
-            h.update(f"{label}/{path.relative_to(base).as_posix()}\0".encode())
-            h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def load_stack(paths: Paths, host: str, index: Any = None) -> Any:
@@ -121,15 +97,17 @@ def check(paths: Paths, host: str) -> Any:
     return render(paths, host)
 
 
-def build(paths: Paths, host: str) -> BuildResult:
+def build(paths: Paths, host: str, fingerprint: str | None = None) -> BuildResult:
     store = Store(paths.bundles_dir, host)
-    fingerprint = input_fingerprint(paths, host)
+    if fingerprint is None:
+        fingerprint = input_fingerprint(paths.stacks_dir, host)
     marker = store.dir / FINGERPRINT_FILE
-    latest = store.latest()
-    if latest is not None and marker.is_file():
-        seen = marker.read_text().split()
-        if seen[:2] == [fingerprint, latest.name] and len(seen) == 3:
-            return BuildResult(latest, False, seen[2])
+    unchanged = current(paths.stacks_dir, paths.bundles_dir, host, fingerprint)
+    if unchanged is not None:
+        built = unchanged.generation
+        return BuildResult(
+            Generation(host, built.number, built.short, built.path), False, unchanged.bundle_hash
+        )
     # start-up: zstandard and tarfile only when a build writes an archive, not when up to date
     from builder.bundle import archive
 

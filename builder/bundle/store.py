@@ -6,10 +6,10 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from activate.errors import BadInput
 from activate.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from builder.base.errors import InputError
 from builder.bundle import index
+from builder.bundle.uptodate import generation_dirs
 
-GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
 BUILD_LOG = "builds.jsonl"
 
 
@@ -67,14 +67,7 @@ class Store:
         self.dir = bundles_dir / host
 
     def generations(self) -> list[Generation]:
-        if not self.dir.is_dir():
-            return []
-        found = []
-        for entry in self.dir.iterdir():
-            m = GENERATION_DIR.fullmatch(entry.name)
-            if m and (entry / MANIFEST_NAME).is_file():
-                found.append(Generation(self.host, int(m.group(1)), m.group(2), entry))
-        return sorted(found, key=lambda g: g.number)
+        return [Generation(self.host, *built) for built in generation_dirs(self.dir)]
 
     def latest(self) -> Generation | None:
         gens = self.generations()
@@ -123,16 +116,12 @@ class Store:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.dir))
         try:
             root = tmp / gen.name
-            made: set[Path] = set()  # each folder is created once, not once per file in it
-            for rel, (data, mode) in files.items():
-                dest = root / rel
-                if dest.parent not in made:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(dest.parent)
-                dest.write_bytes(data)
-                dest.chmod(mode)
             archive_tmp = tmp / (gen.name + ".tar.zst")
-            archive_writer(archive_tmp)
+            # the archive is compressed (zstd lets go of the GIL) while the files are written
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                archived = pool.submit(archive_writer, archive_tmp)
+                _write_files(root, files)
+                archived.result()
             # the archive lands first: a generation folder only exists with its archive beside it
             os.replace(archive_tmp, gen.archive)
             os.replace(root, gen.path)
@@ -154,3 +143,14 @@ class Store:
         gen.archive.unlink(missing_ok=True)
         shutil.rmtree(trash, ignore_errors=True)
         index.update(self.dir, [g.name for g in self.generations()])
+
+
+def _write_files(root: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    made: set[Path] = set()  # each folder is created once, not once per file in it
+    for rel, (data, mode) in files.items():
+        dest = root / rel
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
+        dest.write_bytes(data)
+        dest.chmod(mode)

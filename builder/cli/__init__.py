@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from builder.base.words import plural
-from builder.cli.parser import make_parser
+from builder.cli.parser import command_named, make_parser
 from builder.deploy import progress
 
 if TYPE_CHECKING:
@@ -51,8 +51,9 @@ def quieted(quiet: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = make_parser(only=command_named(words))
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

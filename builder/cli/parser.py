@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 EXAMPLES = """examples:
   bundle build vps1                 build stacks/vps1.toml into the next generation
@@ -105,7 +106,68 @@ def add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="say more", **d)
 
 
-def make_parser() -> argparse.ArgumentParser:
+# top-level options that take a value: the word after them is not the command
+VALUE_OPTIONS = ("--stacks", "--bundles")
+# commands that read the whole parser (the completion lists every command and flag)
+NEEDS_ALL = frozenset({"completion", "__complete"})
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command word of `argv`, or None when the top-level parser itself must answer."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help", "--version"):
+            return None
+        if word.startswith("--") and "=" not in word and len(word) > 2:
+            if any(option.startswith(word) for option in VALUE_OPTIONS):
+                next(words, None)  # argparse accepts `--stack DIR` for --stacks
+            continue
+        if word.startswith("-"):
+            continue
+        return None if word in NEEDS_ALL else word
+    return None
+
+
+class _Unbuilt:
+    """What stands in for a command that is not the one being run: everything it is told is
+    ignored, so the ~300 arguments of the other commands cost nothing at start-up."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ignore
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        pass
+
+    def _ignore(self, *args: Any, **kwargs: Any) -> _Unbuilt:
+        return self
+
+
+class _OnlyCommand:
+    """The subparsers of `bundle`, building only the command named `only` (all when None)."""
+
+    def __init__(self, action: Any, only: str | None) -> None:
+        self.action = action
+        self.only = only
+        self.built = False
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if self.only is not None and self.only not in (name, *kwargs.get("aliases", ())):
+            # typed as a parser so the calls on it stay checked; it accepts all of them
+            return cast(argparse.ArgumentParser, _Unbuilt())
+        self.built = True
+        return cast(argparse.ArgumentParser, self.action.add_parser(name, **kwargs))
+
+
+def make_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `only` just that command's arguments (the others are
+    left out; an unknown word builds them all, so the error can name the nearest command)."""
+    parser, sub = _make_parser(only)
+    if only is not None and not sub.built:
+        parser, sub = _make_parser(None)
+    return parser
+
+
+def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyCommand]:
     parser = Parser(
         prog="bundle",
         description="Build per-host TOML stacks into content-hashed bundles of podman quadlet units.",
@@ -114,7 +176,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_common(parser, top=True)
     parser.add_argument("--version", action=VersionAction)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = _OnlyCommand(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
 
     def command(name: str, func: str, help: str, example: str) -> argparse.ArgumentParser:
         p = sub.add_parser(
@@ -450,4 +512,4 @@ def make_parser() -> argparse.ArgumentParser:
         help="the vault password (default: $ANSIBLE_VAULT_PASSWORD_FILE, else a prompt)",
     )
     p.set_defaults(func="import_vault:cmd_import_vault")
-    return parser
+    return parser, sub

@@ -3,42 +3,89 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 from builder.base.words import plural
-from builder.bundle.build import build, check
-from builder.commands.common import emit_json, human_size, paths_from
-from builder.commands.secrets import build_note, unset_secrets
+from builder.bundle import uptodate
+from builder.commands.common import emit_json, human_size, paths_from, project_dirs
+
+
+def built_info(
+    host: str, stacks_dir: Path, bundles_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What `build` reports for one host, and the generation's manifest as JSON.
+
+    An up-to-date host is answered from the folder as it is (uptodate.py): no model, renderer
+    or archive writer is loaded for it. Anything else goes through the whole build.
+    """
+    fingerprint = uptodate.input_fingerprint(stacks_dir, host)
+    now = uptodate.current(stacks_dir, bundles_dir, host, fingerprint)
+    if now is not None:
+        gen = now.generation
+        archive = gen.path.with_name(gen.path.name + ".tar.zst")
+        try:
+            manifest = json.loads((gen.path / uptodate.MANIFEST_NAME).read_bytes())
+            size = archive.stat().st_size
+        except (OSError, ValueError):
+            manifest = None  # damaged by hand: the whole build below says what is wrong
+        if isinstance(manifest, dict) and isinstance(manifest.get("units"), dict):
+            info = {
+                "host": host,
+                "generation": gen.number,
+                "hash": now.bundle_hash,
+                "created": False,
+                "path": str(gen.path),
+                "archive": str(archive),
+                "archive_size": size,
+                "units": len(manifest["units"]),
+            }
+            return info, manifest
+    # start-up: the model, the renderer and the archive writer only when something is built
+    from builder.bundle.build import build
+
+    r = build(paths_from_dirs(stacks_dir, bundles_dir), host, fingerprint)
+    manifest = r.manifest()
+    info = {
+        "host": host,
+        "generation": r.generation.number,
+        "hash": r.bundle_hash,
+        "created": r.created,
+        "path": str(r.generation.path),
+        "archive": str(r.generation.archive),
+        "archive_size": r.generation.archive.stat().st_size,
+        "units": len(manifest["units"]),
+    }
+    return info, manifest
+
+
+def paths_from_dirs(stacks_dir: Path, bundles_dir: Path) -> Any:
+    # start-up: the model's types (attrs) only when something is built
+    from builder.bundle.paths import Paths
+
+    return Paths(stacks_dir, bundles_dir)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    paths = paths_from(args)
+    stacks_dir, bundles_dir = project_dirs(args)
     results = []
     for host in args.hosts:
-        r = build(paths, host)
-        manifest = r.manifest()
-        info = {
-            "host": host,
-            "generation": r.generation.number,
-            "hash": r.bundle_hash,
-            "created": r.created,
-            "path": str(r.generation.path),
-            "archive": str(r.generation.archive),
-            "archive_size": r.generation.archive.stat().st_size,
-            "units": len(manifest["units"]),
-        }
+        info, manifest = built_info(host, stacks_dir, bundles_dir)
         info["secrets_unset"] = unset_secrets(manifest)
         results.append(info)
         if args.json:
             continue
-        if r.created:
+        short = info["hash"][:12]
+        if info["created"]:
             print(
-                f"{host}: built generation {info['generation']} ({r.bundle_hash[:12]}), "
+                f"{host}: built generation {info['generation']} ({short}), "
                 f"{plural(info['units'], 'unit')}, archive {human_size(info['archive_size'])}"
             )
             if not args.quiet:
-                print(f"  {r.generation.path}")
+                print(f"  {info['path']}")
         elif not args.quiet:
-            print(f"{host} is up to date at generation {info['generation']} ({r.bundle_hash[:12]})")
+            print(f"{host} is up to date at generation {info['generation']} ({short})")
         note = build_note(host, manifest)
         if note and not args.quiet:
             print(note)
@@ -48,6 +95,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    # start-up: checking loads the model and the renderer; this module is also the quick build
+    from builder.bundle.build import check
+
     paths = paths_from(args)
     for host in args.hosts:
         _stack, rendered = check(paths, host)
@@ -57,3 +107,18 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"{plural(len(rendered.images), 'image')}"
             )
     return 0
+
+
+# here, not in commands/secrets.py: an up-to-date build loads no secrets code
+def unset_secrets(manifest: dict[str, Any]) -> list[str]:
+    return sorted(n for n, e in (manifest.get("secrets") or {}).items() if not e.get("fingerprint"))
+
+
+def build_note(host: str, manifest: dict[str, Any]) -> str | None:
+    unset = unset_secrets(manifest)
+    if not unset:
+        return None
+    return (
+        f"  {plural(len(unset), 'secret')} not set yet ({', '.join(unset)}): "
+        f"push and switch refuse until they are (bundle secrets set {host} NAME)"
+    )

@@ -9,9 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builder.base.errors import BundleError
-from builder.bundle.paths import Paths
-
 
 def find_project(start: Path) -> Path:
     """The nearest folder, from `start` upwards, that has a stacks/ folder."""
@@ -21,15 +18,26 @@ def find_project(start: Path) -> Path:
     return start
 
 
-def paths_from(args: argparse.Namespace) -> Any:
+def project_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The stacks folder (which must exist) and the bundles folder a command works on."""
     root = find_project(Path.cwd())
     stacks = Path(args.stacks or os.environ.get("BUNDLE_STACKS") or root / "stacks")
     bundles = Path(args.bundles or os.environ.get("BUNDLE_BUNDLES") or root / "bundles")
     if not stacks.is_dir():
+        # start-up: the errors' module (attrs) only when it is needed
+        from builder.base.errors import BundleError
+
         raise BundleError(
             f"{stacks}: no stacks folder here; run bundle in your project or pass --stacks DIR", 2
         )
-    return Paths(stacks, bundles)
+    return stacks, bundles
+
+
+def paths_from(args: argparse.Namespace) -> Any:
+    # start-up: the model's types (attrs) only for commands that use them
+    from builder.bundle.paths import Paths
+
+    return Paths(*project_dirs(args))
 
 
 def use_colour(stream: Any) -> bool:

@@ -22,8 +22,8 @@ from builder.deploy.deployer import (
     do_push,
     do_rollback,
     do_status,
-    do_switch,
     local_generation,
+    switch_host,
 )
 from builder.deploy.fleet import run_fleet, select_hosts, summary_table
 from builder.deploy.results import Pushed, StatusResult, SwitchResult
@@ -149,8 +149,8 @@ def _safety(args: argparse.Namespace) -> Safety:
 
 def cmd_switch(args: argparse.Namespace) -> int:
     def job(paths: Any, host: str) -> SwitchResult:
-        with connect(paths, host, _target_for(args, host), args.accept_new) as server:
-            return do_switch(paths, server, args.force, _safety(args))
+        target = _target_for(args, host)
+        return switch_host(paths, host, target, args.accept_new, args.force, _safety(args))
 
     return _for_hosts(args, job, lambda result: _print_switch(args, result, result.host))
 

@@ -17,10 +17,8 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from builder.base.errors import InputError
-from builder.base.words import plural
 from builder.commands.common import paths_from
 from builder.secrets.files import (
     SHARED,
@@ -271,20 +269,3 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     f.save(passphrase=new)
     print(f"{f.label}: {f.where} is encrypted with the new passphrase; fingerprints are unchanged")
     return 0
-
-
-# --- registration and the build's note ------------------------------------------------------
-
-
-def unset_secrets(manifest: dict[str, Any]) -> list[str]:
-    return sorted(n for n, e in (manifest.get("secrets") or {}).items() if not e.get("fingerprint"))
-
-
-def build_note(host: str, manifest: dict[str, Any]) -> str | None:
-    unset = unset_secrets(manifest)
-    if not unset:
-        return None
-    return (
-        f"  {plural(len(unset), 'secret')} not set yet ({', '.join(unset)}): "
-        f"push and switch refuse until they are (bundle secrets set {host} NAME)"
-    )

@@ -10,6 +10,7 @@ import posixpath
 import re
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +29,7 @@ from activate.protocol import (
 )
 from activate.safety import Safety
 from builder.base.errors import BundleError
-from builder.bundle.build import build, load_stack, switcher_files
+from builder.bundle.build import BuildResult, build, load_stack, switcher_files
 from builder.bundle.paths import Paths
 from builder.bundle.store import Generation, Store
 from builder.deploy.deadlines import Deadlines
@@ -256,10 +257,35 @@ def confirm(
 CONNECT_TIMEOUT = 10.0
 
 
-def do_switch(
-    paths: Paths, server: Server, force: bool, safety: Safety | None = None
+def switch_host(
+    paths: Paths,
+    host: str,
+    target: str | None,
+    accept_new: bool,
+    force: bool,
+    safety: Safety | None = None,
 ) -> SwitchResult:
-    built = build(paths, server.host)
+    """`bundle switch HOST`: the build runs while the connection is opened (a key exchange and
+    a remote Python are mostly waiting), so neither waits for the other."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"build-{host}") as pool:
+        building = pool.submit(build, paths, host)
+        try:
+            with connect(paths, host, target, accept_new) as server:
+                return do_switch(paths, server, force, safety, building.result())
+        finally:
+            # a failed connection still waits for the build: no thread outlives the command
+            wait([building])
+
+
+def do_switch(
+    paths: Paths,
+    server: Server,
+    force: bool,
+    safety: Safety | None = None,
+    built: BuildResult | None = None,
+) -> SwitchResult:
+    """Build (unless `built` is given), push and activate one host."""
+    built = built if built is not None else build(paths, server.host)
     require_set(built.generation)
     pushed = push(server, built.generation)
     deliver(server, built.generation, paths.stacks_dir)

@@ -68,7 +68,9 @@ def test_an_up_to_date_build_and_the_generations_list_load_no_renderer(tmp_path:
     assert first.returncode == 0, first.stderr
     result, modules = loaded(project.root, "build", "vps1")
     assert result.returncode == 0 and "vps1 is up to date at generation 1" in result.stdout
-    assert not modules & {"cattrs", "jinja2", "paramiko", "zstandard", "builder.render.renderer"}
+    # answered from the folder as it is: not even the model's types (attrs) are loaded
+    assert not modules & HEAVY
+    assert not modules & {"builder.bundle.build", "builder.commands.secrets", "builder.stack.model"}
     result, modules = loaded(project.root, "generations", "vps1")
     assert result.returncode == 0 and "(latest)" in result.stdout
     assert not modules & {"cattrs", "jinja2", "paramiko", "zstandard", "builder.deploy.deployer"}
@@ -93,3 +95,15 @@ def test_status_on_a_folder_target_loads_no_renderer_and_no_ssh(tmp_path: Path) 
     # the stack is loaded and checked (cattrs) for its settings; nothing is rendered or sent
     assert "cattrs" in modules
     assert not modules & {"jinja2", "paramiko", "zstandard", "builder.render.renderer"}
+
+
+def test_an_up_to_date_build_with_a_manifest_damaged_by_hand_builds_again(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    assert project.run("build", "vps1").returncode == 0
+    manifest = next((project.root / "bundles/vps1").glob("1-*/manifest.json"))
+    manifest.write_text("{not json")
+    result = project.run("build", "vps1")
+    # the quick answer does not trust what it cannot read: the whole build names the file
+    assert result.returncode == 2, result.stderr
+    assert "manifest.json: not valid JSON" in result.stderr and "build it again" in result.stderr
+    assert "Traceback" not in result.stderr

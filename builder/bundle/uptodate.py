@@ -1,0 +1,81 @@
+"""Is a host's latest generation built from exactly today's tree? Standard library only.
+
+A build first hashes everything it reads (the stacks folder, the builder and the switcher) and
+compares that with what the last build recorded in `bundles/HOST/.inputs`. When they match, the
+answer is the latest generation as it is, and `bundle build` prints it without loading the
+model, the renderer or the archive writer (docs/architecture.md, "Start-up").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import activate
+
+FINGERPRINT_FILE = ".inputs"
+GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
+MANIFEST_NAME = "manifest.json"  # activate/manifest_format.py names it too; a test keeps them equal
+
+
+class Built(NamedTuple):
+    """A generation folder: its number, its 12-hex hash prefix, where it is."""
+
+    number: int
+    short: str
+    path: Path
+
+
+class Current(NamedTuple):
+    """The latest generation, up to date with the tree, and its whole bundle hash."""
+
+    generation: Built
+    bundle_hash: str
+
+
+def switcher_dir() -> Path:
+    return Path(activate.__file__).parent
+
+
+def generation_dirs(folder: Path) -> list[Built]:
+    """The complete generation folders of one host (a manifest inside), oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        m = GENERATION_DIR.fullmatch(entry.name)
+        if m and (entry / MANIFEST_NAME).is_file():
+            found.append(Built(int(m.group(1)), m.group(2), entry))
+    return sorted(found, key=lambda g: g.number)
+
+
+def input_fingerprint(stacks_dir: Path, host: str) -> str:
+    """Hash of everything a build reads, so an unchanged tree skips the build entirely."""
+    h = hashlib.sha256(host.encode() + b"\0")
+    code = Path(__file__).resolve().parents[1]  # the whole builder package
+    sources = [
+        *(("stacks", p, stacks_dir) for p in stacks_dir.rglob("*")),
+        *(("builder", p, code) for p in code.rglob("*.py")),
+        *(("activate", p, switcher_dir()) for p in switcher_dir().rglob("*.py")),
+    ]
+    for label, path, base in sorted(sources, key=lambda s: (s[0], str(s[1]))):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
+            h.update(f"{label}/{path.relative_to(base).as_posix()}\0".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def current(stacks_dir: Path, bundles_dir: Path, host: str, fingerprint: str) -> Current | None:
+    """The latest generation when the last build recorded `fingerprint` for it, else None."""
+    folder = bundles_dir / host
+    gens = generation_dirs(folder)
+    marker = folder / FINGERPRINT_FILE
+    if not gens or not marker.is_file():
+        return None
+    latest = gens[-1]
+    seen = marker.read_text().split()
+    if len(seen) == 3 and seen[:2] == [fingerprint, latest.path.name]:
+        return Current(latest, seen[2])
+    return None
