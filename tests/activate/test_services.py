@@ -77,12 +77,35 @@ def test_next_generation_restarts_only_what_changed_and_stops_removed_units_firs
     assert calls(fake, before) == [
         "podman --version",
         "quadlet -dryrun",
-        "podman image exists docker.io/library/nginx:1.27.3",
+        # no `podman image exists`: the running web container holds its image
         "systemctl disable -- backup.timer",
         "systemctl stop -- backup.timer",
         "systemctl stop -- backup.service",
         "systemctl daemon-reload",
         "systemctl restart -- web.service",
+    ]
+
+
+def test_an_image_no_running_container_holds_is_looked_for_before_the_switch(
+    run: Run, fake: dict[str, str], state: Path, root: Path
+) -> None:
+    assert push(web_stack(1, state), state, root).rc == 0
+    assert run("activate", "--generation", "1").rc == 0
+    # web stopped by hand, and its image removed: nothing holds the image any more
+    stand_in = services(fake)
+    stand_in["active"].remove("web.service")
+    stand_in["images"].remove("docker.io/library/nginx:1.27.3")
+    Path(fake["FAKE_STATE"]).write_text(json.dumps(stand_in))
+    assert push(finish(web_stack(2, state, index=b"v2\n")), state, root).rc == 0
+    before = n_calls(fake)
+
+    r = run("activate", "--generation", "2")
+
+    assert r.rc == 0, r
+    assert r.data["pulled"] == ["docker.io/library/nginx:1.27.3"]
+    assert calls(fake, before)[2:4] == [
+        "podman image exists docker.io/library/nginx:1.27.3",
+        "podman pull docker.io/library/nginx:1.27.3",
     ]
 
 
@@ -261,8 +284,7 @@ def test_changed_network_is_removed_while_its_users_are_down(
     assert r.rc == 0, r
     assert r.data["plan"]["networks"] == ["front.network"]
     assert [c for c in calls(fake, before) if "front" in c or "api" in c] == [
-        "podman image exists api",
-        "systemctl stop -- api.service",
+        "systemctl stop -- api.service",  # its image is held by its running container
         "systemctl stop -- front-network.service",
         "podman network exists systemd-front",
         "podman network rm -- systemd-front",
