@@ -17,7 +17,14 @@ from builder.deploy.transport.base import (
     Stdin,
     TransportError,
 )
-from builder.deploy.transport.streams import CHUNK, Worker, drain, feed, seconds_left
+from builder.deploy.transport.streams import (
+    Worker,
+    drain,
+    feed,
+    receive_exactly,
+    seconds_left,
+    send_all,
+)
 
 
 class LocalTransport(ClosingMixin):
@@ -114,34 +121,30 @@ class LocalChannel:
         )
 
     def write(self, data: bytes, deadline: float | None) -> None:
-        view = memoryview(data)
-        while view and self._in is not None:
+        def send_some(chunk: memoryview) -> int | None:
+            if self._in is None:
+                return 0
             left = seconds_left(deadline)
             if left == 0.0 or not select.select([], [self._in], [], left)[1]:
                 raise self._late(deadline)
             try:
-                n = os.write(self._in, view[:CHUNK])
+                return os.write(self._in, chunk)
             except BlockingIOError:
-                continue
+                return None
             except OSError:  # it exited and stopped reading: finish() tells how it ended
                 self._close_stdin()
-                return
-            self.bytes_sent += n
-            view = view[n:]
+                return 0
+
+        self.bytes_sent += send_all(data, send_some)
 
     def read_exactly(self, size: int, deadline: float | None) -> bytes:
-        parts: list[bytes] = []
-        got = 0
-        while got < size:
+        def receive_some(n: int) -> bytes:
             left = seconds_left(deadline)
             if left == 0.0 or not select.select([self._out], [], [], left)[0]:
                 raise self._late(deadline)
-            chunk = os.read(self._out, min(size - got, CHUNK))
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+            return os.read(self._out, n)
+
+        return receive_exactly(size, receive_some)
 
     def finish(self, deadline: float | None) -> CommandResult:
         self._close_stdin()

@@ -27,7 +27,7 @@ from builder.deploy.transport.base import (
 from builder.deploy.transport.options import SshOptions
 from builder.deploy.transport.ssh_config import Endpoint, load_config, resolve
 from builder.deploy.transport.ssh_dial import CONNECT_ERRORS, Dialer, reason_of
-from builder.deploy.transport.streams import CHUNK, Worker, drain, feed
+from builder.deploy.transport.streams import CHUNK, Worker, drain, feed, receive_exactly, send_all
 
 # paramiko logs every failure itself; our one-line TransportError already says it
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -194,39 +194,35 @@ class SshChannel:
             raise self._owner._late(self._command, 0.0)
 
     def write(self, data: bytes, deadline: float | None) -> None:
-        view = memoryview(data)
-        while view and self._stdin_open:
+        def send_some(chunk: memoryview) -> int | None:
+            if not self._stdin_open:
+                return 0
             self._check(deadline)
             try:
-                n = self._chan.send(bytes(view[:CHUNK]))
+                n = self._chan.send(bytes(chunk))
             except TimeoutError:  # no window: the command does not read yet
-                continue
+                return None
             except CONNECT_ERRORS as e:
                 self.close()
                 raise self._owner._lost(self._command, e) from None
             if n == 0:  # it closed its stdin (exited): finish() tells how it ended
                 self._stdin_open = False
-                return
-            self.bytes_sent += n
-            view = view[n:]
+            return n
+
+        self.bytes_sent += send_all(data, send_some)
 
     def read_exactly(self, size: int, deadline: float | None) -> bytes:
-        parts: list[bytes] = []
-        got = 0
-        while got < size:
+        def receive_some(n: int) -> bytes | None:
             try:
-                chunk = self._chan.recv(min(size - got, CHUNK))
+                return self._chan.recv(n)
             except TimeoutError:
                 self._check(deadline)
-                continue
+                return None
             except CONNECT_ERRORS as e:
                 self.close()
                 raise self._owner._lost(self._command, e) from None
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+
+        return receive_exactly(size, receive_some)
 
     def finish(self, deadline: float | None) -> CommandResult:
         if self._stdin_open:

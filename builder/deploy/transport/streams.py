@@ -102,3 +102,36 @@ class Worker(Generic[T]):
             raise self._error
         assert self._returned is not None  # the thread ended without raising
         return self._returned[0]
+
+
+def send_all(data: bytes, send_some: Callable[[memoryview], int | None]) -> int:
+    """Write `data` through `send_some`, which sends a prefix of at most CHUNK bytes and says
+    how many went (None: nothing could go yet, try again; 0: the reader is gone, stop).
+    Return the bytes sent. Waiting and deadlines are the channel's, inside send_some."""
+    view = memoryview(data)
+    sent = 0
+    while view:
+        n = send_some(view[:CHUNK])
+        if n is None:
+            continue
+        if n == 0:
+            break
+        sent += n
+        view = view[n:]
+    return sent
+
+
+def receive_exactly(size: int, receive_some: Callable[[int], bytes | None]) -> bytes:
+    """`size` bytes through `receive_some` (at most n bytes; None: nothing yet, try again;
+    b"": the end), or fewer when the stream ends first."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = receive_some(min(size - got, CHUNK))
+        if chunk is None:
+            continue
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
