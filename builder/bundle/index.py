@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -33,6 +32,9 @@ def read(folder: Path) -> dict[str, int]:
 
 def write(folder: Path, units: dict[str, int]) -> None:
     """Replace the index in one rename; a reader sees the old index or the new, never half."""
+    # start-up: tempfile imports shutil (bz2, lzma: ~8 ms), needed only when the index changes
+    import tempfile
+
     body = json.dumps({"format": FORMAT, "units": units}, sort_keys=True).encode() + b"\n"
     # not `.tmp-*`: a build removes those as leftovers of a crash, even while this one writes
     fd, tmp = tempfile.mkstemp(prefix=".generations-", suffix=".part", dir=folder)

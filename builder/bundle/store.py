@@ -21,9 +21,7 @@ from activate.errors import BadInput
 from activate.manifest import MANIFEST_NAME, Manifest, parse_manifest
 from builder.base.errors import InputError
 from builder.bundle import index
-from builder.bundle.uptodate import generation_dirs
-
-BUILD_LOG = "builds.jsonl"
+from builder.bundle.listing import BUILD_LOG, build_times, generation_dirs
 
 
 @attrs.frozen
@@ -90,14 +88,7 @@ class Store:
         return index.in_step(self.dir, by_name, lambda name: len(by_name[name].manifest()["units"]))
 
     def build_times(self) -> dict[str, str]:
-        log = self.dir / BUILD_LOG
-        times: dict[str, str] = {}
-        if log.is_file():
-            for line in log.read_text().splitlines():
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    entry = strict_json.loads(line, BUILD_LOG, "")
-                    times[entry["generation"]] = entry["built_at"]
-        return times
+        return build_times(self.dir)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

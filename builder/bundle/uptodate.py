@@ -9,23 +9,13 @@ model, the renderer or the archive writer (docs/architecture.md, "Start-up").
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import NamedTuple
 
 import activate
+from builder.bundle.listing import Built, generation_dirs
 
 FINGERPRINT_FILE = ".inputs"
-GENERATION_DIR = re.compile(r"^([0-9]+)-([0-9a-f]{12})\Z")
-MANIFEST_NAME = "manifest.json"  # activate/manifest_format.py names it too; a test keeps them equal
-
-
-class Built(NamedTuple):
-    """A generation folder: its number, its 12-hex hash prefix, where it is."""
-
-    number: int
-    short: str
-    path: Path
 
 
 class Current(NamedTuple):
@@ -37,18 +27,6 @@ class Current(NamedTuple):
 
 def switcher_dir() -> Path:
     return Path(activate.__file__).parent
-
-
-def generation_dirs(folder: Path) -> list[Built]:
-    """The complete generation folders of one host (a manifest inside), oldest first."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in folder.iterdir():
-        m = GENERATION_DIR.fullmatch(entry.name)
-        if m and (entry / MANIFEST_NAME).is_file():
-            found.append(Built(int(m.group(1)), m.group(2), entry))
-    return sorted(found, key=lambda g: g.number)
 
 
 def input_fingerprint(stacks_dir: Path, host: str) -> str:

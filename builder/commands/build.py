@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.base.words import plural
-from builder.bundle import uptodate
+from builder.bundle import listing, uptodate
 from builder.commands.common import emit_json, human_size, paths_from, project_dirs
 
 
@@ -26,7 +26,7 @@ def built_info(
         gen = now.generation
         archive = gen.path.with_name(gen.path.name + ".tar.zst")
         try:
-            manifest = json.loads((gen.path / uptodate.MANIFEST_NAME).read_bytes())
+            manifest = json.loads((gen.path / listing.MANIFEST_NAME).read_bytes())
             size = archive.stat().st_size
         except (OSError, ValueError):
             manifest = None  # damaged by hand: the whole build below says what is wrong

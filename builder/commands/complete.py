@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from builder.bundle.uptodate import GENERATION_DIR
+from builder.bundle.listing import GENERATION_DIR
 from builder.commands.common import find_project
 from builder.commands.completion import subparsers
 from builder.stack import stackfiles

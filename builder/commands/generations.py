@@ -4,34 +4,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.base.errors import BundleError
-from builder.bundle.diff import diff_generations, format_text
-from builder.bundle.store import Store
-from builder.commands.common import emit_json, human_size, paths_from, print_repaired, use_colour
+from builder.bundle import index, listing
+from builder.commands.common import (
+    emit_json,
+    human_size,
+    paths_from,
+    print_repaired,
+    project_dirs,
+    use_colour,
+)
 
 if TYPE_CHECKING:
     from activate.protocol import GenerationRow
 
 
 def cmd_generations(args: argparse.Namespace) -> int:
-    paths = paths_from(args)
     if args.remote:
-        return _remote_generations(args, paths)
-    store = Store(paths.bundles_dir, args.host)
-    gens = store.generations()
-    times = store.build_times()
-    units = store.units(gens)  # from the index: no manifest parsed per generation
+        return _remote_generations(args, paths_from(args))
+    # the folder listing, the build log and the index: no model and no manifest parsed
+    folder = project_dirs(args)[1] / args.host
+    gens = listing.generation_dirs(folder)
+    times = listing.build_times(folder)
+    units = index.in_step(folder, [g.path.name for g in gens], lambda name: _units_in(folder, name))
     rows: list[dict[str, Any]] = []
     for gen in gens:
+        archive = gen.path.with_name(gen.path.name + ".tar.zst")
         rows.append(
             {
                 "generation": gen.number,
-                "hash": gen.hash12,
-                "built_at": times.get(gen.name),
-                "size": gen.archive.stat().st_size if gen.archive.exists() else None,
-                "units": units[gen.name],
+                "hash": gen.short,
+                "built_at": times.get(gen.path.name),
+                "size": archive.stat().st_size if archive.exists() else None,
+                "units": units[gen.path.name],
                 "latest": gen is gens[-1],
             }
         )
@@ -51,8 +58,18 @@ def cmd_generations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _units_in(folder: Path, name: str) -> int:
+    """Units of a generation the index lacks, from its manifest (read as `show` reads it)."""
+    # start-up: the store (attrs) only for a generation the index does not know yet
+    from builder.bundle.store import Store
+
+    gen = next(g for g in Store(folder.parent, folder.name).generations() if g.name == name)
+    return len(gen.manifest()["units"])
+
+
 def _remote_generations(args: argparse.Namespace, paths: Any) -> int:
     # start-up: the deployer (paramiko, cattrs) only for --remote; the local list reads files
+    from builder.bundle.store import Store
     from builder.deploy.deployer import connect, do_remote_generations
 
     with connect(paths, args.host, args.target, args.accept_new) as server:
@@ -80,6 +97,11 @@ def _remote_row(row: GenerationRow) -> str:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    # start-up: the store, the manifest types and the diff only for `diff`, not `generations`
+    from builder.base.errors import BundleError
+    from builder.bundle.diff import diff_generations, format_text
+    from builder.bundle.store import Store
+
     paths = paths_from(args)
     store = Store(paths.bundles_dir, args.host)
     if args.new is not None:
@@ -108,6 +130,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    # start-up: as in cmd_diff, the store only for the commands that read manifests
+    from builder.base.errors import BundleError
+    from builder.bundle.store import Store
+
     paths = paths_from(args)
     store = Store(paths.bundles_dir, args.host)
     gen = store.get(args.generation) if args.generation is not None else store.latest()

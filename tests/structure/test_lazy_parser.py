@@ -63,6 +63,6 @@ def test_an_unknown_word_builds_every_command_so_the_error_can_name_the_nearest(
 
 def test_the_quick_build_check_names_the_manifest_as_the_switcher_does() -> None:
     from activate.manifest_format import MANIFEST_NAME
-    from builder.bundle import uptodate
+    from builder.bundle import listing
 
-    assert uptodate.MANIFEST_NAME == MANIFEST_NAME
+    assert listing.MANIFEST_NAME == MANIFEST_NAME
