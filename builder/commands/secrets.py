@@ -24,9 +24,9 @@ from builder.base.words import plural
 from builder.commands.common import paths_from
 from builder.secrets.files import (
     SHARED,
+    AnyFile,
     Passphrases,
     SecretsError,
-    SecretsFile,
     can_prompt,
     check_name,
     file_path,
@@ -152,7 +152,7 @@ def _label(stacks: Path, label: str) -> str:
     return label
 
 
-def _open(args: argparse.Namespace, create: bool) -> tuple[Path, SecretsFile | None]:
+def _open(args: argparse.Namespace, create: bool) -> tuple[Path, AnyFile | None]:
     stacks = _stacks(args)
     label = _label(stacks, args.host)
     return stacks, open_file(stacks, label, create=create)
@@ -161,7 +161,7 @@ def _open(args: argparse.Namespace, create: bool) -> tuple[Path, SecretsFile | N
 def cmd_edit(args: argparse.Namespace) -> int:
     _stacks_dir, f = _open(args, create=True)
     assert f is not None
-    new = edit_values(f.values, f.label, f.where)
+    new = edit_values(dict(f.values), f.label, f.where)
     if new is None or (new == f.values and f.exists):
         print(f"{f.label}: no change; {f.where} was not written")
         return 0
@@ -207,6 +207,12 @@ def cmd_set(args: argparse.Namespace) -> int:
     value = read_value(name)
     f = open_file(stacks, label, create=True)
     assert f is not None
+    if f.kind == "age":  # encrypting needs only the recipients, not an identity
+        verb = "changed" if name in f.values else "added"
+        f.values[name] = value
+        f.save()
+        print(f"{label}: {name} {verb} in {f.where}")
+        return 0
     before = f.values.get(name)
     if before == value and f.exists:
         print(f"{label}: {name} already has that value; {f.where} was not written")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.secrets.agestore import AgeSecretsFile, label_dir
 from builder.secrets.fileformat import (
     Contents,
     SecretsError,
@@ -31,6 +32,7 @@ from builder.secrets.fileformat import (
     encrypt,
     fingerprint,
 )
+from builder.secrets.recipients import label_recipients
 from builder.stack import stackfiles
 from builder.stack.names import NAME, NAME_HINT
 
@@ -46,6 +48,8 @@ __all__ = [
     "ALTERED_RE",
     "MARKER_RE",
     "SHARED",
+    "AgeSecretsFile",
+    "AnyFile",
     "Contents",
     "HostSecrets",
     "Passphrases",
@@ -60,6 +64,9 @@ __all__ = [
     "file_path",
     "fingerprint",
     "host_secrets",
+    "label_dir",
+    "label_format",
+    "label_shown",
     "marker",
     "open_file",
     "shown",
@@ -223,9 +230,17 @@ class SecretsFile:
     contents: Contents
     exists: bool = True
 
+    kind = "enc"
+
     @property
     def values(self) -> dict[str, str]:
         return self.contents.values
+
+    def names(self) -> set[str]:
+        return set(self.contents.values)
+
+    def version(self, host: str, name: str) -> str:
+        return fingerprint(self.contents.fingerprint_key, host, name, self.values[name])
 
     def save(self, passphrase: str | None = None) -> None:
         if passphrase is not None:
@@ -248,20 +263,40 @@ class SecretsFile:
         _CACHE[self.path.resolve()] = (data, self)
 
 
+AnyFile = SecretsFile | AgeSecretsFile
 _CACHE: dict[Path, tuple[bytes, SecretsFile]] = {}
 # A fleet pushes from several threads: one prompt at a time, and the others then find the file
 # already open (or the typed passphrase) instead of asking again.
 _OPENING = threading.RLock()
 
 
-def open_file(stacks_dir: Path, label: str, create: bool = False) -> SecretsFile | None:
-    """Decrypt stacks/secrets/LABEL.enc (once per process); None if it does not exist.
+def open_file(stacks_dir: Path, label: str, create: bool = False) -> AnyFile | None:
+    """A label's secrets: the folder of age files, or stacks/secrets/LABEL.enc (decrypted once
+    per process); None if neither exists.
 
-    With create=True a missing file comes back empty, with a passphrase for it (asked twice
-    at a prompt), ready for `save()`.
+    With create=True a missing label comes back empty, ready for `save()`: as age files when
+    the stacks list recipients for it, else as a .enc file with a passphrase (asked twice).
     """
     with _OPENING:
+        fmt = label_format(stacks_dir, label)
+        if fmt == "age":
+            return AgeSecretsFile(stacks_dir, label)
+        if fmt is None and create and label_recipients(stacks_dir, label):
+            return AgeSecretsFile(stacks_dir, label, exists=False)
         return _open_file(stacks_dir, label, create)
+
+
+def label_format(stacks_dir: Path, label: str) -> str | None:
+    """ "age", "enc" or None (no secrets yet); both at once is a migration to finish."""
+    enc = present(file_path(stacks_dir, label))
+    age = present(label_dir(stacks_dir, label))
+    if enc and age:
+        where = shown(file_path(stacks_dir, label), stacks_dir)
+        raise SecretsError(
+            f"{where} and {shown(label_dir(stacks_dir, label), stacks_dir)}/ both exist: a "
+            f"migration was interrupted; finish it: bundle secrets migrate {label}"
+        )
+    return "age" if age else "enc" if enc else None
 
 
 def _open_file(stacks_dir: Path, label: str, create: bool) -> SecretsFile | None:
@@ -342,16 +377,16 @@ class HostSecrets:
     """The secrets a host may use: shared.enc, overridden by HOST.enc."""
 
     host: str
-    files: list[SecretsFile]
+    files: list[AnyFile]
     where: list[str]
 
     @property
     def exists(self) -> bool:
         return bool(self.files)
 
-    def source(self, name: str) -> SecretsFile | None:
+    def source(self, name: str) -> AnyFile | None:
         for f in reversed(self.files):  # the host's own file comes last and wins
-            if name in f.values:
+            if name in f.names():
                 return f
         return None
 
@@ -361,12 +396,10 @@ class HostSecrets:
 
     def fingerprint(self, name: str) -> str | None:
         f = self.source(name)
-        if f is None:
-            return None
-        return fingerprint(f.contents.fingerprint_key, self.host, name, f.values[name])
+        return f.version(self.host, name) if f is not None else None
 
     def names(self) -> list[str]:
-        return sorted({n for f in self.files for n in f.values})
+        return sorted({n for f in self.files for n in f.names()})
 
 
 def host_secrets(stacks_dir: Path, host: str) -> HostSecrets:
@@ -375,9 +408,29 @@ def host_secrets(stacks_dir: Path, host: str) -> HostSecrets:
         found = open_file(stacks_dir, label)
         if found is not None:
             files.append(found)
-    where = [shown(file_path(stacks_dir, label), stacks_dir) for label in (host, SHARED)]
+    where = [label_shown(stacks_dir, label) for label in (host, SHARED)]
     return HostSecrets(host, files, where)
 
 
+def label_shown(stacks_dir: Path, label: str) -> str:
+    """The label's file or folder as the user knows it (the .enc file unless there are age files)."""
+    folder = shown(label_dir(stacks_dir, label), stacks_dir) + "/"
+    if present(label_dir(stacks_dir, label)):
+        return folder
+    if present(file_path(stacks_dir, label)) or not label_recipients_quiet(stacks_dir, label):
+        return shown(file_path(stacks_dir, label), stacks_dir)
+    return folder
+
+
+def label_recipients_quiet(stacks_dir: Path, label: str) -> bool:
+    try:
+        return bool(label_recipients(stacks_dir, label))
+    except SecretsError:
+        return False
+
+
 def any_file(stacks_dir: Path, host: str) -> bool:
-    return any(present(file_path(stacks_dir, label)) for label in (SHARED, host))
+    return any(
+        present(file_path(stacks_dir, label)) or present(label_dir(stacks_dir, label))
+        for label in (SHARED, host)
+    )

@@ -259,6 +259,13 @@ class Backup:
 
 
 @attrs.frozen
+class SecretsConfig:
+    """Who the host's age secrets are encrypted to (docs/secrets.md)."""
+
+    recipients: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Stack:
     """Everything one host runs, after shared files and variants are merged."""
 
@@ -271,6 +278,7 @@ class Stack:
     scripts: dict[str, Script] = attrs.field(factory=dict)
     backup: Backup | None = None
     wireguard: WireGuard | None = None
+    secrets: SecretsConfig | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}

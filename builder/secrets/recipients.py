@@ -1,0 +1,80 @@
+"""Who a label's age files are encrypted to, from the stacks.
+
+A host's files (stacks/secrets/HOST/) go to the `recipients` of its stack's `[secrets]` table;
+`shared` goes to the union of the recipients of every host stack that lists some. The recovery
+key's public key (stacks/secrets/recovery.pub), when there is one, is a recipient of every file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from builder.base.errors import InputError
+from builder.secrets.agefmt import Recipient, parse_recipient
+from builder.secrets.fileformat import SecretsError
+from builder.secrets.identities import RECOVERY_PUB
+from builder.stack import stackfiles
+from builder.stack.load import HOST_NAME, display_path, load_stack
+
+SHARED = "shared"
+
+
+def hosts(stacks_dir: Path) -> list[str]:
+    return sorted(p.stem for p in stacks_dir.glob("*.toml") if HOST_NAME.fullmatch(p.stem))
+
+
+def _table(stacks_dir: Path, host: str) -> tuple[dict[str, Any], str]:
+    try:
+        raw = load_stack(stacks_dir, host)
+    except InputError as exc:
+        raise SecretsError(str(exc).split("\n", 1)[0]) from None
+    table = raw.data.get("secrets", {})
+    file, _ = raw.locate(("secrets", "recipients"))
+    where = f"{display_path(file, raw.stacks_dir)}: secrets.recipients"
+    if not isinstance(table, dict):
+        raise SecretsError(f"{where}: [secrets] must be a table")
+    return table, where
+
+
+def host_recipients(stacks_dir: Path, host: str) -> list[Recipient]:
+    """The recipients a host's stack lists (its `[secrets] recipients`), in order."""
+    table, where = _table(stacks_dir, host)
+    listed = table.get("recipients", [])
+    if not isinstance(listed, list) or not all(isinstance(r, str) for r in listed):
+        raise SecretsError(f"{where}: must be a list of strings (age1… or ssh-ed25519 AAAA…)")
+    out: list[Recipient] = []
+    for i, text in enumerate(listed):
+        found = parse_recipient(text, f"{where}[{i}]")
+        if found.text not in {r.text for r in out}:
+            out.append(found)
+    return out
+
+
+def recovery(stacks_dir: Path) -> Recipient | None:
+    path = stacks_dir / "secrets" / RECOVERY_PUB
+    if stackfiles.absent(path):
+        return None
+    try:
+        text = stackfiles.read_text(path, stacks_dir)
+    except stackfiles.UnreadableFile as exc:
+        raise SecretsError(str(exc.problem)) from None
+    return parse_recipient(text, f"{stacks_dir.name}/secrets/{RECOVERY_PUB}")
+
+
+def label_recipients(stacks_dir: Path, label: str) -> list[Recipient]:
+    """Every recipient of a label's files: its hosts' lists, then the recovery key."""
+    if label == SHARED:
+        out: list[Recipient] = []
+        for host in hosts(stacks_dir):
+            for r in host_recipients(stacks_dir, host):
+                if r.text not in {o.text for o in out}:
+                    out.append(r)
+    else:
+        out = host_recipients(stacks_dir, label)
+    if not out:
+        return []
+    extra = recovery(stacks_dir)
+    if extra is not None and extra.text not in {o.text for o in out}:
+        out.append(extra)
+    return out
