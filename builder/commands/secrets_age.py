@@ -22,10 +22,11 @@ from builder.secrets.files import (
     SecretsError,
     can_prompt,
     file_path,
+    open_enc,
     open_file,
-    present,
     shown,
 )
+from builder.secrets.passphrases import present
 from builder.secrets.recipients import host_recipients, label_recipients
 
 
@@ -173,8 +174,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def migrate(stacks: Path, label: str) -> None:
-    from builder.secrets.files import _open_file  # the .enc reader, whatever else exists
-
     enc = file_path(stacks, label)
     if not present(enc):
         raise InputError(f"{label}: {shown(enc, stacks)} does not exist; nothing to migrate")
@@ -184,7 +183,7 @@ def migrate(stacks: Path, label: str) -> None:
             f"{label}: no recipients to encrypt to: list them in [secrets] recipients of "
             f"stacks/{label}.toml first (bundle secrets recipients add {label} KEY)"
         )
-    old = _open_file(stacks, label, False)
+    old = open_enc(stacks, label)
     assert old is not None
     values = dict(old.values)
     target = AgeSecretsFile(stacks, label, exists=present(label_dir(stacks, label)))

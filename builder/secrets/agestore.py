@@ -18,6 +18,7 @@ import pyrage
 
 from builder.secrets import agefmt, identities
 from builder.secrets.fileformat import SecretsError
+from builder.secrets.passphrases import Passphrases, can_prompt
 from builder.secrets.recipients import label_recipients
 from builder.stack import stackfiles
 from builder.stack.names import NAME
@@ -198,8 +199,6 @@ def _same(data: bytes, value: str, owner: AgeSecretsFile) -> bool:
 
 
 def _ask(stacks_dir: Path) -> Any:
-    from builder.secrets.files import Passphrases, can_prompt
-
     def ask(where: str) -> str:
         got = Passphrases(stacks_dir).given("recovery")
         if got is not None:
