@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "secrets-receive":
         store.require_exists()
         with lock.held(store.lock_path, "secrets-receive"):
-            emit(secrets.receive(store, args.generation, sys.stdin.buffer).to_json())
+            emit(secrets.receive(store, args.generation, sys.stdin.buffer, root).to_json())
     elif command == "plan":
         emit(activation.preview(store, root, services, args.generation).to_json())
     elif command == "activate":

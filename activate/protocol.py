@@ -151,10 +151,19 @@ class SecretValue(SecretVersion):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecretCiphertext(SecretVersion):
+    """One version of a secret as an age file (base64) the server opens with its own host key;
+    its fingerprint is the SHA-256 hex of the file's bytes. Only a switcher that has
+    activate/agecrypt.py reads it."""
+
+    age: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SecretsDelivery:
     """`secrets-receive`'s stdin: the versions a generation needs that the server lacks."""
 
-    secrets: tuple[SecretValue, ...]
+    secrets: tuple[SecretValue | SecretCiphertext, ...]
 
 
 # ---- replies ---------------------------------------------------------------------------------

@@ -19,8 +19,6 @@ never printed, logged or written anywhere else.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 import subprocess
@@ -34,19 +32,20 @@ from .errors import BadInput, Failed, SwitcherError
 from .manifest import SECRET_NAME_RE, SHA256_RE, RenderedFile, SecretUse
 from .protocol import (
     Collected,
+    SecretCiphertext,
     SecretsDelivery,
     SecretsMissing,
     SecretsStored,
     SecretValue,
     SecretVersion,
 )
+from .secrets_open import open_all
 from .store import Generation, Store, remove_tree
 from .systemd import Services
 
 NAME_RE = SECRET_NAME_RE  # one rule for a secret's name, in a manifest or a request
 MARKER_RE = re.compile(rb"@@bundle-secret:([a-z0-9][a-z0-9_-]{0,62})@@")
 REQUEST_LIMIT = 16 * 1024 * 1024
-VALUE_LIMIT = 512000  # podman's own limit for a secret
 PODMAN_TIMEOUT = 120
 
 
@@ -116,18 +115,21 @@ def versions_request(request: Any) -> tuple[SecretVersion, ...]:
 
 
 def delivery_request(request: Any) -> SecretsDelivery:
-    """`secrets-receive`'s stdin, parsed JSON: each version checked, its value not yet."""
+    """`secrets-receive`'s stdin, parsed JSON: each version checked, its value not yet. An item
+    carries its `value` (base64) or its `age` file (base64), which the server decrypts."""
     items = request.get("secrets") if isinstance(request, dict) else None
     if not isinstance(items, list):
         raise BadInput('secrets-receive: stdin must be {"secrets": [{name, fingerprint, value}]}')
-    delivered = []
+    delivered: list[SecretValue | SecretCiphertext] = []
     for item in items:
         version = _version(item, "secrets-receive")
-        # a value of the wrong type is refused below, as one that is not base64
-        value = str(item.get("value", ""))
-        delivered.append(
-            SecretValue(name=version.name, fingerprint=version.fingerprint, value=value)
-        )
+        name, fp = version.name, version.fingerprint
+        # a value of the wrong type is refused later, as one that is not base64
+        if "age" in item:
+            delivered.append(SecretCiphertext(name=name, fingerprint=fp, age=str(item["age"])))
+        else:
+            value = str(item.get("value", ""))
+            delivered.append(SecretValue(name=name, fingerprint=fp, value=value))
     return SecretsDelivery(secrets=tuple(delivered))
 
 
@@ -138,26 +140,21 @@ def have(store: Store, stream: IO[bytes]) -> SecretsMissing:
     return SecretsMissing(missing=tuple(missing))
 
 
-def receive(store: Store, number: int, stream: IO[bytes]) -> SecretsStored:
-    """`secrets-receive --generation N`: store versions that generation N needs; caller locks."""
+def receive(store: Store, number: int, stream: IO[bytes], root: Path) -> SecretsStored:
+    """`secrets-receive --generation N`: store versions that generation N needs; caller locks.
+    Every item is checked and opened (age files with ROOT's host key) before one is stored."""
     request = delivery_request(_read_request(stream, "secrets-receive"))
     needs = needs_of(store, store.find(number))
-    stored, present = [], []
     for item in request.secrets:
+        use = needs.secrets.get(item.name)
+        if use is None or use.fingerprint != item.fingerprint:
+            raise BadInput(
+                f"secrets-receive: generation {number} does not use {item.name} version "
+                f"{item.fingerprint[:12]}"
+            )
+    stored, present = [], []
+    for item, value in zip(request.secrets, open_all(request.secrets, root), strict=True):
         name, fp = item.name, item.fingerprint
-        use = needs.secrets.get(name)
-        if use is None or use.fingerprint != fp:
-            raise BadInput(
-                f"secrets-receive: generation {number} does not use {name} version {fp[:12]}"
-            )
-        try:
-            value = base64.b64decode(item.value, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadInput(f"secrets-receive: {name}: the value is not base64") from None
-        if not value or len(value) > VALUE_LIMIT:
-            raise BadInput(
-                f"secrets-receive: {name}: the value is empty or over {VALUE_LIMIT} bytes"
-            )
         dest = value_path(store, name, fp)
         if dest.is_file():
             present.append(name)

@@ -366,7 +366,7 @@ def make_parser() -> argparse.ArgumentParser:
         dest="secrets_command",
         metavar="ACTION",
         required=True,
-        help="edit, set, list, remove, rekey, recipients, check, migrate or recovery-key",
+        help="edit, set, list, remove, rekey, import-vault, recipients, check, migrate or recovery-key",
     )
 
     def action(name: str, func: str, help: str) -> Any:
@@ -431,4 +431,21 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_common(p)
     p.set_defaults(func="secrets_age:cmd_recovery_key")
+    what = (
+        "import an Ansible Vault file's top-level variables as secrets (names listed, not values)"
+    )
+    p = inner.add_parser("import-vault", help=what, description=what)
+    add_common(p)
+    p.add_argument("file", metavar="FILE", help="a vaulted YAML file, or YAML with !vault values")
+    p.add_argument(
+        "--label",
+        metavar="HOST|shared",
+        help="the secrets file to write (default: from the path, host_vars/HOST or group_vars/all)",
+    )
+    p.add_argument(
+        "--vault-password-file",
+        metavar="FILE",
+        help="the vault password (default: $ANSIBLE_VAULT_PASSWORD_FILE, else a prompt)",
+    )
+    p.set_defaults(func="import_vault:cmd_import_vault")
     return parser

@@ -5,16 +5,23 @@ After the bundle's objects, the deployer asks the switcher which secret versions
 transport (`secrets-receive --generation N`, JSON on stdin). The server keeps them in
 STATE/secrets/NAME/FINGERPRINT (0600, in 0700 folders), so an older generation finds its own
 versions when it is rolled back to. The passphrase is needed only when a value must travel.
+
+`deliver_age` sends each missing version as its age file instead, which the server opens
+with its own SSH host key: no secret is needed on the deploying machine. Only a switcher
+that has AGE_MARKER reads such items (`server_decrypts`).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from activate.manifest_format import Manifest
 from activate.protocol import (
+    SecretCiphertext,
     SecretsDelivery,
     SecretsMissing,
     SecretsStored,
@@ -27,6 +34,9 @@ from builder.base.words import plural
 from builder.bundle.store import Generation
 from builder.deploy.remote import Server
 from builder.secrets.files import host_secrets
+
+# A bundle whose switcher has this module opens secrets delivered as age files.
+AGE_MARKER = "activate/agecrypt.py"
 
 
 def needed(manifest: Manifest) -> dict[str, str | None]:
@@ -46,17 +56,78 @@ def require_set(gen: Generation, manifest: Manifest | None = None) -> None:
         )
 
 
+def server_decrypts(manifest: Manifest) -> bool:
+    """Whether the generation's switcher opens secrets delivered as age files."""
+    return AGE_MARKER in manifest.files
+
+
+def _missing(
+    server: Server, gen: Generation, manifest: Manifest, wanted: Mapping[str, str | None]
+) -> tuple[SecretVersion, ...]:
+    """The versions the server asks for, each checked to be one the generation needs."""
+    require_set(gen, manifest)
+    cwd = server.switcher_dir(manifest.switcher)
+    ask = [to_json(SecretVersion(name=n, fingerprint=fp)) for n, fp in wanted.items() if fp]
+    asked = json.dumps(ask).encode()
+    missing = server.call("secrets-have", reply=SecretsMissing, cwd=cwd, stdin=asked).missing
+    for item in missing:
+        if wanted.get(item.name) != item.fingerprint:
+            raise InputError(f"{gen.host}: the server asked for {item.name!r}, which is not needed")
+    return missing
+
+
+def _send(
+    server: Server,
+    gen: Generation,
+    manifest: Manifest,
+    payload: tuple[SecretValue | SecretCiphertext, ...],
+) -> list[str]:
+    result = server.call(
+        "secrets-receive",
+        "--generation",
+        str(gen.number),
+        reply=SecretsStored,
+        cwd=server.switcher_dir(manifest.switcher),
+        stdin=json.dumps(to_json(SecretsDelivery(secrets=payload))).encode(),
+    )
+    return list(result.stored)
+
+
+def deliver_age(server: Server, gen: Generation, age_files: Mapping[str, bytes]) -> list[str]:
+    """Send the versions the server lacks as their age files (name -> the file's bytes, whose
+    SHA-256 is the version), for the server to decrypt; the names sent."""
+    manifest = gen.load_manifest()
+    wanted = needed(manifest)
+    if not wanted:
+        return []
+    if not server_decrypts(manifest):
+        raise InputError(
+            f"{gen.host}: generation {gen.number}'s switcher predates secrets the server "
+            "decrypts itself; push its secrets as values, or build and push a new generation"
+        )
+    missing = _missing(server, gen, manifest, wanted)
+    payload = []
+    for item in missing:
+        data = age_files.get(item.name)
+        if data is None or hashlib.sha256(data).hexdigest() != item.fingerprint:
+            state = "no longer has it" if data is None else "now holds another version"
+            raise InputError(
+                f"{gen.host}: generation {gen.number} needs the age file secret {item.name} had "
+                f"when it was built, and the repository {state}; build a new generation "
+                f"(bundle build {gen.host}) and push that"
+            )
+        encoded = base64.b64encode(data).decode()
+        payload.append(SecretCiphertext(name=item.name, fingerprint=item.fingerprint, age=encoded))
+    return _send(server, gen, manifest, tuple(payload)) if payload else []
+
+
 def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[str]:
     """Send the secret versions the server lacks; the names sent (never the values)."""
     manifest = gen.load_manifest()
     wanted = needed(manifest)
     if not wanted:
         return []
-    require_set(gen, manifest)
-    cwd = server.switcher_dir(manifest.switcher)
-    ask = [to_json(SecretVersion(name=n, fingerprint=fp)) for n, fp in wanted.items() if fp]
-    asked = json.dumps(ask).encode()
-    missing = server.call("secrets-have", reply=SecretsMissing, cwd=cwd, stdin=asked).missing
+    missing = _missing(server, gen, manifest, wanted)
     if not missing:
         return []
     if stacks_dir is None:
@@ -65,8 +136,6 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
     payload: list[SecretValue] = []
     for item in missing:
         name, fp = item.name, item.fingerprint
-        if wanted.get(name) != fp:
-            raise InputError(f"{gen.host}: the server asked for {name!r}, which is not needed")
         if local.fingerprint(name) != fp:
             where = " or ".join(local.where)
             state = "no longer holds it" if local.value(name) is None else "now holds another value"
@@ -79,12 +148,4 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
         assert value is not None
         encoded = base64.b64encode(value.encode()).decode()
         payload.append(SecretValue(name=name, fingerprint=fp, value=encoded))
-    result = server.call(
-        "secrets-receive",
-        "--generation",
-        str(gen.number),
-        reply=SecretsStored,
-        cwd=cwd,
-        stdin=json.dumps(to_json(SecretsDelivery(secrets=tuple(payload)))).encode(),
-    )
-    return list(result.stored)
+    return _send(server, gen, manifest, tuple(payload))

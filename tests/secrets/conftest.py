@@ -79,6 +79,7 @@ class SecretsProject:
     root: Path
     env: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)  # every stdout/stderr, for leak checks
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "builder.cli"])
 
     @property
     def stacks(self) -> Path:
@@ -101,7 +102,7 @@ class SecretsProject:
         }
         merged = {**base, **(env or {})}
         result = subprocess.run(
-            [sys.executable, "-m", "builder.cli", *args],
+            [*self.command, *args],
             cwd=self.root,
             capture_output=True,
             text=True,
