@@ -22,6 +22,7 @@ from typing import Any
 from builder.base.errors import InputError
 from builder.base.words import plural
 from builder.commands.common import paths_from
+from builder.deploy.hostkey import pinned_host_key
 from builder.secrets.files import (
     SHARED,
     AnyFile,
@@ -34,6 +35,7 @@ from builder.secrets.files import (
     open_file,
     shown,
 )
+from builder.secrets.recipients import use_host_keys
 from builder.stack.names import NAME, NAME_HINT
 
 VALUE_LIMIT = 512000  # podman's limit for one secret
@@ -159,6 +161,7 @@ def _open(args: argparse.Namespace, create: bool) -> tuple[Path, AnyFile | None]
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     _stacks_dir, f = _open(args, create=True)
     assert f is not None
     new = edit_values(dict(f.values), f.label, f.where)
@@ -201,6 +204,7 @@ def read_value(name: str) -> str:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     name = check_name(args.name)
     stacks = _stacks(args)
     label = _label(stacks, args.host)

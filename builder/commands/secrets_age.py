@@ -12,6 +12,7 @@ import pyrage
 from builder.base.errors import InputError
 from builder.base.words import plural
 from builder.commands.common import paths_from
+from builder.deploy.hostkey import pinned_host_key
 from builder.secrets import identities
 from builder.secrets.agecheck import age_labels, check_label
 from builder.secrets.agefmt import Recipient, parse_recipient
@@ -27,7 +28,7 @@ from builder.secrets.files import (
     shown,
 )
 from builder.secrets.passphrases import present
-from builder.secrets.recipients import host_recipients, label_recipients
+from builder.secrets.recipients import host_recipients, label_recipients, use_host_keys
 
 
 def _stacks(args: argparse.Namespace) -> Path:
@@ -77,6 +78,7 @@ def _reencrypt_all(stacks: Path, labels: list[str], change: object) -> dict[str,
 
 
 def cmd_recipients(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     stacks = _stacks(args)
     host = args.host
     if host == SHARED:
@@ -141,6 +143,7 @@ def _report(done: dict[str, list[str]], stacks: Path, what: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     stacks = _stacks(args)
     labels = [args.host, SHARED] if args.host else age_labels(stacks)
     gaps: list[str] = []
@@ -161,6 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     stacks = _stacks(args)
     labels = args.labels or sorted(
         p.stem for p in (stacks / "secrets").glob("*.enc") if not p.name.startswith(".")
@@ -228,6 +232,7 @@ def _opens_to(f: AgeSecretsFile, name: str) -> str | None:
 
 
 def cmd_recovery_key(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     stacks = _stacks(args)
     key_path = stacks / "secrets" / identities.RECOVERY_KEY
     pub_path = stacks / "secrets" / identities.RECOVERY_PUB

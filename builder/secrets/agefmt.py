@@ -35,14 +35,19 @@ class Recipient:
     kind: str  # "X25519", "ssh-ed25519" or "ssh-rsa"
     tag: str | None  # the stanza tag of an SSH key (unpadded base64 of 4 bytes)
     comment: str = ""
+    host_key: str | None = None  # a host whose key is not known here (a stand-in: tag None)
 
     def shown(self) -> str:
+        if self.host_key is not None:
+            return f"the host key of {self.host_key}"
         if self.kind == "X25519":
             return self.text
         short = self.text.split()[1][-12:]
         return f"{self.kind} …{short}" + (f" {self.comment}" if self.comment else "")
 
     def key(self) -> pyrage.x25519.Recipient | pyrage.ssh.Recipient:
+        if self.host_key is not None:
+            raise SecretsError(f"{self.host_key}: its host key is not known here")
         if self.kind == "X25519":
             return pyrage.x25519.Recipient.from_str(self.text)
         return pyrage.ssh.Recipient.from_str(self.text)
@@ -132,9 +137,12 @@ def coverage(data: bytes, recipients: list[Recipient], where: str) -> list[str]:
     want_tags = {r.tag: r for r in recipients if r.tag is not None}
     have_tags = {s.args[0] for s in found if s.kind in SSH_TYPES and s.args}
     out += [f"is not encrypted to {r.shown()}" for t, r in want_tags.items() if t not in have_tags]
+    unnamed = sorted(have_tags - set(want_tags))
+    stand_ins = [r for r in recipients if r.host_key is not None]  # host keys not known here
+    out += [f"is not encrypted to {r.shown()}" for r in stand_ins[len(unnamed) :]]
     out += [
         f"is encrypted to an SSH key that is not listed (tag {t})"
-        for t in sorted(have_tags - set(want_tags))
+        for t in unnamed[len(stand_ins) :]
     ]
     want_age = sum(1 for r in recipients if r.kind == "X25519")
     have_age = sum(1 for s in found if s.kind == "X25519")

@@ -7,6 +7,7 @@ key's public key (stacks/secrets/recovery.pub), when there is one, is a recipien
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,34 @@ def _table(stacks_dir: Path, host: str) -> tuple[dict[str, Any], str]:
     return table, where
 
 
+HostKeys = Callable[[Path, str], Recipient]
+_HOST_KEYS: list[HostKeys] = []
+
+
+def use_host_keys(resolver: HostKeys) -> None:
+    """How `host_key = true` finds a host's key (commands that encrypt give the pinned one)."""
+    _HOST_KEYS[:] = [resolver]
+
+
+def host_key_wanted(stacks_dir: Path, host: str) -> bool:
+    table, where = _table(stacks_dir, host)
+    wanted = table.get("host_key", False)
+    if not isinstance(wanted, bool):
+        raise SecretsError(f"{where.rsplit('.', 1)[0]}.host_key: must be true or false")
+    return wanted
+
+
+def host_key_of(stacks_dir: Path, host: str) -> Recipient:
+    """The host's key, or a stand-in (its tag unknown) where no resolver is given: the build's
+    check then asks for one SSH stanza it cannot name, without reading known_hosts."""
+    if _HOST_KEYS:
+        return _HOST_KEYS[0](stacks_dir, host)
+    return Recipient(f"host key of {host}", "ssh-ed25519", None, host_key=host)
+
+
 def host_recipients(stacks_dir: Path, host: str) -> list[Recipient]:
-    """The recipients a host's stack lists (its `[secrets] recipients`), in order."""
+    """The recipients a host's stack lists (its `[secrets] recipients`), in order, then its
+    host key when `host_key = true`."""
     table, where = _table(stacks_dir, host)
     listed = table.get("recipients", [])
     if not isinstance(listed, list) or not all(isinstance(r, str) for r in listed):
@@ -48,6 +75,10 @@ def host_recipients(stacks_dir: Path, host: str) -> list[Recipient]:
         found = parse_recipient(text, f"{where}[{i}]")
         if found.text not in {r.text for r in out}:
             out.append(found)
+    if host_key_wanted(stacks_dir, host):
+        key = host_key_of(stacks_dir, host)
+        if key.text not in {r.text for r in out}:
+            out.append(key)
     return out
 
 

@@ -263,6 +263,7 @@ class SecretsConfig:
     """Who the host's age secrets are encrypted to (docs/secrets.md)."""
 
     recipients: tuple[str, ...] = ()
+    host_key: bool = False  # also encrypt to the host's pinned ssh-ed25519 host key
 
 
 @attrs.frozen
