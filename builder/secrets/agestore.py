@@ -157,6 +157,11 @@ class AgeSecretsFile:
                 f"{self.label}: no recipients to encrypt to: list them in [secrets] recipients "
                 f"of {stack}, or run: bundle secrets recipients add {self.label} KEY"
             )
+        if all(r.comment.startswith("host:") for r in found):
+            raise SecretsError(
+                f"{self.label}: only host keys are recipients, so nobody here could read or edit "
+                f"these files; add yours first: bundle secrets recipients add {self.label} KEY"
+            )
         return found
 
     def save(self, passphrase: str | None = None) -> None:
