@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pyrage
@@ -57,6 +58,14 @@ def with_recipients(text: str, keys: list[Recipient]) -> str:
     if found is None:
         return text[: section.end()] + "\n" + listed + text[section.end() :]
     return text[: found.start()] + listed + text[found.end() :]
+
+
+def _listed(text: str) -> list[str] | None:
+    try:
+        found = tomllib.loads(text).get("secrets", {}).get("recipients")
+    except (tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, list) else None
 
 
 def _reencrypt_all(stacks: Path, labels: list[str], change: object) -> dict[str, list[str]]:
@@ -120,9 +129,15 @@ def cmd_recipients(args: argparse.Namespace) -> int:
                 "decrypt its files)"
             )
     before = stack_file.read_text()
+    after = with_recipients(before, new)
+    if _listed(after) != [_written(r) for r in new]:  # an unusual layout: never guess
+        raise InputError(
+            f"{shown(stack_file, stacks)}: cannot edit its [secrets] recipients in place; write "
+            f"the list by hand, then run: bundle secrets recipients apply {host}"
+        )
 
     def change() -> None:
-        write_atomic(stack_file, with_recipients(before, new).encode())
+        write_atomic(stack_file, after.encode())
 
     try:
         done = _reencrypt_all(stacks, labels, change)

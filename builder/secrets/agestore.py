@@ -149,6 +149,13 @@ class AgeSecretsFile:
     def decrypt(self, name: str) -> str:
         return decrypt(self.files[name], self.stacks_dir, self.shown_file(name))
 
+    def readable(self, name: str) -> str | None:
+        """The value if this machine's own identities open it; None (no prompt) otherwise."""
+        try:
+            return decrypt(self.files[name], self.stacks_dir, "")
+        except SecretsError:
+            return None
+
     def recipients(self) -> list[agefmt.Recipient]:
         found = label_recipients(self.stacks_dir, self.label)
         if not found:

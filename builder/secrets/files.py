@@ -273,6 +273,13 @@ class HostSecrets:
         f = self.source(name)
         return f.values[name] if f else None
 
+    def value_without_prompt(self, name: str) -> str | None:
+        """A value a build may look at: an age file only if this machine opens it unasked."""
+        f = self.source(name)
+        if isinstance(f, AgeSecretsFile):
+            return f.readable(name)
+        return f.values[name] if f is not None else None
+
     def fingerprint(self, name: str) -> str | None:
         f = self.source(name)
         return f.version(self.host, name) if f is not None else None

@@ -63,17 +63,35 @@ _LOCK = threading.Lock()
 _FOUND: dict[Path, list[Any]] = {}
 
 
+_SKIPPED: dict[Path, str] = {}
+
+
 def own_identities() -> list[Any]:
-    """The identities of this machine's files (no prompt), read once per process."""
+    """The identities of this machine's files (no prompt), read once per process.
+
+    A default file that cannot be used (a passphrase-protected ~/.ssh/id_ed25519, the common
+    case) is passed over and named if nothing opens the file; the one $BUNDLE_AGE_IDENTITY
+    names must work.
+    """
     out = []
     for path, where in identity_files():
-        if path.is_file():
-            with _LOCK:
-                if path not in _FOUND:
+        explicit = where == f"${ENV}"
+        if not path.is_file():
+            if explicit:
+                raise SecretsError(f"${ENV} names {path}, which is not a file")
+            continue
+        with _LOCK:
+            if path not in _FOUND and path not in _SKIPPED:
+                try:
                     _FOUND[path] = parse_identities(path.read_bytes(), where)
-                out += _FOUND[path]
-        elif where == f"${ENV}":
-            raise SecretsError(f"${ENV} names {path}, which is not a file")
+                except (SecretsError, OSError) as exc:
+                    if explicit:
+                        raise SecretsError(str(exc)) from None
+                    locked = "decrypted first" in str(exc)  # pyrage: a passphrase-protected key
+                    _SKIPPED[path] = f"{where} skipped: " + (
+                        "it has a passphrase" if locked else "not an identity file"
+                    )
+            out += _FOUND.get(path, [])
     return out
 
 
@@ -103,7 +121,9 @@ def recovery_identity(stacks_dir: Path, ask: Any) -> list[Any]:
 
 def none_found(where: str) -> str:
     names = ", ".join(w for _, w in identity_files())
+    skipped = "".join(f"; {why}" for why in _SKIPPED.values())
     return (
-        f"{where}: no identity here can decrypt it (tried {names} and the recovery key); "
+        f"{where}: no identity here can decrypt it (tried {names} and the recovery key"
+        f"{skipped}); "
         f"set ${ENV} to an identity file of one of its recipients"
     )

@@ -274,3 +274,51 @@ def test_no_identity_and_the_recovery_key(sproject: SecretsProject) -> None:
     m = p.manifest()
     fp = m["secrets"]["pin"]["fingerprint"]
     assert (server / f"var/lib/bundle/secrets/pin/{fp}").read_text() == VALUES["pin"]
+
+
+def test_edit_and_a_passphrase_protected_ssh_key(sproject: SecretsProject) -> None:
+    p = sproject
+    locked = p.root / ".ssh/id_ed25519"
+    locked.parent.mkdir(parents=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)],
+        check=True,
+        timeout=60,
+    )
+    admin(p)  # keys.txt comes before ~/.ssh/id_ed25519, which bundle passes over
+    p.set("web1", "pin", VALUES["pin"])
+    p.set("web1", "api_token", VALUES["api_token"])
+    before = (p.stacks / "secrets/web1/api_token.age").read_bytes()
+    editor = p.root / "editor.sh"
+    editor.write_text('#!/bin/sh\nsed -i \'s/^pin = .*/pin = "4321"/\' "$1"\n')
+    editor.chmod(0o755)
+    r = p.run("secrets", "edit", "web1", env={"EDITOR": str(editor)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "web1: saved stacks/secrets/web1/: 0 added, 1 changed (pin), 0 removed\n"
+    keys = p.root / ".config/bundle/age/keys.txt"
+    assert opened(p.stacks / "secrets/web1/pin.age", keys) == "4321"
+    assert (p.stacks / "secrets/web1/api_token.age").read_bytes() == before  # untouched
+    keys.unlink()
+    r = p.run("secrets", "edit", "web1", env={"EDITOR": str(editor)})
+    assert r.returncode == 2
+    assert r.stderr == (
+        "error: stacks/secrets/web1/api_token.age: no identity here can decrypt it (tried "
+        "~/.config/bundle/age/keys.txt, ~/.ssh/id_ed25519 and the recovery key; "
+        "~/.ssh/id_ed25519 skipped: it has a passphrase); set $BUNDLE_AGE_IDENTITY to an "
+        "identity file of one of its recipients\n"
+    )
+
+
+def test_recipients_are_not_guessed_into_an_unusual_layout(sproject: SecretsProject) -> None:
+    p = sproject
+    me = keygen(p.root / ".config/bundle/age/keys.txt")
+    text = (p.stacks / "web1.toml").read_text()
+    p.write("web1.toml", f'secrets = {{ recipients = ["{me}"] }}\n' + text)
+    p.set("web1", "pin", VALUES["pin"])
+    r = p.run("secrets", "recipients", "add", "web1", keygen(p.root / "bob.txt"))
+    assert r.returncode == 2
+    assert r.stderr == (
+        "error: stacks/web1.toml: cannot edit its [secrets] recipients in place; write the list "
+        "by hand, then run: bundle secrets recipients apply web1\n"
+    )
+    assert (p.stacks / "web1.toml").read_text().startswith("secrets = {")
