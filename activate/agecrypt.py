@@ -33,6 +33,7 @@ CHUNK = 64 * 1024
 VALUE_LIMIT = 512000  # podman's limit for a secret, and so for what a delivery decrypts
 # the largest file that can hold a VALUE_LIMIT secret, with room for many recipient stanzas
 DATA_LIMIT = 4 * VALUE_LIMIT
+MAX_STANZAS = 256  # each may cost an X25519 ladder: a header cannot make a push take minutes
 _ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
 _ARMOR_END = b"-----END AGE ENCRYPTED FILE-----"
 _ARG_RE = re.compile(rb"[\x21-\x7e]+")
@@ -118,10 +119,10 @@ def ssh_ed25519_identity(private_key_text: str) -> Identity:
     blob = _openssh_blob(private_key_text)
     try:
         seed, public = _openssh_ed25519(blob)
+        x_public = ed25519_to_x25519_public(public)
     except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
         raise AgeError(f"not a readable OpenSSH ed25519 private key ({e})") from None
     scalar = ed25519_scalar(seed)
-    x_public = ed25519_to_x25519_public(public)
     if not hmac.compare_digest(x25519(scalar, X25519_BASE), x_public):
         raise AgeError("the OpenSSH ed25519 key's public half does not match its private half")
     ssh_key = _string(b"ssh-ed25519") + _string(public)
@@ -279,6 +280,8 @@ def _header(data: bytes) -> tuple[list[Stanza], bytes, bytes, bytes]:
         args = line[3:].split(b" ")
         if not all(_ARG_RE.fullmatch(arg) for arg in args):
             raise AgeError("age header has a malformed stanza line")
+        if len(stanzas) == MAX_STANZAS:
+            raise AgeError(f"age header has more than {MAX_STANZAS} recipient stanzas")
         body, at = _stanza_body(data, end + 1)
         stanzas.append(Stanza(args[0].decode(), tuple(a.decode() for a in args[1:]), body))
 

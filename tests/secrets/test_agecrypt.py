@@ -6,6 +6,8 @@ opens to exactly what went in; a changed, cut or foreign file is refused with Ag
 
 from __future__ import annotations
 
+import base64
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -121,6 +123,14 @@ def test_a_changed_mac_or_payload_is_refused(keys: Keys) -> None:
             decrypt(bytes(changed), [keys.host()])
 
 
+def test_a_header_with_too_many_stanzas_is_refused_before_any_key_work(keys: Keys) -> None:
+    data = keys.age(b"value", *to_host(keys))
+    intro, rest = data.split(b"\n", 1)
+    stanza = rest.split(b"\n--- ", 1)[0] + b"\n"
+    with pytest.raises(AgeError, match="more than 256 recipient stanzas"):
+        decrypt(intro + b"\n" + stanza * 257 + rest, [keys.host()])
+
+
 def test_a_file_cut_at_a_chunk_boundary_is_refused(keys: Keys) -> None:
     data = keys.age(bytes(2 * CHUNK), *to_host(keys))
     with pytest.raises(AgeError, match="cut short"):
@@ -209,6 +219,38 @@ def test_ssh_keys_it_cannot_use_are_refused_in_one_line(tmp_path: Path) -> None:
         with pytest.raises(AgeError, match=message) as e:
             ssh_ed25519_identity(text)
         assert "\n" not in str(e.value)
+
+
+def openssh_text(seed: bytes, public: bytes) -> str:
+    """An unencrypted OpenSSH private key file holding any 32-byte public half."""
+
+    def string(b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + b
+
+    pub_blob = string(b"ssh-ed25519") + string(public)
+    private = struct.pack(">II", 7, 7) + string(b"ssh-ed25519") + string(public)
+    private += string(seed + public) + string(b"") + bytes(range(1, 8))
+    blob = b"openssh-key-v1\0" + string(b"none") * 2 + string(b"") + struct.pack(">I", 1)
+    blob += string(pub_blob) + string(private)
+    body = base64.b64encode(blob).decode()
+    lines = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return "\n".join(
+        ["-----BEGIN OPENSSH PRIVATE KEY-----", *lines, "-----END OPENSSH PRIVATE KEY-----"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("public", "message"),
+    [
+        ((1).to_bytes(32, "little"), "not a readable OpenSSH ed25519 private key"),
+        ((2**255 - 1).to_bytes(32, "little"), "not a readable OpenSSH ed25519 private key"),
+        (bytes(range(32)), "public half does not match its private half"),
+    ],
+    ids=["identity-point", "y-out-of-range", "another-public-key"],
+)
+def test_a_hostile_ed25519_key_file_is_an_age_error(public: bytes, message: str) -> None:
+    with pytest.raises(AgeError, match=message):
+        ssh_ed25519_identity(openssh_text(bytes(32), public))
 
 
 def test_the_identity_never_shows_its_secret(keys: Keys) -> None:
