@@ -25,6 +25,7 @@ from builder.commands.common import paths_from
 from builder.deploy.hostkey import pinned_host_key
 from builder.secrets.files import (
     SHARED,
+    AgeSecretsFile,
     AnyFile,
     Passphrases,
     SecretsError,
@@ -214,7 +215,9 @@ def cmd_set(args: argparse.Namespace) -> int:
     if f.kind == "age":  # encrypting needs only the recipients, not an identity
         verb = "changed" if name in f.values else "added"
         f.values[name] = value
-        f.save()
+        if isinstance(f, AgeSecretsFile) and not f.save():
+            print(f"{label}: {name} already has that value; {f.where} was not written")
+            return 0
         print(f"{label}: {name} {verb} in {f.where}")
         return 0
     before = f.values.get(name)

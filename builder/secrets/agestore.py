@@ -171,25 +171,29 @@ class AgeSecretsFile:
             )
         return found
 
-    def save(self, passphrase: str | None = None) -> None:
-        """Write the names whose value changed, remove the names that went; others untouched."""
+    def save(self, passphrase: str | None = None) -> list[str]:
+        """Write the names whose value changed, remove the names that went; others untouched.
+        The names written."""
         if passphrase is not None:
             raise SecretsError(f"{self.where}: age files have recipients, not a passphrase")
         values = self._values
         written = values.written() if isinstance(values, AgeValues) else dict(values)
         keep = set(values)
         recipients = self.recipients() if written else []
+        done = []
         for name, value in sorted(written.items()):
             if name in self.files and _same(self.files[name], value, self):
                 continue
             data = agefmt.encrypt(value, recipients)
             write_atomic(self.file_of(name), data)
             self.files[name] = data
+            done.append(name)
         for name in sorted(set(self.files) - keep):
             self.file_of(name).unlink()
             del self.files[name]
         self.exists = True
         self._values = AgeValues(self)
+        return done
 
     def reencrypt(self, recipients: list[agefmt.Recipient]) -> list[str]:
         """Encrypt every value again to `recipients` (needs an identity); the names written."""

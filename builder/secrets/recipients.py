@@ -31,6 +31,13 @@ def _table(stacks_dir: Path, host: str) -> tuple[dict[str, Any], str]:
     except InputError as exc:
         raise SecretsError(str(exc).split("\n", 1)[0]) from None
     table = raw.data.get("secrets", {})
+    rootless = isinstance(raw.data.get("host"), dict) and raw.data["host"].get("rootless") is True
+    if rootless and isinstance(table, dict) and table.get("host_key") is True:
+        file, _ = raw.locate(("secrets", "host_key"))
+        raise SecretsError(
+            f"{display_path(file, raw.stacks_dir)}: secrets.host_key: {host} is rootless, and "
+            "its switcher cannot read the host key (root only); set host_key = false for it"
+        )
     file, _ = raw.locate(("secrets", "recipients"))
     where = f"{display_path(file, raw.stacks_dir)}: secrets.recipients"
     if not isinstance(table, dict):

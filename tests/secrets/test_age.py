@@ -298,6 +298,10 @@ def test_edit_and_a_passphrase_protected_ssh_key(sproject: SecretsProject) -> No
     keys = p.root / ".config/bundle/age/keys.txt"
     assert opened(p.stacks / "secrets/web1/pin.age", keys) == "4321"
     assert (p.stacks / "secrets/web1/api_token.age").read_bytes() == before  # untouched
+    pin = (p.stacks / "secrets/web1/pin.age").read_bytes()
+    same = p.ok("secrets", "set", "web1", "pin", input="4321").stdout
+    assert same == "web1: pin already has that value; stacks/secrets/web1/ was not written\n"
+    assert (p.stacks / "secrets/web1/pin.age").read_bytes() == pin  # no new version
     keys.unlink()
     r = p.run("secrets", "edit", "web1", env={"EDITOR": str(editor)})
     assert r.returncode == 2

@@ -83,3 +83,21 @@ def test_a_real_server_opens_what_it_is_sent_and_is_sent_values_otherwise(
     local = [(str(f), d) for f, d in files_under(p.bundles)]
     local.append(("command output", "".join(p.outputs).encode()))
     assert leaks(local) == []
+
+
+def test_a_rootless_host_cannot_open_its_own_secrets(tmp_path: Path) -> None:
+    p = make_secrets_project(tmp_path / "project")
+    me = keygen(p.root / ".config/bundle/age/keys.txt")
+    text = (
+        (p.stacks / "web1.toml")
+        .read_text()
+        .replace('address = "web1.example.org"', 'address = "web1.example.org"\nrootless = true')
+    )
+    p.write("web1.toml", text + f'\n[secrets]\nrecipients = ["{me}"]\nhost_key = true\n')
+    r = p.run("secrets", "set", "web1", "pin", input="1234")
+    assert r.returncode == 2
+    assert r.stderr == (
+        "error: stacks/web1.toml: secrets.host_key: web1 is rootless, and its switcher cannot "
+        "read the host key (root only); set host_key = false for it\n"
+    )
+    assert not (p.stacks / "secrets/web1").exists()
