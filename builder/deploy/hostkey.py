@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.base.errors import InputError
 from builder.secrets.agefmt import Recipient, parse_recipient
+from builder.secrets.fileformat import SecretsError
 from builder.stack.load import load_stack
 
 
@@ -30,13 +30,13 @@ def pinned_host_key(stacks_dir: Path, host: str) -> Recipient:
     ed = [k for k in keys if k.plain_type() == "ssh-ed25519"]
     if not ed and keys:
         kinds = ", ".join(sorted({k.plain_type() for k in keys}))
-        raise InputError(
+        raise SecretsError(
             f"{host}: the pinned host key of {ep.key_name()} is {kinds}; age secrets need an "
             "ssh-ed25519 host key (ssh-keygen -A on the server makes one): pin it, or set "
             "host_key = false"
         )
     if not ed:
-        raise InputError(
+        raise SecretsError(
             f"{host}: no host key of {ep.key_name()} is pinned in known_hosts yet; pin it "
             f"first: bundle status {host} --accept-new"
         )
