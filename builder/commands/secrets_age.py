@@ -98,7 +98,7 @@ def cmd_recipients(args: argparse.Namespace) -> int:
     stack_file = stacks / f"{host}.toml"
     if not stack_file.is_file():
         raise InputError(f"{shown(stack_file, stacks)} does not exist: give a host name")
-    current = host_recipients(stacks, host)
+    current = host_recipients(stacks, host, host_key=False)  # the list as written
     labels = [host, SHARED]
     if args.op == "list":
         for r in label_recipients(stacks, host):

@@ -70,7 +70,7 @@ def host_key_of(stacks_dir: Path, host: str) -> Recipient:
     return Recipient(f"host key of {host}", "ssh-ed25519", None, host_key=host)
 
 
-def host_recipients(stacks_dir: Path, host: str) -> list[Recipient]:
+def host_recipients(stacks_dir: Path, host: str, host_key: bool = True) -> list[Recipient]:
     """The recipients a host's stack lists (its `[secrets] recipients`), in order, then its
     host key when `host_key = true`."""
     table, where = _table(stacks_dir, host)
@@ -82,7 +82,7 @@ def host_recipients(stacks_dir: Path, host: str) -> list[Recipient]:
         found = parse_recipient(text, f"{where}[{i}]")
         if found.text not in {r.text for r in out}:
             out.append(found)
-    if host_key_wanted(stacks_dir, host):
+    if host_key and host_key_wanted(stacks_dir, host):
         key = host_key_of(stacks_dir, host)
         if key.text not in {r.text for r in out}:
             out.append(key)

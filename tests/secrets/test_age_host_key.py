@@ -4,6 +4,8 @@ decrypts and sends the values. Both end in the container seeing the value."""
 
 from __future__ import annotations
 
+import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,30 @@ def test_host_key_needs_a_pinned_ed25519_key(tmp_path: Path) -> None:
         in r.stderr
     )
     assert not (p.stacks / "secrets/web1").exists()  # nothing half-written
+
+    # pinned: the files go to it too, and the list in the stack stays as written
+    server = tmp_path / "server-key/ssh_host_ed25519_key"
+    server.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(server)], check=True)
+    public = server.with_suffix(".pub").read_text().split()
+    (ssh / "known_hosts").write_text(f"web1.example.org {public[0]} {public[1]}\n")
+    p.ok("secrets", "set", "web1", "pin", input="1234")
+    opened = subprocess.run(
+        ["age", "-d", "-i", str(server), str(p.stacks / "secrets/web1/pin.age")],
+        capture_output=True,
+        check=True,
+    )
+    assert opened.stdout == b"1234"
+    bob = keygen(tmp_path / "bob.txt")
+    p.ok("secrets", "recipients", "add", "web1", bob)
+    stack = tomllib.loads((p.stacks / "web1.toml").read_text())
+    assert stack["secrets"] == {"recipients": [me, bob], "host_key": True}
+    p.ok("secrets", "check", "web1")
+    assert p.ok("secrets", "recipients", "list", "web1").stdout.split("\n")[:3] == [
+        me,
+        bob,
+        f"{public[0]} {public[1]} host:web1",
+    ]
 
 
 def test_a_real_server_opens_what_it_is_sent_and_is_sent_values_otherwise(
