@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 from pathlib import Path
 
 from .conftest import VALUES, SecretsProject, files_under, leaks
@@ -256,6 +257,21 @@ def test_no_identity_and_the_recovery_key(sproject: SecretsProject) -> None:
         "web1: 3 files in stacks/secrets/web1/ encrypted again, to the recovery key too" in r.stdout
     )
     assert me in p.ok("secrets", "recipients", "list", "web1").stdout
+    # the age CLI opens a secret with the recovery key, asking its passphrase on a terminal
+    age_cli = subprocess.Popen(
+        [
+            "script",
+            "-qec",
+            "age -d -i stacks/secrets/recovery.key.age stacks/secrets/web1/pin.age",
+            "/dev/null",
+        ],
+        cwd=p.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    time.sleep(1)  # typed after the prompt, as a person would
+    out, _ = age_cli.communicate(b"recovery words ONLY-IN-SECRETS\r", timeout=60)
+    assert out.endswith(VALUES["pin"].encode()), out
     (p.root / ".config/bundle/age/keys.txt").unlink()
     server = p.root / "server"
     server.mkdir()
