@@ -469,7 +469,7 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         dest="secrets_command",
         metavar="ACTION",
         required=True,
-        help="edit, set, list, remove or rekey",
+        help="edit, set, list, remove, rekey, import-vault, recipients, check, migrate or recovery-key",
     )
 
     def action(name: str, func: str, help: str) -> Any:
@@ -495,6 +495,45 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         "secrets:cmd_rekey",
         "encrypt with a new passphrase ($BUNDLE_NEW_PASSPHRASE or a prompt)",
     )
+    p = inner.add_parser(
+        "recipients",
+        help="who a host's age files are encrypted to: list, add KEY, remove KEY, apply",
+        description="list, add or remove a recipient of HOST (an age key or an SSH public key) "
+        "and encrypt its files again; apply: encrypt them again to the list as it is",
+    )
+    add_common(p)
+    p.add_argument("op", choices=["list", "add", "remove", "apply"], metavar="OP")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("key", nargs="?", metavar="KEY", help='age1… or "ssh-ed25519 AAAA… comment"')
+    p.set_defaults(func="secrets_age:cmd_recipients")
+    p = inner.add_parser(
+        "check",
+        help="prove every age file is encrypted to exactly its recipients (exit 2 if not)",
+        description="prove every age file is encrypted to exactly its recipients (exit 2 if not)",
+    )
+    add_common(p)
+    p.add_argument(
+        "host", nargs="?", metavar="HOST", help="a host and shared; default: every folder"
+    )
+    p.set_defaults(func="secrets_age:cmd_check")
+    p = inner.add_parser(
+        "migrate",
+        help="move .enc files to one age file per secret, checking each value",
+        description="move stacks/secrets/LABEL.enc to stacks/secrets/LABEL/NAME.age, checking each value",
+    )
+    add_common(p)
+    p.add_argument(
+        "labels", nargs="*", metavar="LABEL", help="a host or shared; default: every .enc"
+    )
+    p.set_defaults(func="secrets_age:cmd_migrate")
+    p = inner.add_parser(
+        "recovery-key",
+        help="make a passphrase-protected age key that opens every secret",
+        description="make stacks/secrets/recovery.key.age (a passphrase-protected age key) and "
+        "encrypt every age secret to it too",
+    )
+    add_common(p)
+    p.set_defaults(func="secrets_age:cmd_recovery_key")
     what = (
         "import an Ansible Vault file's top-level variables as secrets (names listed, not values)"
     )

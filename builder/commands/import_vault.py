@@ -13,7 +13,9 @@ from pathlib import Path
 
 from builder.base.errors import InputError
 from builder.commands.common import paths_from
+from builder.deploy.hostkey import pinned_host_key
 from builder.secrets.files import SHARED, can_prompt, open_file, shown
+from builder.secrets.recipients import use_host_keys
 from builder.secrets.vault import Imported, VaultError, load_variables, to_secrets
 
 PASSWORD_ENV = "ANSIBLE_VAULT_PASSWORD_FILE"
@@ -98,6 +100,7 @@ def read_vault(vault: Path, password: bytes) -> Imported:
 
 
 def cmd_import_vault(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     stacks = Path(paths_from(args).stacks_dir)
     vault = Path(args.file)
     if not vault.is_file():

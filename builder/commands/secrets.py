@@ -20,11 +20,13 @@ from pathlib import Path
 
 from builder.base.errors import InputError
 from builder.commands.common import paths_from
+from builder.deploy.hostkey import pinned_host_key
 from builder.secrets.files import (
     SHARED,
+    AgeSecretsFile,
+    AnyFile,
     Passphrases,
     SecretsError,
-    SecretsFile,
     can_prompt,
     check_name,
     file_path,
@@ -32,6 +34,7 @@ from builder.secrets.files import (
     open_file,
     shown,
 )
+from builder.secrets.recipients import use_host_keys
 from builder.stack.names import NAME, NAME_HINT
 
 VALUE_LIMIT = 512000  # podman's limit for one secret
@@ -150,16 +153,17 @@ def _label(stacks: Path, label: str) -> str:
     return label
 
 
-def _open(args: argparse.Namespace, create: bool) -> tuple[Path, SecretsFile | None]:
+def _open(args: argparse.Namespace, create: bool) -> tuple[Path, AnyFile | None]:
     stacks = _stacks(args)
     label = _label(stacks, args.host)
     return stacks, open_file(stacks, label, create=create)
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     _stacks_dir, f = _open(args, create=True)
     assert f is not None
-    new = edit_values(f.values, f.label, f.where)
+    new = edit_values(dict(f.values), f.label, f.where)
     if new is None or (new == f.values and f.exists):
         print(f"{f.label}: no change; {f.where} was not written")
         return 0
@@ -199,12 +203,21 @@ def read_value(name: str) -> str:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
+    use_host_keys(pinned_host_key)  # host_key = true: the key known_hosts pins
     name = check_name(args.name)
     stacks = _stacks(args)
     label = _label(stacks, args.host)
     value = read_value(name)
     f = open_file(stacks, label, create=True)
     assert f is not None
+    if f.kind == "age":  # encrypting needs only the recipients, not an identity
+        verb = "changed" if name in f.values else "added"
+        f.values[name] = value
+        if isinstance(f, AgeSecretsFile) and not f.save():
+            print(f"{label}: {name} already has that value; {f.where} was not written")
+            return 0
+        print(f"{label}: {name} {verb} in {f.where}")
+        return 0
     before = f.values.get(name)
     if before == value and f.exists:
         print(f"{label}: {name} already has that value; {f.where} was not written")

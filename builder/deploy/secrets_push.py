@@ -33,7 +33,8 @@ from builder.base.errors import InputError
 from builder.base.words import plural
 from builder.bundle.store import Generation
 from builder.deploy.remote import Server
-from builder.secrets.files import host_secrets
+from builder.secrets.files import AgeSecretsFile, host_secrets
+from builder.secrets.recipients import host_key_wanted
 
 # A bundle whose switcher has this module opens secrets delivered as age files.
 AGE_MARKER = "activate/agecrypt.py"
@@ -133,17 +134,24 @@ def deliver(server: Server, gen: Generation, stacks_dir: Path | None) -> list[st
     if stacks_dir is None:
         raise InputError(f"{gen.host}: the server lacks secrets and no stacks folder is known")
     local = host_secrets(stacks_dir, gen.host)
-    payload: list[SecretValue] = []
+    # the host's key among the recipients: its age files travel, and it decrypts them itself
+    sealed = server_decrypts(manifest) and host_key_wanted(stacks_dir, gen.host)
+    payload: list[SecretValue | SecretCiphertext] = []
     for item in missing:
         name, fp = item.name, item.fingerprint
         if local.fingerprint(name) != fp:
             where = " or ".join(local.where)
-            state = "no longer holds it" if local.value(name) is None else "now holds another value"
+            state = "now holds another value" if name in local.names() else "no longer holds it"
             raise InputError(
                 f"{gen.host}: generation {gen.number} needs the value secret {name} had when it "
                 f"was built, and {where} {state}; build a new generation (bundle build "
                 f"{gen.host}) and push that"
             )
+        source = local.source(name)
+        if sealed and isinstance(source, AgeSecretsFile):
+            encoded = base64.b64encode(source.files[name]).decode()
+            payload.append(SecretCiphertext(name=name, fingerprint=fp, age=encoded))
+            continue
         value = local.value(name)
         assert value is not None
         encoded = base64.b64encode(value.encode()).decode()

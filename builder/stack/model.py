@@ -263,6 +263,14 @@ class Backup:
 
 
 @attrs.frozen
+class SecretsConfig:
+    """Who the host's age secrets are encrypted to (docs/secrets.md)."""
+
+    recipients: tuple[str, ...] = ()
+    host_key: bool = False  # also encrypt to the host's pinned ssh-ed25519 host key
+
+
+@attrs.frozen
 class Stack:
     """Everything one host runs, after shared files and variants are merged."""
 
@@ -275,6 +283,7 @@ class Stack:
     scripts: dict[str, Script] = attrs.field(factory=dict)
     backup: Backup | None = None
     wireguard: WireGuard | None = None
+    secrets: SecretsConfig | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}

@@ -28,15 +28,16 @@ from typing import Any
 import jinja2
 
 from builder.base.errors import Problem
+from builder.secrets.agecheck import check_label
 from builder.secrets.files import (
     ALTERED_RE,
     MARKER_RE,
     HostSecrets,
+    SecretsError,
     any_file,
-    file_path,
     host_secrets,
+    label_shown,
     marker,
-    shown,
 )
 from builder.stack.names import NAME, NAME_HINT
 
@@ -62,6 +63,14 @@ class SecretBinding:
             self._looked = True
             if any_file(self.stacks_dir, self.host):
                 self._secrets = host_secrets(self.stacks_dir, self.host)
+                gaps = [
+                    line
+                    for f in self._secrets.files
+                    if f.kind == "age"
+                    for line in check_label(self.stacks_dir, f.label)
+                ]
+                if gaps:  # a recipient the stacks list could not open these files
+                    raise SecretsError("\n".join(gaps))
         return self._secrets
 
     def fingerprint(self, name: str) -> str | None:
@@ -69,8 +78,8 @@ class SecretBinding:
         return found.fingerprint(name) if found else None
 
     def undefined_message(self, name: str) -> str:
-        own = shown(file_path(self.stacks_dir, self.host), self.stacks_dir)
-        shared = shown(file_path(self.stacks_dir, "shared"), self.stacks_dir)
+        own = label_shown(self.stacks_dir, self.host)
+        shared = label_shown(self.stacks_dir, "shared")
         return (
             f"secret {name!r} is not defined in {own} or {shared}; "
             f"add it: bundle secrets set {self.host} {name}"
