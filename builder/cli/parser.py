@@ -83,6 +83,20 @@ def add_hosts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-fast", action="store_true", help="start no more hosts after one fails")
 
 
+def add_rolling(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch",
+        metavar="N|P%",
+        help="switch N hosts (or P%% of them) at a time, each batch healthy before the next",
+    )
+    p.add_argument("--canary", metavar="HOST", help="switch HOST first, then ask before the rest")
+    p.add_argument(
+        "--canary-wait",
+        metavar="TIME",
+        help="instead of asking: go on once the canary ran healthy this long (90s, 5m)",
+    )
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -210,6 +224,7 @@ def make_parser() -> argparse.ArgumentParser:
         "switch", "deploy:cmd_switch", "build, push and activate in one go", "bundle switch vps1"
     )
     add_hosts(p)
+    add_rolling(p)
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )
