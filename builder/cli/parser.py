@@ -159,6 +159,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="leave the server running at the end")
 
     p = command(
+        "preview",
+        "preview:cmd_preview",
+        "boot a generation on a throwaway local server, check it, tear it down (needs root)",
+        "sudo bundle preview vps1 --keep",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
+    p.add_argument("--keep", action="store_true", help="leave the preview server running")
+    p.add_argument("--stop", action="store_true", help="stop the preview --keep left running")
+
+    p = command(
         "build", "build:cmd_build", "build hosts' stacks into new generations", "bundle build vps1"
     )
     p.add_argument("hosts", nargs="+", metavar="HOST")
