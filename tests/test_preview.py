@@ -85,6 +85,17 @@ def test_a_kept_preview_serves_the_generation_until_stopped(
     none = bundle(root, "preview", "--stop", "web1")
     assert none.returncode == 2 and "web1: no kept preview to stop" in none.stderr
 
+    stack = root / "stacks/web1.toml"
+    stack.write_text(
+        stack.read_text().replace("[host]\n", '[host]\nrootless = true\nssh_user = "app"\n')
+    )
+    rootless = bundle(root, "preview", "web1")
+    assert rootless.returncode == 2 and rootless.stderr.strip() == (
+        "error: web1: a rootless host (docs/rootless.md); bundle preview boots hosts whose "
+        "switcher runs as root only"
+    )
+    assert f"bundle-t{n}" not in namespaces()
+
 
 def test_without_root_the_preview_says_what_it_needs() -> None:
     # a folder the unprivileged user can read (pytest's own are root's alone)

@@ -53,6 +53,11 @@ def run_preview(
             f"{'; '.join(problems)} (see docs/operations.md, A local preview)"
         )
     gen = local_generation(paths, host, number)
+    if load_stack(paths.stacks_dir, host).data.get("host", {}).get("rootless"):
+        raise InputError(
+            f"{host}: a rootless host (docs/rootless.md); bundle preview boots hosts whose "
+            "switcher runs as root only"
+        )
     record = paths.bundles_dir / host / RECORD
     if record.exists():
         raise InputError(
