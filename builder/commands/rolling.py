@@ -99,7 +99,8 @@ def cmd_rolling(
     def on_batch(i: int, batch: list[str]) -> None:
         say(args, f"batch {i} of {len(batches)}: {', '.join(batch)}")
 
-    result = roll(batches, switch, rollback, pause, args.parallel, done, on_batch)
+    undo = None if args.no_rollback else rollback
+    result = roll(batches, switch, undo, pause, args.parallel, done, on_batch)
     report(args, result)
     return 0 if result.complete else 1
 

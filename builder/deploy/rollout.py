@@ -126,13 +126,14 @@ Pause = Callable[[int, list[HostRun]], str | None]
 def roll(
     batches: list[list[str]],
     switch: Callable[[str], SwitchResult],
-    rollback: Callable[[str, int | None], SwitchResult],
+    rollback: Callable[[str, int | None], SwitchResult] | None,
     pause: Pause,
     parallel: int,
     on_done: Callable[[Outcome], None],
     on_batch: Callable[[int, list[str]], None],
 ) -> Rollout:
-    """Switch batch by batch; stop at the first failed host or the first `pause` that says no."""
+    """Switch batch by batch; stop at the first failed host or the first `pause` that says no.
+    `rollback`: how a host of the stopped batch goes back (None: it stays)."""
     runs = {h: HostRun(h, i) for i, batch in enumerate(batches, 1) for h in batch}
     stopped: str | None = None
     for i, batch in enumerate(batches, 1):
@@ -150,20 +151,31 @@ def roll(
             if why is not None:
                 stopped = f"after batch {i} of {len(batches)}: {why}; {_later(batches, i)}"
         if stopped is not None:
-            switched = [h for h in batch if runs[h].result == SWITCHED]
-            back = run_fleet(
-                switched,
-                lambda h: rollback(h, runs[h].from_),
-                min(parallel, max(1, len(switched))),
-                False,
-                on_done,
-            )
-            for o in back:
-                runs[o.host] = _back(runs[o.host], o)
+            if rollback is not None:  # --no-rollback: the stopped batch stays, to look at
+                runs.update(_roll_back(batch, runs, rollback, parallel, on_done))
             break
     return Rollout(
         tuple(tuple(b) for b in batches), tuple(runs[h] for b in batches for h in b), stopped
     )
+
+
+def _roll_back(
+    batch: list[str],
+    runs: dict[str, HostRun],
+    rollback: Callable[[str, int | None], SwitchResult],
+    parallel: int,
+    on_done: Callable[[Outcome], None],
+) -> dict[str, HostRun]:
+    """The hosts of a stopped batch that switched, back on the generation each came from."""
+    switched = [h for h in batch if runs[h].result == SWITCHED]
+    back = run_fleet(
+        switched,
+        lambda h: rollback(h, runs[h].from_),
+        min(parallel, max(1, len(switched))),
+        False,
+        on_done,
+    )
+    return {o.host: _back(runs[o.host], o) for o in back}
 
 
 def _later(batches: list[list[str]], i: int) -> str:

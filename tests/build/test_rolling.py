@@ -74,6 +74,14 @@ def test_batches_by_share_and_a_canary_that_asks(empty_project: Project, tmp_pat
     ]
     assert yes.stdout.rstrip().endswith("all 4 hosts switched in 2 batches")
 
+    # --no-rollback: the rollout stops all the same, and the canary stays where it is
+    p.edit("web2.toml", 'message = "hello"', 'message = "third"')
+    args = ("switch", "@edge", "--canary", "web2", "--no-rollback", "--target", srv)
+    kept = on_a_terminal(p, b"n\n", *args)
+    assert kept.returncode == 1, kept.stdout + kept.stderr
+    assert "rollback" not in kept.stdout
+    assert current(tmp_path / "srv", "web2").startswith("generations/2-")  # type: ignore[union-attr]
+
 
 def test_bad_rolling_input_is_one_line_before_any_host_changes(
     empty_project: Project, tmp_path: Path
