@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG = "notify/notify.json"
+PAUSED = "notify-paused"  # STATE/notify-paused: this server tells nobody (bundle preview's)
 SEND_SECONDS = 4.0
 EVENTS = ("switched", "rolled back", "rollback failed", "failed units")
 # a failed unit as the health gate's lines name it: "web.container: GET http://..."
@@ -45,6 +46,8 @@ def event_of(line: dict[str, Any]) -> str | None:
 def told(state: Path, line: dict[str, Any], host: str = "") -> None:
     """Send `line` (a history entry) to the targets of its newer generation; never raises."""
     try:
+        if (state / PAUSED).exists():
+            return
         settings = _settings(state, line)
         event = event_of(line)
         if settings is None or event is None or event not in settings.get("events", EVENTS):

@@ -17,7 +17,9 @@ from builder.testserver.webstack import web_stack, write_stack
 from tests.harness import Registry
 
 CHECK = 'checks = [{ tcp = "127.0.0.1:8081" }]\n'
-STACK = web_stack("web1", "web1.example.org", volume=False, other_lines=CHECK)
+# documentation addresses (RFC 5737): the preview must tell nobody, and could not reach them
+NOTIFY = '\n[notify]\nwebhook = "http://192.0.2.1/hook"\n'
+STACK = web_stack("web1", "web1.example.org", volume=False, other_lines=CHECK) + NOTIFY
 
 
 def bundle(
@@ -68,6 +70,18 @@ def test_a_kept_preview_serves_the_generation_until_stopped(
     assert "  secrets: none in this generation" in lines
     assert "  DNS: names that point at the host do not point here; use the address above" in lines
     assert lines[-1] == "stop it with: bundle preview --stop web1"
+    assert "  notifications: paused on the preview; [notify] targets are not told" in lines
+    key = next(ln.split()[3] for ln in lines if ln.startswith("kept: ssh -i "))
+    quiet = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    on_server = "test -e /var/lib/bundle/notify-paused && journalctl -t bundle-notify -o cat"
+    looked = subprocess.run(
+        ["ssh", "-i", key, *quiet, f"root@{address}", on_server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert looked.returncode == 0 and looked.stdout.strip() in ("", "-- No entries --"), looked
     with urllib.request.urlopen(f"http://{address}:8080/", timeout=10) as answer:
         assert answer.read().decode() == "first from web1\n"
     n = address.split(".")[2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +115,10 @@ def _activate(
 ) -> tuple[bool, dict[str, str]]:
     notes: dict[str, str] = {}
     with connect(paths, host, url, False) as server:
+        # the preview must not tell the host's [notify] targets: the switcher stays quiet
+        paused = posixpath.join(server.state, "notify-paused")
+        server.transport.run(["mkdir", "-p", server.state], timeout=30)
+        server.transport.run(["touch", paused], timeout=30)
         push(server, gen)
         manifest = gen.load_manifest()
         if needed(manifest):
@@ -169,6 +174,8 @@ def _differences(
         "DNS: names that point at the host do not point here; use the address above",
         "public ports: published on the preview's address, not on the internet",
     ]
+    if stack.get("notify"):
+        lines.append("notifications: paused on the preview; [notify] targets are not told")
     if stack.get("wireguard"):
         lines.append("WireGuard: the interface is set up, its peers are not reachable from here")
     return lines
