@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import activation, detach, gc, lock, receive, rollback, secrets, status, strict_json
+from . import activation, detach, gc, lock, receive, rollback, secrets, status, strict_json, watch
 from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
 from .errors import BadInput, Failed, Reported, SwitcherError
 from .protocol import Action, to_json
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     safety_options(p)
     sub.add_parser("status", parents=[common], help="current generation and its units")
     sub.add_parser("recover", parents=[common], help="finish or undo a switch that was killed")
+    sub.add_parser("health", parents=[common], help="units and checks of what runs, now, once")
     p = sub.add_parser("history", parents=[common], help="the deploy history, oldest first")
     p.add_argument("--limit", type=int, default=0, help="only the last N entries (0: all)")
     sub.add_parser("generations", parents=[common], help="list generations")
@@ -153,6 +154,8 @@ def _run(args: argparse.Namespace) -> int:
         emit(entries[-args.limit :] if args.limit > 0 else entries)
     elif command == "status":
         emit(status.status(store, root, services).to_json())
+    elif command == "health":
+        emit(watch.health_now(store, services).to_json())
     elif command == "recover":
         store.require_exists()
         with lock.held(store.lock_path, "recover"):

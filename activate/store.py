@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import durable, strict_json
+from . import durable, notify, strict_json
 from .durable import fsync_dir
 from .errors import BadInput, Failed
 from .manifest import MANIFEST_NAME, SHA256_RE, Manifest, parse_manifest
@@ -263,6 +263,7 @@ class Store:
             os.fsync(fd)
         finally:
             os.close(fd)
+        notify.told(self.root, entry)  # [notify]: every history line is told (activate/notify.py)
 
     def history(self) -> list[dict[str, Any]]:
         try:

@@ -84,6 +84,20 @@ def add_hosts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-fast", action="store_true", help="start no more hosts after one fails")
 
 
+def add_rolling(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch",
+        metavar="N|P%",
+        help="switch N hosts (or P%% of them) at a time, each batch healthy before the next",
+    )
+    p.add_argument("--canary", metavar="HOST", help="switch HOST first, then ask before the rest")
+    p.add_argument(
+        "--canary-wait",
+        metavar="TIME",
+        help="instead of asking: go on once the canary ran healthy this long (90s, 5m)",
+    )
+
+
 def add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
@@ -207,6 +221,17 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
     p.add_argument("--keep", action="store_true", help="leave the server running at the end")
 
     p = command(
+        "preview",
+        "preview:cmd_preview",
+        "boot a generation on a throwaway local server, check it, tear it down (needs root)",
+        "sudo bundle preview vps1 --keep",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--generation", type=int, metavar="N", help="default: the latest built")
+    p.add_argument("--keep", action="store_true", help="leave the preview server running")
+    p.add_argument("--stop", action="store_true", help="stop the preview --keep left running")
+
+    p = command(
         "build", "build:cmd_build", "build hosts' stacks into new generations", "bundle build vps1"
     )
     p.add_argument("hosts", nargs="+", metavar="HOST")
@@ -272,6 +297,7 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         "switch", "deploy:cmd_switch", "build, push and activate in one go", "bundle switch vps1"
     )
     add_hosts(p)
+    add_rolling(p)
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )

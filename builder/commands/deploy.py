@@ -13,6 +13,7 @@ from builder.base.errors import BundleError
 from builder.base.words import change, plural
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from, print_repaired
+from builder.commands.rolling import cmd_rolling, rolling
 from builder.deploy.deployer import (
     connect,
     do_activate,
@@ -152,7 +153,12 @@ def cmd_switch(args: argparse.Namespace) -> int:
         target = _target_for(args, host)
         return switch_host(paths, host, target, args.accept_new, args.force, _safety(args))
 
-    return _for_hosts(args, job, lambda result: _print_switch(args, result, result.host))
+    def show(result: SwitchResult) -> None:
+        _print_switch(args, result, result.host)
+
+    if rolling(args):  # --batch, --canary: builder/commands/rolling.py
+        return cmd_rolling(args, lambda host: _target_for(args, host), _safety(args), show)
+    return _for_hosts(args, job, show)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

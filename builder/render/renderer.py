@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from builder.base.errors import Problem
-from builder.render.features import backup, monitoring, wireguard
+from builder.render.features import backup, monitoring, notify, wireguard
 from builder.render.output import (
     QUADLET_DIR,
     SYSTEMD_DIR,
@@ -141,6 +141,7 @@ class _Renderer:
         for name, script in sorted(s.enabled_scripts().items()):
             self.script(name, script)
         backup.render(self)  # [backup]: scripts/backup.py, backup.service, backup.timer
+        notify.render(self)  # [notify]: notify/notify.json, read by the switcher
         if s.tunnel() is not None:
             self.tunnel()
 

@@ -271,6 +271,21 @@ class SecretsConfig:
 
 
 @attrs.frozen
+class Notify:
+    """Messages from the server on switches, rollbacks and failed units:
+    builder/render/features/notify.py. Each URL may be given in clear or as a secret's name."""
+
+    webhook: str | None = None
+    webhook_secret: str | None = None
+    ntfy: str | None = None
+    ntfy_secret: str | None = None
+    ntfy_token_secret: str | None = None
+    healthchecks: str | None = None
+    healthchecks_secret: str | None = None
+    events: tuple[str, ...] = ("switched", "rolled back", "rollback failed", "failed units")
+
+
+@attrs.frozen
 class Stack:
     """Everything one host runs, after shared files and variants are merged."""
 
@@ -284,6 +299,7 @@ class Stack:
     backup: Backup | None = None
     wireguard: WireGuard | None = None
     secrets: SecretsConfig | None = None
+    notify: Notify | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}

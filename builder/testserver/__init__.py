@@ -10,7 +10,9 @@ from .target import (
     TargetCommandError,
     golden_image,
     host_problems,
+    keep_running,
     quadlet_binary,
+    stop_kept,
 )
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "TargetCommandError",
     "golden_image",
     "host_problems",
+    "keep_running",
     "quadlet_binary",
+    "stop_kept",
 ]

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -470,3 +471,45 @@ class Target:
     def __repr__(self) -> str:
         state = "running" if self._running else ("allocated" if self._lock else "down")
         return f"<Target {self.name or '?'} {self.host or '-'} {state}>"
+
+
+# ---- a server left running after its process ends (bundle preview --keep) ----------------
+
+KEEPER = "import signal; signal.pause()  # holds a bundle test server's number: bundle-keeper"
+
+
+def keep_running(target: Target) -> int:
+    """Leave `target` up when this process ends: a small process of its own holds the
+    number's lock (the next run's sweep would otherwise remove the server). Its pid."""
+    lock = target._lock
+    if lock is None or lock.fd is None:
+        raise HarnessError(f"{target.name or 'the server'} is not up")
+    keeper = subprocess.Popen(
+        [sys.executable, "-c", KEEPER],
+        pass_fds=(lock.fd,),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lock.release()  # the keeper's copy of the descriptor holds the flock from here on
+    target._lock = None
+    _live.discard(target)
+    return keeper.pid
+
+
+def stop_kept(n: int, pid: int) -> None:
+    """Stop the server `keep_running` left under number `n`, and its keeper `pid`."""
+    with contextlib.suppress(OSError):
+        if KEEPER.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGTERM)  # only our keeper: a pid may have been reused
+    lock = _NumberLock(target_base(), n)
+    deadline = time.monotonic() + 30
+    while not lock.try_acquire():
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{NAME_PREFIX}{n} is still held by another process")
+        time.sleep(0.1)
+    try:
+        _clean_stale(target_base(), n)
+    finally:
+        lock.release()
