@@ -23,11 +23,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import boot_unit, crashes, faults, journal, secrets, signals
+from . import boot_unit, crashes, faults, hooks, journal, secrets, signals
 from .errors import Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
-from .protocol import Action, Check, HealthReport, Kept, Planned, Result, Stage, Switched
+from .protocol import (
+    Action,
+    Check,
+    HealthReport,
+    HookRun,
+    Kept,
+    Planned,
+    Result,
+    Stage,
+    Switched,
+)
 from .recover import recover
 from .restore import restore
 from .safety import Safety
@@ -187,6 +197,8 @@ def activate(
         outcome["recovered"] = recovered_reply(recovered)
     # A rollback is already the way back: a failed gate there is reported, not undone.
     undo_on_failure = safety.rollback and action is not Action.ROLLBACK
+    ran: list[HookRun] = []
+    hook_failed = _pre_hooks(sw, action, ran, outcome)
     try:
         with signals.become_errors():
             journal.begin(store, action, from_n, number)
@@ -210,6 +222,8 @@ def activate(
             outcome["health"] = health_reply(health)
             if not health.passed and undo_on_failure:
                 raise Unhealthy(health.summary())
+            if health.passed:
+                hook_failed = _post_hooks(sw, action, ran, outcome, undo_on_failure)
             # a rollback that cuts the deployer off goes back too: to what was reachable
             if run and confirm > 0 and safety.rollback and services.managed:
                 waiting = report_of(
@@ -255,10 +269,11 @@ def activate(
         raise RolledBack(message, report.to_json()) from None
     summary = plan_summary(sw.plan)
     result = Result.OK
-    if not health.passed:
+    if not health.passed or hook_failed:
         result = Result.UNHEALTHY
         why = "--no-rollback" if action is not Action.ROLLBACK else "this is a rollback"
-        summary = f"{health.summary()}; generation {number} stays active ({why})"
+        what = hook_failed or health.summary()
+        summary = f"{what}; generation {number} stays active ({why})"
     store.append_history(history_entry(action, from_n, number, result, summary))
     store.clear_pending()  # after the history line: the journal says `done` until then
     report = report_of(
@@ -275,6 +290,52 @@ def activate(
     if result is not Result.OK:
         raise Reported(summary, report.evolve(error=summary).to_json())
     return report
+
+
+def _hook_env(sw: Switch, phase: str) -> dict[str, str]:
+    return {
+        "BUNDLE_PHASE": phase,
+        "BUNDLE_FROM": str(sw.current.number) if sw.current else "",
+        "BUNDLE_TO": str(sw.target.number),
+        "BUNDLE_STATE": str(sw.store.root),
+    }
+
+
+def _pre_hooks(sw: Switch, action: Action, ran: list[HookRun], outcome: dict[str, Any]) -> str:
+    """The pre-hooks, before the journal: a failure stops the switch with nothing changed.
+    A rollback runs none (activate/hooks.py says why)."""
+    if action is Action.ROLLBACK or not sw.new.hooks.pre:
+        return ""
+    try:
+        hooks.run_phase(
+            sw.new.hooks, "pre", sw.target.path, _hook_env(sw, "pre"), redactor(sw), ran
+        )
+    except Failed as exc:
+        now = f"generation {sw.current.number}" if sw.current else "no generation"
+        raise Failed(f"{exc.message}; nothing changed, {now} stays active") from None
+    finally:
+        outcome["hooks"] = tuple(ran)
+    return ""
+
+
+def _post_hooks(
+    sw: Switch, action: Action, ran: list[HookRun], outcome: dict[str, Any], undo: bool
+) -> str:
+    """The post-hooks, once the gate passed: a failure is undone like a failed gate, or with
+    --no-rollback reported (the returned message) while the generation stays."""
+    if action is Action.ROLLBACK or not sw.new.hooks.post:
+        return ""
+    try:
+        hooks.run_phase(
+            sw.new.hooks, "post", sw.target.path, _hook_env(sw, "post"), redactor(sw), ran
+        )
+    except Failed as exc:
+        if undo:
+            raise
+        return exc.message
+    finally:
+        outcome["hooks"] = tuple(ran)
+    return ""
 
 
 def _boot_unit(sw: Switch) -> Switch:

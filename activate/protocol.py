@@ -239,6 +239,19 @@ class Restored:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HookRun:
+    """A deploy hook the switch ran (activate/hooks.py); `exit_code` None: killed at its timeout."""
+
+    phase: str = ""
+    number: int = 0
+    command: str = ""
+    exit_code: int | None = None
+    seconds: float = 0.0
+    timeout: int = 0
+    output: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """What an activation does to each unit (activate/planner.py)."""
 
@@ -284,6 +297,7 @@ class Switched(Reply):
     snapshots: tuple[Any, ...] = sometimes(())  # what the generations rolled back past kept
     data_warnings: tuple[str, ...] = sometimes(())
     restored: tuple[Restored, ...] = sometimes(())
+    hooks: tuple[HookRun, ...] = sometimes(())  # the deploy hooks run, in order
 
     @property
     def waiting(self) -> bool:

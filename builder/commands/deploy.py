@@ -120,6 +120,18 @@ def _safety_lines(report: Switched) -> list[str]:
         )
     if report.unchanged:
         lines.append(report.unchanged)
+    for hook in report.hooks:
+        ended = (
+            "ok"
+            if hook.exit_code == 0
+            else f"killed after {hook.timeout} s"
+            if hook.exit_code is None
+            else f"exited with {hook.exit_code}"
+        )
+        lines.append(
+            f"{hook.phase}-hook {hook.number} `{hook.command}`: {ended} in {hook.seconds:.1f} s"
+        )
+        lines += [f"  | {line}" for line in hook.output.splitlines()]
     kept = report.snapshot
     if kept:
         lines.append(f"data kept before the switch: {', '.join(kept.units)} in {kept.path}")

@@ -13,11 +13,12 @@ from typing import Any
 import attrs
 
 from builder.base.errors import Problem
-from builder.render.features import backup, monitoring, wireguard
+from builder.render.features import backup, hooks, monitoring, wireguard
 from builder.render.output import (
     QUADLET_DIR,
     SYSTEMD_DIR,
     BundleFile,
+    Hooks,
     Rendered,
     State,
     Unit,
@@ -72,6 +73,7 @@ def render_stack(
         tuple(r.problems),
         secrets.manifest_entries() if secrets else {},
         dict(sorted(secrets.rendered.items())) if secrets else {},
+        r.hooks,
     )
 
 
@@ -89,6 +91,7 @@ class _Renderer:
         self.units: dict[str, Unit] = {}
         self.images: dict[str, str] = {}
         self.problems: list[Problem] = []
+        self.hooks = Hooks()
         self._base: dict[str, Any] | None = None
         # WireGuard: the tunnel's unit, the ports metrics add, the units ordered after it
         self.peers: tuple[wireguard.Peer, ...] = ()
@@ -138,6 +141,7 @@ class _Renderer:
         for name, script in sorted(s.enabled_scripts().items()):
             self.script(name, script)
         backup.render(self)  # [backup]: scripts/backup.py, backup.service, backup.timer
+        self.hooks = hooks.render(self)  # [hooks]: scripts/hooks/*.sh
         if s.tunnel() is not None:
             self.tunnel()
 

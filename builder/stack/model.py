@@ -259,6 +259,17 @@ class Backup:
 
 
 @attrs.frozen
+class Hooks:
+    """Shell commands the switcher runs on the server inside the switch lock (docs/operations.md):
+    `pre` before anything changes (a failure stops the switch), `post` once the new generation
+    passed its health gate (a failure rolls back). Each may take `timeout` seconds."""
+
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+    timeout: int = 300
+
+
+@attrs.frozen
 class Stack:
     """Everything one host runs, after shared files and variants are merged."""
 
@@ -271,6 +282,7 @@ class Stack:
     scripts: dict[str, Script] = attrs.field(factory=dict)
     backup: Backup | None = None
     wireguard: WireGuard | None = None
+    hooks: Hooks | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}
