@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import boot_unit, crashes, faults, hooks, journal, secrets, signals
+from . import boot_unit, crashes, faults, hooks, journal, live, secrets, signals
 from .errors import Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
@@ -106,7 +106,7 @@ def _check_running(sw: Switch) -> dict[str, UnitState]:
     if sw.plan.changes_nothing:
         return {sw.new.units[k].service: st for k, st in sw.live.items() if k in sw.new.units}
     states = sw.services.states([u.service for u in sw.new.units.values()])
-    keys = [*sw.plan.start, *sw.plan.restart, *sw.plan.with_pod]
+    keys = [*sw.plan.start, *sw.plan.restart, *sw.plan.with_pod, *sw.plan.reload]
     gone = crashes.account(sw.services, [sw.service(k) for k in keys], redactor(sw), states)
     if gone:
         raise Failed(gone)
@@ -142,6 +142,7 @@ def _forward(
     journal.step(sw.store, "stopped")
     progress.flipped = True  # before the call: a failure inside it still needs undoing
     sw.store.set_current(sw.target)
+    live.sync(sw.store, sw.target)  # reloaded containers see current's files (activate/live.py)
     journal.step(sw.store, "flipped")
     progress.installed = True
     files = install_units(sw.root, sw.target.path, sw.new, sw.old)
@@ -154,6 +155,8 @@ def _forward(
         progress.touched.update(keys)
         start_level(sw, verb, keys)
         faults.point("switch-starting")
+    progress.touched.update(plan_.reload)
+    services.reload_all([sw.service(k) for k in plan_.reload])
     progress.touched.update(plan_.with_pod)
     services.enable([sw.service(k) for k in plan_.enable])
     states = _check_running(sw)

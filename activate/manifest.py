@@ -168,9 +168,35 @@ def _parse_unit(key: str, raw: Any, files: Mapping[str, FileEntry]) -> Unit:
         for i, c in enumerate(_typed(raw.get("checks", []), list, f"{where}.checks"))
     )
     state = _parse_state(raw["state"], f"{where}.state") if raw.get("state") is not None else None
-    return Unit(
-        key, kind, path, service, closure, unit_files, requires, image, enable, checks, state
+    reload = (
+        _parse_reload(raw["reload"], unit_files, path, f"{where}.reload")
+        if "reload" in raw
+        else None
     )
+    return Unit(
+        key,
+        kind,
+        path,
+        service,
+        closure,
+        unit_files,
+        requires,
+        image,
+        enable,
+        checks,
+        state,
+        reload,
+    )
+
+
+def _parse_reload(raw: Any, unit_files: tuple[str, ...], path: str, where: str) -> tuple[str, ...]:
+    """The unit's files mirrored under STATE/live: its own, never its unit file."""
+    _typed(raw, dict, where)
+    files = tuple(_typed(raw.get("files"), list, f"{where}.files"))
+    for i, f in enumerate(files):
+        if _typed(f, str, f"{where}.files[{i}]") not in unit_files or f == path:
+            raise _fail(f"{where}.files[{i}]", f"{f} is not a config file of this unit")
+    return files
 
 
 def _parse_check(raw: Any, where: str) -> Check:

@@ -139,6 +139,8 @@ class Unit:
     enable: bool
     checks: tuple[Check, ...] = ()
     state: State | None = None
+    # its config files under STATE/live (activate/live.py): a change of only these reloads it
+    reload: tuple[str, ...] | None = None
 
     @property
     def is_quadlet(self) -> bool:
@@ -163,6 +165,8 @@ class Unit:
             entry["checks"] = [c.to_json() for c in self.checks]
         if self.state is not None:
             entry["state"] = self.state.to_json()
+        if self.reload is not None:
+            entry["reload"] = {"files": list(self.reload)}
         return entry
 
 

@@ -262,6 +262,7 @@ class Plan:
     leave: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()  # networks removed to be made anew
+    reload: tuple[str, ...] = sometimes(())  # reloaded: only their live config files changed
     enable: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)

@@ -41,6 +41,7 @@ def _summary(report: Switched) -> str:
     parts = []
     for units, label in (
         (plan.restart, "restarted"),
+        (plan.reload, "reloaded"),
         (plan.start, "started"),
         (plan.stop, "stopped"),
     ):
@@ -260,6 +261,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         (plan.stop, "stop", True),
         (plan.start, "start", True),
         (plan.restart, "restart", True),
+        (plan.reload, "reload", True),
         (plan.leave, "leave alone", False),
     ):
         for unit in units:

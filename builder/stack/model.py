@@ -108,6 +108,15 @@ class Metrics:
 
 
 @attrs.frozen
+class Reload:
+    """How a running container takes a new version of its config files without a restart:
+    exactly one of `signal` (sent to its main process) or `command` (run inside it)."""
+
+    signal: str | None = None
+    command: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Container:
     """One container, run by a quadlet `.container` unit named after it."""
 
@@ -136,6 +145,7 @@ class Container:
     checks: tuple[Check, ...] = ()
     dump: str | None = None  # stateful: run in the container, stdout is the snapshot
     restore: str | None = None  # gets a dump on stdin with `bundle rollback --restore-data`
+    reload: Reload | None = None  # a change of only its configs reloads it instead of a restart
 
 
 @attrs.frozen
