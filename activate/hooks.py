@@ -93,7 +93,7 @@ def run_one(
     return HookRun(
         phase=hook.phase,
         number=number,
-        command=redact(hook.command),
+        command=_printable(redact(hook.command)),
         exit_code=code,
         seconds=round(time.monotonic() - started, 2),
         timeout=timeout,
