@@ -310,9 +310,11 @@ def _pre_hooks(sw: Switch, action: Action, ran: list[HookRun], outcome: dict[str
     if action is Action.ROLLBACK or not sw.new.hooks.pre:
         return ""
     try:
-        hooks.run_phase(
-            sw.new.hooks, "pre", sw.target.path, _hook_env(sw, "pre"), redactor(sw), ran
-        )
+        # SIGTERM/SIGINT end the hook (and what it started) and the switch: nothing changed yet
+        with signals.become_errors():
+            hooks.run_phase(
+                sw.new.hooks, "pre", sw.target.path, _hook_env(sw, "pre"), redactor(sw), ran
+            )
     except Failed as exc:
         now = f"generation {sw.current.number}" if sw.current else "no generation"
         raise Failed(f"{exc.message}; nothing changed, {now} stays active") from None
