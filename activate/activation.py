@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from . import boot_unit, crashes, faults, hooks, journal, live, secrets, signals
-from .errors import Failed, Reported, RolledBack, SwitcherError
+from .errors import BadInput, Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
 from .protocol import (
     Action,
     Check,
+    Goal,
     HealthReport,
     HookRun,
     Kept,
@@ -42,7 +43,7 @@ from .recover import recover
 from .restore import restore
 from .safety import Safety
 from .snapshot import take as take_snapshot
-from .store import Store, history_entry
+from .store import Generation, Store, history_entry
 from .switch import (
     Progress,
     Switch,
@@ -64,7 +65,7 @@ from .words import plural
 UNCHANGED = "nothing to restart: no health window, no confirmation"
 
 
-def _check_before_change(sw: Switch, force: bool) -> tuple[dict[str, str], list[str], list[str]]:
+def check_before_change(sw: Switch, force: bool) -> tuple[dict[str, str], list[str], list[str]]:
     verify_generation(sw.target, sw.new)
     facts = sw.services.check_server(sw.new)
     quadlet = {
@@ -189,10 +190,11 @@ def activate(
         if prepared is not None and recovered is None
         else prepare(store, root, services, number)
     )
+    boot_after = _boot_after(store, sw, safety.goal, action)
     secrets.check(store, sw.target, action)
-    facts, drift, pulled = _check_before_change(sw, force)
+    facts, drift, pulled = check_before_change(sw, force)
     secrets_used = secrets.apply(store, sw.target, services)
-    sw = _boot_unit(sw)  # before the journal: a power cut from here on is repaired at boot
+    sw = ensure_boot_unit(sw)  # before the journal: a power cut from here on is repaired at boot
     from_n = sw.current.number if sw.current else None
     progress = Progress()
     outcome: dict[str, Any] = {}  # health and snapshot, in every report
@@ -238,7 +240,9 @@ def activate(
                         "SSH connection from the deployer got through (or it stopped waiting)"
                     )
                 outcome["confirmed"] = True
-            journal.step(store, "done")
+            # the goal's boot pointer: in the journal first, so a repair after a crash sets it too
+            journal.step(store, "done", boot=boot_after.number if boot_after else None)
+            store.set_boot(boot_after)
     except (SwitcherError, OSError) as exc:
         cause = getattr(exc, "message", None) or str(exc)
         with signals.ignored():
@@ -271,6 +275,8 @@ def activate(
         )
         raise RolledBack(message, report.to_json()) from None
     summary = plan_summary(sw.plan)
+    if boot_after is not None:
+        summary += f"; --test: the next boot brings up generation {boot_after.number}"
     result = Result.OK
     if not health.passed or hook_failed:
         result = Result.UNHEALTHY
@@ -288,11 +294,28 @@ def activate(
         files=files,
         secrets=secrets_used,
         seconds=round(time.monotonic() - started_at, 2),
+        goal=safety.goal,
+        boot=boot_after.number if boot_after else None,
         **outcome,
     )
     if result is not Result.OK:
         raise Reported(summary, report.evolve(error=summary).to_json())
     return report
+
+
+def _boot_after(store: Store, sw: Switch, goal: Goal, action: Action) -> Generation | None:
+    """What the next boot brings up once this switch succeeded (None: the new generation).
+    A test keeps the boot generation an earlier test kept, else takes the one running now."""
+    if goal is Goal.SWITCH or action is Action.ROLLBACK:
+        return None
+    if goal is not Goal.TEST:
+        raise BadInput(f"activate runs goals switch and test, not {goal}")
+    if sw.current is None:
+        raise BadInput(
+            "--test needs a generation already active: the next boot would have nothing to "
+            "return to; deploy once without --test"
+        )
+    return store.boot() or sw.current
 
 
 def _hook_env(sw: Switch, phase: str) -> dict[str, str]:
@@ -343,7 +366,7 @@ def _post_hooks(
     return ""
 
 
-def _boot_unit(sw: Switch) -> Switch:
+def ensure_boot_unit(sw: Switch) -> Switch:
     """Install bundle-recover.service and its switcher copy (activate/boot_unit.py); a failure is
     a warning: the switch stays crash-consistent, only its repair waits for the next run."""
     if not boot_unit.applies(sw.root, sw.services):

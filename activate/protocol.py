@@ -61,6 +61,14 @@ class Action(StrEnum):
         return self in (Action.ACTIVATE, Action.SWITCH, Action.ROLLBACK)
 
 
+class Goal(StrEnum):
+    """What an activation changes (nixos-rebuild's switch, test and boot; activate/bootgen.py)."""
+
+    SWITCH = "switch"  # what runs now and what the next boot brings up
+    TEST = "test"  # what runs now; the next boot brings up the generation that ran before
+    BOOT = "boot"  # what the next boot brings up; nothing running changes
+
+
 def switcher_argv(
     command: str, state: str, root: str, args: Sequence[str] = (), python: str = "python3"
 ) -> list[str]:
@@ -299,6 +307,8 @@ class Switched(Reply):
     data_warnings: tuple[str, ...] = sometimes(())
     restored: tuple[Restored, ...] = sometimes(())
     hooks: tuple[HookRun, ...] = sometimes(())  # the deploy hooks run, in order
+    goal: Goal = sometimes(Goal.SWITCH)
+    boot: int | None = sometimes()  # what the next boot brings up, when it is not `to`
 
     @property
     def waiting(self) -> bool:
@@ -369,6 +379,7 @@ class Status(Reply):
     interrupted: Any = None
     recovered: Recovered | None = None
     switching: Any = None
+    boot: int | None = sometimes()  # what the next boot brings up, when it is not `current`
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from activate.protocol import HistoryEntry, Plan, Switched
+from activate.protocol import Goal, HistoryEntry, Plan, Switched
 from activate.safety import Safety
 from builder.base.errors import BundleError
 from builder.base.words import change, plural
@@ -101,7 +101,8 @@ def _print_switch(args: argparse.Namespace, result: SwitchResult, host: str) -> 
     if repaired:
         print_repaired(args, repaired)
     if not args.quiet:
-        print(f"  {_summary(report)}")
+        if report.goal is not Goal.BOOT:  # nothing ran or stopped: its line says so
+            print(f"  {_summary(report)}")
         for line in _safety_lines(report):
             print(f"  {line}")
         for warning in report.warnings:
@@ -121,6 +122,8 @@ def _safety_lines(report: Switched) -> list[str]:
         )
     if report.unchanged:
         lines.append(report.unchanged)
+    if report.goal is Goal.TEST and report.boot is not None:
+        lines.append(f"--test: a reboot brings back generation {report.boot}")
     for hook in report.hooks:
         ended = (
             "ok"
@@ -153,10 +156,14 @@ def _safety(args: argparse.Namespace) -> Safety:
             raise BundleError(
                 f"{flag} must be at least {1 if flag == '--health-timeout' else 0}", 2
             )
+    goal = Goal.TEST if getattr(args, "test", False) else Goal.SWITCH
+    if getattr(args, "boot", False):
+        goal = Goal.BOOT
     return Safety(
         health_timeout=args.health_timeout,
         confirm_timeout=args.confirm_timeout,
         rollback=not args.no_rollback,
+        goal=goal,
     )
 
 
@@ -194,6 +201,8 @@ def _print_status(args: argparse.Namespace, result: StatusResult) -> None:
         )
     if result.switcher_repaired:
         print_repaired(args, result.switcher_repaired)
+    if report.boot is not None:
+        print(f"  next boot: generation {report.boot} (not what runs now: --test or --boot)")
     if report.current is None:
         return
     last = report.last
