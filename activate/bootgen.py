@@ -30,11 +30,12 @@ from .activation import check_before_change, ensure_boot_unit
 from .errors import Failed
 from .protocol import Action, Goal, Result, Switched
 from .recover import recover, undo
-from .store import Store, history_entry, now_utc
+from .store import NEXT_BOOT, Store, history_entry, now_utc
 from .switch import prepare, recovered_reply, report_of
 from .systemd import Services
 
-ACTION = "boot"  # the history lines of a --boot and of a switch at boot
+ACTION = "boot"  # the history line of a switch at boot
+NEXT = NEXT_BOOT  # the history line of a --boot: recorded, not active (never a rollback target)
 
 
 def record_boot(store: Store, root: Path, services: Services, number: int, force: bool) -> Switched:
@@ -54,7 +55,7 @@ def record_boot(store: Store, root: Path, services: Services, number: int, force
     else:
         message = f"the next boot brings up generation {number}; nothing running changed"
     from_n = sw.current.number if sw.current else None
-    store.append_history(history_entry(ACTION, from_n, number, Result.OK, message))
+    store.append_history(history_entry(NEXT, from_n, number, Result.OK, message))
     return report_of(
         sw,
         Result.OK,

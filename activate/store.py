@@ -313,11 +313,14 @@ def history_entry(
     }
 
 
+NEXT_BOOT = "next-boot"  # a --boot: its generation is recorded for the next boot, not active
+
+
 def ever_active(history: list[dict[str, Any]]) -> list[int]:
     """Generations that were active at some point, oldest activation first."""
     seen: list[int] = []
     for e in history:
-        if e.get("result") != "ok":
+        if e.get("result") != "ok" or e.get("action") == NEXT_BOOT:
             continue
         for key in ("from", "to"):
             n = e.get(key)
@@ -342,6 +345,8 @@ def rollback_target(
 def previous_active(history: list[dict[str, Any]], current: int | None) -> int | None:
     """The generation that was active right before `current` became active."""
     for e in reversed(history):
+        if e.get("action") == NEXT_BOOT:
+            continue
         if e.get("result") == "ok" and e.get("to") == current and e.get("from") != current:
             prev = e.get("from")
             return prev if isinstance(prev, int) and not isinstance(prev, bool) else None
