@@ -13,10 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import activation, detach, gc, lock, receive, rollback, secrets, status, strict_json, watch
+from . import (
+    activation,
+    bootgen,
+    detach,
+    gc,
+    lock,
+    receive,
+    rollback,
+    secrets,
+    status,
+    strict_json,
+    watch,
+)
 from .detach import confirm_run, passed_on, reporting, safety_of, safety_options, start_detached
 from .errors import BadInput, Failed, Reported, SwitcherError
-from .protocol import Action, to_json
+from .protocol import Action, Goal, to_json
 from .recover import recover
 from .report import emit, error
 from .store import Store
@@ -124,6 +136,11 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "activate":
         store.require_exists()
         action = _action()
+        if args.goal == Goal.BOOT:  # nothing running changes: no gate, no dead-man to detach for
+            with lock.held(store.lock_path, f"boot {args.generation}"):
+                booted = bootgen.record_boot(store, root, services, args.generation, args.force)
+            emit(booted.to_json())
+            return 0
         if args.detach and services.managed:
             target = store.find(args.generation)
             emit(start_detached(store, target, root, action, passed_on(args)))

@@ -23,16 +23,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import boot_unit, crashes, faults, journal, secrets, signals
-from .errors import Failed, Reported, RolledBack, SwitcherError
+from . import boot_unit, crashes, faults, hooks, journal, live, secrets, signals
+from .errors import BadInput, Failed, Reported, RolledBack, SwitcherError
 from .health import Health, gate
 from .install import install_units
-from .protocol import Action, Check, HealthReport, Kept, Planned, Result, Stage, Switched
+from .protocol import (
+    Action,
+    Check,
+    Goal,
+    HealthReport,
+    HookRun,
+    Kept,
+    Planned,
+    Result,
+    Stage,
+    Switched,
+)
 from .recover import recover
 from .restore import restore
 from .safety import Safety
 from .snapshot import take as take_snapshot
-from .store import Store, history_entry
+from .store import Generation, Store, history_entry
 from .switch import (
     Progress,
     Switch,
@@ -54,7 +65,7 @@ from .words import plural
 UNCHANGED = "nothing to restart: no health window, no confirmation"
 
 
-def _check_before_change(sw: Switch, force: bool) -> tuple[dict[str, str], list[str], list[str]]:
+def check_before_change(sw: Switch, force: bool) -> tuple[dict[str, str], list[str], list[str]]:
     verify_generation(sw.target, sw.new)
     facts = sw.services.check_server(sw.new)
     quadlet = {
@@ -110,7 +121,7 @@ def _check_running(sw: Switch) -> dict[str, UnitState]:
     if sw.plan.changes_nothing:
         return {sw.new.units[k].service: st for k, st in sw.live.items() if k in sw.new.units}
     states = sw.services.states([u.service for u in sw.new.units.values()])
-    keys = [*sw.plan.start, *sw.plan.restart, *sw.plan.with_pod]
+    keys = [*sw.plan.start, *sw.plan.restart, *sw.plan.with_pod, *sw.plan.reload]
     gone = crashes.account(sw.services, [sw.service(k) for k in keys], redactor(sw), states)
     if gone:
         raise Failed(gone)
@@ -146,6 +157,7 @@ def _forward(
     journal.step(sw.store, "stopped")
     progress.flipped = True  # before the call: a failure inside it still needs undoing
     sw.store.set_current(sw.target)
+    live.sync(sw.store, sw.target)  # reloaded containers see current's files (activate/live.py)
     journal.step(sw.store, "flipped")
     progress.installed = True
     files = install_units(sw.root, sw.target.path, sw.new, sw.old)
@@ -158,6 +170,8 @@ def _forward(
         progress.touched.update(keys)
         start_level(sw, verb, keys)
         faults.point("switch-starting")
+    progress.touched.update(plan_.reload)
+    services.reload_all([sw.service(k) for k in plan_.reload])
     progress.touched.update(plan_.with_pod)
     services.enable([sw.service(k) for k in plan_.enable])
     states = _check_running(sw)
@@ -190,10 +204,11 @@ def activate(
         if prepared is not None and recovered is None
         else prepare(store, root, services, number)
     )
+    boot_after = _boot_after(store, sw, safety.goal, action)
     secrets.check(store, sw.target, action)
-    facts, drift, pulled = _check_before_change(sw, force)
+    facts, drift, pulled = check_before_change(sw, force)
     secrets_used = secrets.apply(store, sw.target, services)
-    sw = _boot_unit(sw)  # before the journal: a power cut from here on is repaired at boot
+    sw = ensure_boot_unit(sw)  # before the journal: a power cut from here on is repaired at boot
     from_n = sw.current.number if sw.current else None
     progress = Progress()
     outcome: dict[str, Any] = {}  # health and snapshot, in every report
@@ -201,6 +216,8 @@ def activate(
         outcome["recovered"] = recovered_reply(recovered)
     # A rollback is already the way back: a failed gate there is reported, not undone.
     undo_on_failure = safety.rollback and action is not Action.ROLLBACK
+    ran: list[HookRun] = []
+    hook_failed = _pre_hooks(sw, action, ran, outcome)
     try:
         with signals.become_errors():
             journal.begin(store, action, from_n, number)
@@ -224,6 +241,8 @@ def activate(
             outcome["health"] = health_reply(health)
             if not health.passed and undo_on_failure:
                 raise Unhealthy(health.summary())
+            if health.passed:
+                hook_failed = _post_hooks(sw, action, ran, outcome, undo_on_failure)
             # a rollback that cuts the deployer off goes back too: to what was reachable
             if run and confirm > 0 and safety.rollback and services.managed:
                 waiting = report_of(
@@ -235,7 +254,9 @@ def activate(
                         "SSH connection from the deployer got through (or it stopped waiting)"
                     )
                 outcome["confirmed"] = True
-            journal.step(store, "done")
+            # the goal's boot pointer: in the journal first, so a repair after a crash sets it too
+            journal.step(store, "done", boot=boot_after.number if boot_after else None)
+            store.set_boot(boot_after)
     except (SwitcherError, OSError) as exc:
         cause = getattr(exc, "message", None) or str(exc)
         with signals.ignored():
@@ -268,11 +289,14 @@ def activate(
         )
         raise RolledBack(message, report.to_json()) from None
     summary = plan_summary(sw.plan)
+    if boot_after is not None:
+        summary += f"; --test: the next boot brings up generation {boot_after.number}"
     result = Result.OK
-    if not health.passed:
+    if not health.passed or hook_failed:
         result = Result.UNHEALTHY
         why = "--no-rollback" if action is not Action.ROLLBACK else "this is a rollback"
-        summary = f"{health.summary()}; generation {number} stays active ({why})"
+        what = hook_failed or health.summary()
+        summary = f"{what}; generation {number} stays active ({why})"
     store.append_history(history_entry(action, from_n, number, result, summary))
     store.clear_pending()  # after the history line: the journal says `done` until then
     report = report_of(
@@ -284,6 +308,8 @@ def activate(
         files=files,
         secrets=secrets_used,
         seconds=round(time.monotonic() - started_at, 2),
+        goal=safety.goal,
+        boot=boot_after.number if boot_after else None,
         **outcome,
     )
     if result is not Result.OK:
@@ -291,7 +317,70 @@ def activate(
     return report
 
 
-def _boot_unit(sw: Switch) -> Switch:
+def _boot_after(store: Store, sw: Switch, goal: Goal, action: Action) -> Generation | None:
+    """What the next boot brings up once this switch succeeded (None: the new generation).
+    A test keeps the boot generation an earlier test kept, else takes the one running now."""
+    if goal is Goal.SWITCH or action is Action.ROLLBACK:
+        return None
+    if goal is not Goal.TEST:
+        raise BadInput(f"activate runs goals switch and test, not {goal}")
+    if sw.current is None:
+        raise BadInput(
+            "--test needs a generation already active: the next boot would have nothing to "
+            "return to; deploy once without --test"
+        )
+    return store.boot() or sw.current
+
+
+def _hook_env(sw: Switch, phase: str) -> dict[str, str]:
+    return {
+        "BUNDLE_PHASE": phase,
+        "BUNDLE_FROM": str(sw.current.number) if sw.current else "",
+        "BUNDLE_TO": str(sw.target.number),
+        "BUNDLE_STATE": str(sw.store.root),
+    }
+
+
+def _pre_hooks(sw: Switch, action: Action, ran: list[HookRun], outcome: dict[str, Any]) -> str:
+    """The pre-hooks, before the journal: a failure stops the switch with nothing changed.
+    A rollback runs none (activate/hooks.py says why)."""
+    if action is Action.ROLLBACK or not sw.new.hooks.pre:
+        return ""
+    try:
+        # SIGTERM/SIGINT end the hook (and what it started) and the switch: nothing changed yet
+        with signals.become_errors():
+            hooks.run_phase(
+                sw.new.hooks, "pre", sw.target.path, _hook_env(sw, "pre"), redactor(sw), ran
+            )
+    except Failed as exc:
+        now = f"generation {sw.current.number}" if sw.current else "no generation"
+        raise Failed(f"{exc.message}; nothing changed, {now} stays active") from None
+    finally:
+        outcome["hooks"] = tuple(ran)
+    return ""
+
+
+def _post_hooks(
+    sw: Switch, action: Action, ran: list[HookRun], outcome: dict[str, Any], undo: bool
+) -> str:
+    """The post-hooks, once the gate passed: a failure is undone like a failed gate, or with
+    --no-rollback reported (the returned message) while the generation stays."""
+    if action is Action.ROLLBACK or not sw.new.hooks.post:
+        return ""
+    try:
+        hooks.run_phase(
+            sw.new.hooks, "post", sw.target.path, _hook_env(sw, "post"), redactor(sw), ran
+        )
+    except Failed as exc:
+        if undo:
+            raise
+        return exc.message
+    finally:
+        outcome["hooks"] = tuple(ran)
+    return ""
+
+
+def ensure_boot_unit(sw: Switch) -> Switch:
     """Install bundle-recover.service and its switcher copy (activate/boot_unit.py); a failure is
     a warning: the switch stays crash-consistent, only its repair waits for the next run."""
     if not boot_unit.applies(sw.root, sw.services):

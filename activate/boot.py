@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import lock, scope
+from . import bootgen, lock, scope
 from .boot_unit import UNIT
 from .errors import Failed, SwitcherError
 from .recover import recover
@@ -94,14 +94,17 @@ def describe(done: dict[str, Any] | None) -> str:
 
 
 def run(state: Path, root: Path, services: Services) -> int:
-    """The repair at boot; 0 unless it failed (the journal then stays for the next run)."""
+    """The repair at boot, then the boot generation (activate/bootgen.py); 0 unless it failed
+    (the journal then stays for the next run)."""
     store = Store(state)
-    if not store.pending_path.exists():
+    if not store.pending_path.exists() and not store.boot_link.is_symlink():
         print(f"{store.pending_path} does not exist: no switch was cut short; nothing to do")
         return 0
     try:
         with lock.held(store.lock_path, f"recover at boot ({UNIT})"):
-            done = recover(store, root, services, by=BY)
+            repair = store.pending_path.exists()
+            done = recover(store, root, services, by=BY) if repair else None
+            moved = bootgen.at_boot(store, root, services, BY)
     except lock.Busy as exc:
         print(f"{exc.message}; leaving the repair to that process")
         return 0
@@ -111,7 +114,10 @@ def run(state: Path, root: Path, services: Services) -> int:
     except OSError as exc:
         print(f"repairing the interrupted switch failed: {exc}", file=sys.stderr)
         return 1
-    print(describe(done))
+    if repair:
+        print(describe(done))
+    if moved:
+        print(moved)
     return 0
 
 

@@ -43,7 +43,8 @@ Description=bundle: finish or undo a switch cut short by a crash
 DefaultDependencies=no
 {after}Before=basic.target shutdown.target
 Conflicts=shutdown.target
-ConditionPathExists={state}/pending.json
+ConditionPathExists=|{state}/pending.json
+ConditionPathIsSymbolicLink=|{state}/boot-generation
 
 [Service]
 Type=oneshot

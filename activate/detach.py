@@ -37,7 +37,7 @@ from typing import Any
 
 from . import activation, lock
 from .errors import BadInput, Failed, Reported, SwitcherError
-from .protocol import Action, Stage, switcher_argv
+from .protocol import Action, Goal, Stage, switcher_argv
 from .runs import POLL, RUN_RE, Run
 from .safety import Safety
 from .scope import CURRENT as SCOPE
@@ -237,6 +237,12 @@ def safety_options(p: argparse.ArgumentParser) -> None:
         help="run as a transient systemd unit; return when it waits for `confirm`",
     )
     p.add_argument("--run", default=None, help=argparse.SUPPRESS)  # set by --detach
+    p.add_argument(
+        "--goal",
+        choices=[g.value for g in Goal],
+        default=Goal.SWITCH.value,
+        help="test: the next boot brings up what runs now; boot: only the next boot changes",
+    )
 
 
 def _options_parser() -> argparse.ArgumentParser:
@@ -253,6 +259,7 @@ def passed_on(args: argparse.Namespace) -> list[str]:
     """The options of a detaching `activate` that the detached one needs too."""
     out = ["--force"] * args.force + ["--no-rollback"] * args.no_rollback
     out += ["--debug"] * args.debug
+    out += ["--goal", args.goal] * (args.goal != Goal.SWITCH)
     for flag, value in (
         ("--health-timeout", args.health_timeout),
         ("--confirm-timeout", args.confirm_timeout),
@@ -274,6 +281,7 @@ def safety_of(args: argparse.Namespace, store: Store) -> Safety:
         confirm_timeout=args.confirm_timeout,
         rollback=not args.no_rollback,
         run=Run(store, args.run) if args.run else None,
+        goal=Goal(args.goal),
     )
 
 

@@ -33,6 +33,9 @@ def gc(store: Store, keep: int) -> Collected:
     protected = {g.name for g in gens[-keep:]} if keep else set()
     if current:
         protected.add(current.name)
+    boot = store.boot()  # what the next boot brings up (activate/bootgen.py)
+    if boot:
+        protected.add(boot.name)
     pending = store.pending() or {}  # an interrupted switch may still need either side
     for n in (
         previous_active(history, current_n),

@@ -17,11 +17,15 @@ from .errors import BadInput
 from .manifest_format import (
     CHECK_KINDS,
     FORMAT,
+    HOOK_PHASES,
+    HOOK_TIMEOUT,
     KINDS,
     MANIFEST_NAME,
     UNIT_FOLDER,
     Check,
     FileEntry,
+    Hook,
+    Hooks,
     Manifest,
     RenderedFile,
     SecretUse,
@@ -40,6 +44,8 @@ __all__ = [
     "UNIT_FOLDER",
     "Check",
     "FileEntry",
+    "Hook",
+    "Hooks",
     "Manifest",
     "RenderedFile",
     "SecretUse",
@@ -162,9 +168,35 @@ def _parse_unit(key: str, raw: Any, files: Mapping[str, FileEntry]) -> Unit:
         for i, c in enumerate(_typed(raw.get("checks", []), list, f"{where}.checks"))
     )
     state = _parse_state(raw["state"], f"{where}.state") if raw.get("state") is not None else None
-    return Unit(
-        key, kind, path, service, closure, unit_files, requires, image, enable, checks, state
+    reload = (
+        _parse_reload(raw["reload"], unit_files, path, f"{where}.reload")
+        if "reload" in raw
+        else None
     )
+    return Unit(
+        key,
+        kind,
+        path,
+        service,
+        closure,
+        unit_files,
+        requires,
+        image,
+        enable,
+        checks,
+        state,
+        reload,
+    )
+
+
+def _parse_reload(raw: Any, unit_files: tuple[str, ...], path: str, where: str) -> tuple[str, ...]:
+    """The unit's files mirrored under STATE/live: its own, never its unit file."""
+    _typed(raw, dict, where)
+    files = tuple(_typed(raw.get("files"), list, f"{where}.files"))
+    for i, f in enumerate(files):
+        if _typed(f, str, f"{where}.files[{i}]") not in unit_files or f == path:
+            raise _fail(f"{where}.files[{i}]", f"{f} is not a config file of this unit")
+    return files
 
 
 def _parse_check(raw: Any, where: str) -> Check:
@@ -247,6 +279,26 @@ def _parse_rendered(
     return rendered
 
 
+def _parse_hooks(raw: Any, files: Mapping[str, FileEntry]) -> Hooks:
+    """The deploy hooks: scripts of this generation, each with the command it runs."""
+    _typed(raw, dict, "hooks")
+    found: dict[str, tuple[Hook, ...]] = {}
+    for phase in HOOK_PHASES:
+        hooks = []
+        for i, e in enumerate(_typed(raw.get(phase, []), list, f"hooks.{phase}")):
+            at = f"hooks.{phase}[{i}]"
+            _typed(e, dict, at)
+            path = check_relative_path(_typed(e.get("path"), str, f"{at}.path"), f"{at}.path")
+            if path not in files:
+                raise _fail(f"{at}.path", f"{path} is not listed under files")
+            hooks.append(Hook(phase, path, _typed(e.get("command"), str, f"{at}.command")))
+        found[phase] = tuple(hooks)
+    timeout = _typed(raw.get("timeout", HOOK_TIMEOUT), int, "hooks.timeout")
+    if timeout <= 0:
+        raise _fail("hooks.timeout", "must be positive")
+    return Hooks(found["pre"], found["post"], timeout)
+
+
 def _check_requires(units: Mapping[str, Unit]) -> None:
     for unit in units.values():
         for i, dep in enumerate(unit.requires):
@@ -327,4 +379,5 @@ def manifest_from_dict(raw: Any) -> Manifest:
         else None,
         secrets=MappingProxyType(secrets),
         rendered=MappingProxyType(_parse_rendered(raw.get("rendered", {}), files, secrets)),
+        hooks=_parse_hooks(raw["hooks"], files) if raw.get("hooks") is not None else Hooks(),
     )

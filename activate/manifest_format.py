@@ -139,6 +139,8 @@ class Unit:
     enable: bool
     checks: tuple[Check, ...] = ()
     state: State | None = None
+    # its config files under STATE/live (activate/live.py): a change of only these reloads it
+    reload: tuple[str, ...] | None = None
 
     @property
     def is_quadlet(self) -> bool:
@@ -163,6 +165,8 @@ class Unit:
             entry["checks"] = [c.to_json() for c in self.checks]
         if self.state is not None:
             entry["state"] = self.state.to_json()
+        if self.reload is not None:
+            entry["reload"] = {"files": list(self.reload)}
         return entry
 
 
@@ -200,6 +204,41 @@ class RenderedFile:
         return {"id": self.ident, "secrets": list(self.secrets)}
 
 
+@dataclass(frozen=True)
+class Hook:
+    """A deploy hook: a shell script of the bundle the switcher runs on the server."""
+
+    phase: str  # "pre" (before anything changes) or "post" (after the health gate)
+    path: str  # scripts/hooks/PHASE-N.sh
+    command: str  # what the stack says, shown in messages
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "command": self.command}
+
+
+HOOK_PHASES = ("pre", "post")
+HOOK_TIMEOUT = 300  # seconds each hook may take unless [hooks] timeout says otherwise
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The generation's deploy hooks, in the order they run (docs/operations.md)."""
+
+    pre: tuple[Hook, ...] = ()
+    post: tuple[Hook, ...] = ()
+    timeout: int = HOOK_TIMEOUT
+
+    def __bool__(self) -> bool:
+        return bool(self.pre or self.post)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pre": [h.to_json() for h in self.pre],
+            "post": [h.to_json() for h in self.post],
+            "timeout": self.timeout,
+        }
+
+
 def _frozen(**entries: Any) -> Mapping[str, Any]:
     return MappingProxyType(dict(entries))
 
@@ -226,6 +265,7 @@ class Manifest:
     rootless_user: str | None = None
     secrets: Mapping[str, SecretUse] = field(default_factory=_frozen)
     rendered: Mapping[str, RenderedFile] = field(default_factory=_frozen)
+    hooks: Hooks = field(default_factory=Hooks)  # none: the key is left out
 
     @property
     def folder_name(self) -> str:
@@ -267,6 +307,7 @@ class Manifest:
             "rootless_user": self.rootless_user,
             "secrets": {name: s.to_json() for name, s in self.secrets.items()},
             "rendered": {path: r.to_json() for path, r in self.rendered.items()},
+            "hooks": self.hooks.to_json() if self.hooks else None,
         }
         return {**body, **{key: value for key, value in optional.items() if value}}
 

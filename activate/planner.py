@@ -21,13 +21,15 @@ matching rule wins; `enable` is the manifest's "should be running after activati
 | 8 | .volume, closure changed                        | leave: podman never changes an existing    |
 |   |                                                 | volume, and restarting its service would   |
 |   |                                                 | restart every container that uses it       |
+| 9a| closure changed, only files of its `reload`     | reload (`systemctl reload`: its ExecReload=|
+|   | (config files mounted from STATE/live), running | a signal or a command in its container)    |
 | 9 | closure changed                                 | restart (timers: restart re-arms them)     |
 | 10| closure same, live state known: failed, or      | start                                      |
 |   | inactive for a kind meant to stay up (not a     |                                            |
 |   | plain .service: a oneshot ends inactive)        |                                            |
 | 11| closure same                                    | leave alone                                |
 
-Then: a container whose pod is restarted is restarted by systemd through the pod (quadlet's
+Then: a container whose pod is restarted (to be reloaded, or restarted) is restarted by systemd through the pod (quadlet's
 BindsTo=), so it moves from `restart` to `with_pod` instead of being restarted twice.
 Every timer/service with enable true is `systemctl enable`d after starting (idempotent).
 
@@ -58,6 +60,7 @@ class Plan:
     restart: tuple[str, ...] = ()
     with_pod: tuple[str, ...] = ()
     leave: tuple[str, ...] = ()
+    reload: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
     enable: tuple[str, ...] = ()
@@ -92,7 +95,9 @@ class Plan:
 
     @property
     def changes_nothing(self) -> bool:
-        return not (self.stop or self.start or self.restart or self.remove or self.networks)
+        return not (
+            self.stop or self.start or self.restart or self.reload or self.remove or self.networks
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +111,7 @@ class Plan:
             "enable": list(self.enable),
             "disable": list(self.disable),
             "reasons": dict(sorted(self.reasons.items())),
+            **({"reload": list(self.reload)} if self.reload else {}),
         }
 
 
@@ -148,6 +154,18 @@ def _changed_files(old: Manifest, new: Manifest, o: Unit, n: Unit) -> str:
         return "changed"
     shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
     return f"changed: {shown}"
+
+
+def _reloads(old: Manifest, new: Manifest, o: Unit, n: Unit) -> bool:
+    """Rule 9a: both declare reload, the unit file is the same, and only live files changed."""
+    if o.reload is None or n.reload is None or set(o.reload) != set(n.reload):
+        return False
+    if o.path != n.path or old.files[o.path].sha256 != new.files[n.path].sha256:
+        return False
+    if set(o.files) != set(n.files):
+        return False
+    changed = {f for f in n.files if old.files[f].sha256 != new.files[f].sha256}
+    return changed <= set(n.reload)
 
 
 def _dependents(units: Iterable[Mapping[str, Unit]], target: str) -> set[str]:
@@ -211,6 +229,8 @@ def plan(
             why = _changed_files(old, new, o, n)
             if n.kind == "volume":
                 put(key, "leave", f"{why}; podman does not change an existing volume")
+            elif _reloads(old, new, o, n) and (live is None or live.get(key) in RUNNING_STATES):
+                put(key, "reload", f"{why}; only config files: reloaded, not restarted")
             else:
                 put(key, "restart", why)
         elif live is not None and _should_run_but_does_not(n, live.get(key, "inactive")):
@@ -221,6 +241,7 @@ def plan(
     stop: set[str] = {k for k, a in action.items() if a == "stop"}
     start: set[str] = {k for k, a in action.items() if a == "start"}
     restart: set[str] = {k for k, a in action.items() if a == "restart"}
+    reload: set[str] = {k for k, a in action.items() if a == "reload"}
 
     # Rule 4: a changed network is recreated while everything on it is down.
     for net in networks:
@@ -232,6 +253,7 @@ def plan(
                 continue  # removed or turned off: stopped anyway
             if dep in old_units:
                 stop.add(dep)
+            reload.discard(dep)  # stopped and started: it reads its new files anyway
             if dep in new_units and new_units[dep].enable:
                 restart.discard(dep)
                 start.add(dep)
@@ -250,8 +272,9 @@ def plan(
             key = member.key
             if member.kind != "container" or pod not in member.requires or not running(key):
                 continue
-            if key in restart or (action[key] == "leave" and key not in stop | start):
+            if key in restart | reload or (action[key] == "leave" and key not in stop | start):
                 restart.discard(key)
+                reload.discard(key)
                 with_pod.add(key)
                 reasons[key] = f"{reasons[key]}; restarted by its pod {pod}"
 
@@ -262,7 +285,7 @@ def plan(
             union_edges.setdefault(k, set()).update(u.requires)
     stop_order = tuple(reversed(dependency_order(union_edges)))
 
-    touched = stop | start | restart | with_pod
+    touched = stop | start | restart | reload | with_pod
     leave = sorted(k for k in new_units if k not in touched)
     return Plan(
         stop=tuple(k for k in stop_order if k in stop),
@@ -270,6 +293,7 @@ def plan(
         restart=tuple(k for k in new_order if k in restart),
         with_pod=tuple(k for k in new_order if k in with_pod),
         leave=tuple(leave),
+        reload=tuple(k for k in new_order if k in reload),
         remove=tuple(sorted(k for k in old_units if k not in new_units)),
         networks=tuple(sorted(networks)),
         enable=tuple(

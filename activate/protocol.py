@@ -61,6 +61,14 @@ class Action(StrEnum):
         return self in (Action.ACTIVATE, Action.SWITCH, Action.ROLLBACK)
 
 
+class Goal(StrEnum):
+    """What an activation changes (nixos-rebuild's switch, test and boot; activate/bootgen.py)."""
+
+    SWITCH = "switch"  # what runs now and what the next boot brings up
+    TEST = "test"  # what runs now; the next boot brings up the generation that ran before
+    BOOT = "boot"  # what the next boot brings up; nothing running changes
+
+
 def switcher_argv(
     command: str, state: str, root: str, args: Sequence[str] = (), python: str = "python3"
 ) -> list[str]:
@@ -248,6 +256,19 @@ class Restored:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HookRun:
+    """A deploy hook the switch ran (activate/hooks.py); `exit_code` None: killed at its timeout."""
+
+    phase: str = ""
+    number: int = 0
+    command: str = ""
+    exit_code: int | None = None
+    seconds: float = 0.0
+    timeout: int = 0
+    output: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """What an activation does to each unit (activate/planner.py)."""
 
@@ -258,6 +279,7 @@ class Plan:
     leave: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()  # networks removed to be made anew
+    reload: tuple[str, ...] = sometimes(())  # reloaded: only their live config files changed
     enable: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)
@@ -293,6 +315,9 @@ class Switched(Reply):
     snapshots: tuple[Any, ...] = sometimes(())  # what the generations rolled back past kept
     data_warnings: tuple[str, ...] = sometimes(())
     restored: tuple[Restored, ...] = sometimes(())
+    hooks: tuple[HookRun, ...] = sometimes(())  # the deploy hooks run, in order
+    goal: Goal = sometimes(Goal.SWITCH)
+    boot: int | None = sometimes()  # what the next boot brings up, when it is not `to`
 
     @property
     def waiting(self) -> bool:
@@ -363,6 +388,7 @@ class Status(Reply):
     interrupted: Any = None
     recovered: Recovered | None = None
     switching: Any = None
+    boot: int | None = sometimes()  # what the next boot brings up, when it is not `current`
 
 
 @dataclass(frozen=True, kw_only=True)

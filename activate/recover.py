@@ -52,6 +52,9 @@ def recover(
     from_n, to_n, step = record.get("from"), record.get("to"), record.get("step")
     where = f"{action} {from_n} -> {to_n}, killed after step {step or 'unknown'}"
     if step == "done":
+        if "boot" in record:  # the boot pointer the switch left (activate/bootgen.py)
+            boot = record["boot"]
+            store.set_boot(store.find(boot) if isinstance(boot, int) else None)
         if not _recorded(store, record):
             message = (
                 f"{record.get('summary') or 'finished'} (recorded by {by} after an interruption)"
@@ -65,7 +68,7 @@ def recover(
             f"{store.pending_path} names no generation to undo ({record!r}); "
             "check `status` and remove that file by hand (docs/switcher.md)"
         )
-    errors = _undo(store, root, services, from_n, to_n, step)
+    errors = undo(store, root, services, from_n, to_n, step)
     if errors:
         message = (
             f"undoing the interrupted switch ({where}) INCOMPLETE: {'; '.join(errors)}; "
@@ -101,7 +104,7 @@ def _recorded(store: Store, record: dict[str, Any]) -> bool:
     return False
 
 
-def _undo(
+def undo(
     store: Store, root: Path, services: Services, from_n: Any, to_n: int, step: Any
 ) -> list[str]:
     """Go back from a partial switch `from_n -> to_n` to `from_n` (None: to nothing)."""

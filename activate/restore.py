@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import journal
+from . import journal, live
 from .errors import SwitcherError
 from .install import install_units
 from .planner import RUNNING_STATES, plan
@@ -40,6 +40,7 @@ def restore(sw: Switch, progress: Progress) -> list[str]:
                 name = sw.network_name(key, sw.new, sw.target.path)
                 attempt(f"removing network {name}", services.remove_network, name)
         attempt("flipping current back", sw.store.set_current, sw.current)
+        attempt("putting back the live config files", live.sync, sw.store, sw.current)
         attempt(
             "reinstalling the old unit files",
             install_units,
@@ -53,7 +54,9 @@ def restore(sw: Switch, progress: Progress) -> list[str]:
         return errors
     started: set[str] = set()
     redact = both_redactor(sw)
-    for action, key in back.steps():
+    # a unit reloaded forward is restarted back: the way back wants a known state
+    steps = [*back.steps(), *(("restart", k) for k in back.reload)]
+    for action, key in steps:
         if action == "restart" and key not in progress.touched:
             continue  # never restarted forward: it still runs the old files
         started.add(key)

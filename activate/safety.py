@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .manifest import Manifest
+from .protocol import Goal
 from .runs import Run
 
 
@@ -19,10 +20,12 @@ class Safety:
     confirm_timeout: float | None = None  # with `run`; None: the manifest's deploy.confirm_timeout
     rollback: bool = True  # False (--no-rollback): a failed gate leaves the generation active
     run: Run | None = None  # a detached activation (activate/detach.py)
+    goal: Goal = Goal.SWITCH  # whether the next boot brings it up too (activate/bootgen.py)
 
     def argv(self) -> list[str]:
         """The switcher's options that ask for this (a deployer's call, a detached run's)."""
         out = ["--no-rollback"] * (not self.rollback)
+        out += ["--goal", str(self.goal)] * (self.goal is not Goal.SWITCH)
         for flag, value in (
             ("--health-timeout", self.health_timeout),
             ("--confirm-timeout", self.confirm_timeout),

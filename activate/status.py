@@ -51,8 +51,10 @@ def status(store: Store, root: Path, services: Services) -> Status:
     repaired = _recover_if_idle(store, root, services)
     current = store.current()
     history = store.history()
+    boot = store.boot()
     head = Status(
         current=current.number if current else None,
+        boot=boot.number if boot else None,
         last=history_line(history[-1]) if history else None,
         services="managed" if services.managed else "not managed",
         interrupted=None if "switching" in repaired else store.pending(),

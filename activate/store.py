@@ -99,6 +99,11 @@ class Store:
         return self.root / "current"
 
     @property
+    def boot_link(self) -> Path:
+        # exists only while the next boot brings up another generation than `current`
+        return self.root / "boot-generation"
+
+    @property
     def lock_path(self) -> Path:
         return self.root / "lock"
 
@@ -213,7 +218,23 @@ class Store:
     # current ---------------------------------------------------------------
 
     def current(self) -> Generation | None:
-        link = self.current_link
+        return self._pointed(self.current_link)
+
+    def boot(self) -> Generation | None:
+        """The generation the next boot brings up when it is not `current` (activate/bootgen.py)."""
+        return self._pointed(self.boot_link)
+
+    def set_boot(self, gen: Generation | None) -> None:
+        """The next boot brings up `gen`; None (or `current`): what runs now."""
+        current = self.current()
+        if gen is None or (current is not None and gen.name == current.name):
+            if self.boot_link.is_symlink():
+                self.boot_link.unlink()
+                fsync_dir(self.root)
+            return
+        durable.point_symlink(self.boot_link, f"generations/{gen.name}")
+
+    def _pointed(self, link: Path) -> Generation | None:
         if not link.is_symlink():
             if link.exists():
                 raise Failed(f"{link} is not a symlink; fix it by hand (see docs/switcher.md)")
@@ -293,11 +314,14 @@ def history_entry(
     }
 
 
+NEXT_BOOT = "next-boot"  # a --boot: its generation is recorded for the next boot, not active
+
+
 def ever_active(history: list[dict[str, Any]]) -> list[int]:
     """Generations that were active at some point, oldest activation first."""
     seen: list[int] = []
     for e in history:
-        if e.get("result") != "ok":
+        if e.get("result") != "ok" or e.get("action") == NEXT_BOOT:
             continue
         for key in ("from", "to"):
             n = e.get(key)
@@ -322,6 +346,8 @@ def rollback_target(
 def previous_active(history: list[dict[str, Any]], current: int | None) -> int | None:
     """The generation that was active right before `current` became active."""
     for e in reversed(history):
+        if e.get("action") == NEXT_BOOT:
+            continue
         if e.get("result") == "ok" and e.get("to") == current and e.get("from") != current:
             prev = e.get("from")
             return prev if isinstance(prev, int) and not isinstance(prev, bool) else None

@@ -212,6 +212,7 @@ def plan_reply(p: Plan) -> protocol.Plan:
         restart=p.restart,
         with_pod=p.with_pod,
         leave=p.leave,
+        reload=p.reload,
         remove=p.remove,
         networks=p.networks,
         enable=p.enable,
@@ -227,6 +228,7 @@ def plan_summary(p: Plan) -> str:
             ("stopped", p.stop),
             ("started", p.start),
             ("restarted", p.restart),
+            ("reloaded", p.reload),
             ("removed", p.remove),
         )
         if items

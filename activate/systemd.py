@@ -59,6 +59,7 @@ class Services(Protocol):
     def restart(self, service: str) -> None: ...
     def stop_all(self, services: Sequence[str]) -> None: ...
     def start_all(self, verb: str, services: Sequence[str]) -> None: ...
+    def reload_all(self, services: Sequence[str]) -> None: ...
     def enable(self, services: Sequence[str]) -> None: ...
     def disable(self, services: Sequence[str]) -> None: ...
     def daemon_reload(self) -> None: ...
@@ -359,6 +360,12 @@ class Systemd:
         for service in failed:  # canceled or start-limited: once more, alone
             self._start(verb, service, tries=1)
 
+    def reload_all(self, services: Sequence[str]) -> None:
+        """ExecReload= of each unit (a signal or a command in its container), one call."""
+        if services:
+            hint = f"see `{SCOPE.journal(services[0])}`"
+            self._must(SCOPE.systemctl("reload", "--", *services), "reload", hint, TIMEOUT_START)
+
     def _deactivating(self, services: Sequence[str]) -> UnitState | None:
         """The state of one unit still stopping (settle waits while there is one), or None."""
         found = self._states_or_none(services)
@@ -489,6 +496,9 @@ class FilesOnly:
         return None
 
     def start_all(self, verb: str, services: Sequence[str]) -> None:
+        return None
+
+    def reload_all(self, services: Sequence[str]) -> None:
         return None
 
     def enable(self, services: Sequence[str]) -> None:

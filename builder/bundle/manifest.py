@@ -78,6 +78,7 @@ def build_manifest(
         rootless_user=rootless_user or None,
         secrets=MappingProxyType(secrets),
         rendered=MappingProxyType(completed),
+        hooks=rendered.hooks,
     ).sealed()
 
 

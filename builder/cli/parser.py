@@ -54,6 +54,20 @@ class VersionAction(argparse._VersionAction):
         super().__call__(parser, *args)
 
 
+def add_goal(p: argparse.ArgumentParser) -> None:
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument(
+        "--test",
+        action="store_true",
+        help="activate now, but a reboot brings back the generation that ran before",
+    )
+    goal.add_argument(
+        "--boot",
+        action="store_true",
+        help="change nothing running now: the next boot activates the new generation",
+    )
+
+
 def add_safety(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-rollback",
@@ -290,6 +304,7 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )
+    add_goal(p)
     add_safety(p)
     add_target(p)
 
@@ -301,6 +316,7 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
     p.add_argument(
         "--force", action="store_true", help="overwrite unit files changed by hand on the server"
     )
+    add_goal(p)
     add_safety(p)
     add_target(p)
 

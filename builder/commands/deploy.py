@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from activate.protocol import HistoryEntry, Plan, Switched
+from activate.protocol import Goal, HistoryEntry, Plan, Switched
 from activate.safety import Safety
 from builder.base.errors import BundleError
 from builder.base.words import change, plural
@@ -42,6 +42,7 @@ def _summary(report: Switched) -> str:
     parts = []
     for units, label in (
         (plan.restart, "restarted"),
+        (plan.reload, "reloaded"),
         (plan.start, "started"),
         (plan.stop, "stopped"),
     ):
@@ -101,7 +102,8 @@ def _print_switch(args: argparse.Namespace, result: SwitchResult, host: str) -> 
     if repaired:
         print_repaired(args, repaired)
     if not args.quiet:
-        print(f"  {_summary(report)}")
+        if report.goal is not Goal.BOOT:  # nothing ran or stopped: its line says so
+            print(f"  {_summary(report)}")
         for line in _safety_lines(report):
             print(f"  {line}")
         for warning in report.warnings:
@@ -121,6 +123,20 @@ def _safety_lines(report: Switched) -> list[str]:
         )
     if report.unchanged:
         lines.append(report.unchanged)
+    if report.goal is Goal.TEST and report.boot is not None:
+        lines.append(f"--test: a reboot brings back generation {report.boot}")
+    for hook in report.hooks:
+        ended = (
+            "ok"
+            if hook.exit_code == 0
+            else f"killed after {hook.timeout} s"
+            if hook.exit_code is None
+            else f"exited with {hook.exit_code}"
+        )
+        lines.append(
+            f"{hook.phase}-hook {hook.number} `{hook.command}`: {ended} in {hook.seconds:.1f} s"
+        )
+        lines += [f"  | {line}" for line in hook.output.splitlines()]
     kept = report.snapshot
     if kept:
         lines.append(f"data kept before the switch: {', '.join(kept.units)} in {kept.path}")
@@ -141,10 +157,14 @@ def _safety(args: argparse.Namespace) -> Safety:
             raise BundleError(
                 f"{flag} must be at least {1 if flag == '--health-timeout' else 0}", 2
             )
+    goal = Goal.TEST if getattr(args, "test", False) else Goal.SWITCH
+    if getattr(args, "boot", False):
+        goal = Goal.BOOT
     return Safety(
         health_timeout=args.health_timeout,
         confirm_timeout=args.confirm_timeout,
         rollback=not args.no_rollback,
+        goal=goal,
     )
 
 
@@ -187,6 +207,8 @@ def _print_status(args: argparse.Namespace, result: StatusResult) -> None:
         )
     if result.switcher_repaired:
         print_repaired(args, result.switcher_repaired)
+    if report.boot is not None:
+        print(f"  next boot: generation {report.boot} (not what runs now: --test or --boot)")
     if report.current is None:
         return
     last = report.last
@@ -254,6 +276,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         (plan.stop, "stop", True),
         (plan.start, "start", True),
         (plan.restart, "restart", True),
+        (plan.reload, "reload", True),
         (plan.leave, "leave alone", False),
     ):
         for unit in units:

@@ -21,6 +21,7 @@ from activate.protocol import (
     Action,
     Collected,
     GenerationRow,
+    Goal,
     HistoryEntry,
     Planned,
     Result,
@@ -110,9 +111,20 @@ def do_push(server: Server, gen: Generation) -> Pushed:
 def switcher_options(safety: Safety, server: Server, manifest: Manifest) -> list[str]:
     """The switcher's options for an activation; a generation whose switcher predates them
     gets none."""
+    if safety.goal is not Goal.SWITCH and "activate/bootgen.py" not in manifest.files:
+        raise BundleError(
+            f"{server.host}: the switcher of generation {manifest.generation} predates --test "
+            "and --boot; build a new generation (`bundle switch` builds one) and use it",
+            2,
+        )
     if "activate/detach.py" not in manifest.files:
         return []
-    args = Safety(health_timeout=safety.health_timeout, rollback=safety.rollback).argv()
+    args = Safety(
+        health_timeout=safety.health_timeout, rollback=safety.rollback, goal=safety.goal
+    ).argv()
+    if safety.goal is Goal.BOOT:
+        return args  # nothing running changes: no gate to wait for, no dead-man
+
     confirm = safety.confirm_timeout
     if confirm is None:
         confirm = manifest.deploy.get("confirm_timeout", 30)

@@ -6,11 +6,20 @@ from typing import Any
 
 import attrs
 
-from activate.manifest_format import UNIT_FOLDER, Check, State, Unit
+from activate.manifest_format import UNIT_FOLDER, Check, Hooks, State, Unit
 from builder.base.errors import Problem
 
 # a unit is the manifest's own type: the renderer fills everything but the closure
-__all__ = ["QUADLET_DIR", "SYSTEMD_DIR", "BundleFile", "Check", "Rendered", "State", "Unit"]
+__all__ = [
+    "QUADLET_DIR",
+    "SYSTEMD_DIR",
+    "BundleFile",
+    "Check",
+    "Hooks",
+    "Rendered",
+    "State",
+    "Unit",
+]
 
 QUADLET_DIR = UNIT_FOLDER["container"]
 SYSTEMD_DIR = UNIT_FOLDER["service"]
@@ -30,3 +39,4 @@ class Rendered:
     problems: tuple[Problem, ...]
     secrets: dict[str, Any] = attrs.field(factory=dict)  # builder/render/features/secrets.py
     rendered: dict[str, Any] = attrs.field(factory=dict)
+    hooks: Hooks = attrs.field(factory=Hooks)  # builder/render/features/hooks.py

@@ -13,11 +13,12 @@ from typing import Any
 import attrs
 
 from builder.base.errors import Problem
-from builder.render.features import backup, monitoring, notify, wireguard
+from builder.render.features import backup, hooks, monitoring, notify, reload, wireguard
 from builder.render.output import (
     QUADLET_DIR,
     SYSTEMD_DIR,
     BundleFile,
+    Hooks,
     Rendered,
     State,
     Unit,
@@ -75,6 +76,7 @@ def render_stack(
         tuple(r.problems),
         secrets.manifest_entries() if secrets else {},
         dict(sorted(secrets.rendered.items())) if secrets else {},
+        r.hooks,
     )
 
 
@@ -92,6 +94,8 @@ class _Renderer:
         self.units: dict[str, Unit] = {}
         self.images: dict[str, str] = {}
         self.problems: list[Problem] = []
+        self.hooks = Hooks()
+        self.live: dict[str, list[str]] = {}  # container -> its config files under STATE/live
         self._base: dict[str, Any] | None = None
         # WireGuard: the tunnel's unit, the ports metrics add, the units ordered after it
         self.peers: tuple[wireguard.Peer, ...] = ()
@@ -137,11 +141,13 @@ class _Renderer:
                 self.units[unit_file(name, "container")],
                 checks=tuple(check_entry(ch) for ch in c.checks),
                 state=self.state_entry(name, c),
+                reload=tuple(sorted(self.live.get(name, ()))) if c.reload is not None else None,
             )
         for name, script in sorted(s.enabled_scripts().items()):
             self.script(name, script)
         backup.render(self)  # [backup]: scripts/backup.py, backup.service, backup.timer
         notify.render(self)  # [notify]: notify/notify.json, read by the switcher
+        self.hooks = hooks.render(self)  # [hooks]: scripts/hooks/*.sh
         if s.tunnel() is not None:
             self.tunnel()
 
@@ -277,9 +283,12 @@ class _Renderer:
             body.append(("Volume", unitfile.escape(f"{source}:{rest}")))
         for cfg in c.configs:
             origin = self.templates.shown(cfg.template or cfg.source or "")
-            host_path = self.host_path(
-                f"files/{name}/{config_path(cfg)}", name, "container", origin
-            )
+            path = f"files/{name}/{config_path(cfg)}"
+            host_path = self.host_path(path, name, "container", origin)
+            if c.reload is not None and host_path == f"{self.current}/{path}":
+                # a running container must see the new file: features/reload.py
+                host_path = reload.live_path(self.stack.host.state_dir, path)
+                self.live.setdefault(name, []).append(path)
             body.append(("Volume", unitfile.escape(f"{host_path}:{cfg.mount}:ro")))
         labels = dict(c.labels)
         labels["bundle.host"] = self.host
@@ -298,6 +307,7 @@ class _Renderer:
                 ("HealthStartPeriod", h.start_period),
             ]
         service = [("Restart", c.restart), ("TimeoutStartSec", "900")]
+        service += reload.service_lines(name, c)
         return unitfile.render(
             self.host,
             [

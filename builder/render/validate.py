@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from builder.base.errors import Problem
-from builder.render.features import backup, monitoring, notify, wireguard
+from builder.render.features import backup, hooks, monitoring, notify, reload, wireguard
 from builder.stack import depends, lines, stackfiles, timespec, unitfile
 from builder.stack.load import KeyPath, RawStack
 from builder.stack.model import Check, ConfigFile, Container, Stack
@@ -81,6 +81,8 @@ def _problems(stack: Stack, raw: RawStack, templates_dir: Path) -> Iterator[Prob
     yield from _duplicate_units(stack, raw)
     yield from backup.problems(stack, raw)
     yield from notify.problems(stack, raw)
+    yield from hooks.problems(stack, raw)
+    yield from reload.problems(stack, raw)
     published: PortTable[KeyPath] = PortTable()
     templates = TemplateChecks(templates_dir)
     for name, pod in stack.enabled_pods().items():

@@ -112,6 +112,15 @@ class Metrics:
 
 
 @attrs.frozen
+class Reload:
+    """How a running container takes a new version of its config files without a restart:
+    exactly one of `signal` (sent to its main process) or `command` (run inside it)."""
+
+    signal: str | None = None
+    command: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Container:
     """One container, run by a quadlet `.container` unit named after it."""
 
@@ -140,6 +149,7 @@ class Container:
     checks: tuple[Check, ...] = ()
     dump: str | None = None  # stateful: run in the container, stdout is the snapshot
     restore: str | None = None  # gets a dump on stdin with `bundle rollback --restore-data`
+    reload: Reload | None = None  # a change of only its configs reloads it instead of a restart
 
 
 @attrs.frozen
@@ -286,6 +296,17 @@ class Notify:
 
 
 @attrs.frozen
+class Hooks:
+    """Shell commands the switcher runs on the server inside the switch lock (docs/operations.md):
+    `pre` before anything changes (a failure stops the switch), `post` once the new generation
+    passed its health gate (a failure rolls back). Each may take `timeout` seconds."""
+
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+    timeout: int = 300
+
+
+@attrs.frozen
 class Stack:
     """Everything one host runs, after shared files and variants are merged."""
 
@@ -300,6 +321,7 @@ class Stack:
     wireguard: WireGuard | None = None
     secrets: SecretsConfig | None = None
     notify: Notify | None = None
+    hooks: Hooks | None = None
 
     def enabled_containers(self) -> dict[str, Container]:
         return {n: c for n, c in self.containers.items() if c.enabled}

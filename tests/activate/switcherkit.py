@@ -59,6 +59,7 @@ class U:
     enable: bool = True
     image: str | None = None
     refs: tuple[str, ...] = ()  # other bundle files the unit's closure covers
+    reload: tuple[str, ...] | None = None  # its refs mounted from STATE/live (reloadable)
 
 
 @dataclass
@@ -119,6 +120,8 @@ def make_bundle(
             "image": u.image,
             "enable": u.enable,
         }
+        if u.reload is not None:
+            unit_entries[key]["reload"] = {"files": list(u.reload)}
     switcher_lines = sorted(
         f"{p}\0{e['sha256']}\n" for p, e in file_entries.items() if p.startswith("activate/")
     )

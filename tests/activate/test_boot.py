@@ -27,7 +27,8 @@ UNIT_TEXTS = [
             "DefaultDependencies=no",
             "After=local-fs.target sysinit.target",
             "Before=basic.target shutdown.target",
-            "ConditionPathExists=/srv/state/pending.json",
+            "ConditionPathExists=|/srv/state/pending.json",
+            "ConditionPathIsSymbolicLink=|/srv/state/boot-generation",
             "Type=oneshot",
             "WorkingDirectory=/srv/state/boot",
             "ExecStart=/usr/bin/python3 -B -m activate.boot --state /srv/state",
@@ -42,7 +43,8 @@ UNIT_TEXTS = [
         {
             "DefaultDependencies=no",
             "Before=basic.target shutdown.target",
-            "ConditionPathExists=/home/apps/.local/state/bundle/pending.json",
+            "ConditionPathExists=|/home/apps/.local/state/bundle/pending.json",
+            "ConditionPathIsSymbolicLink=|/home/apps/.local/state/bundle/boot-generation",
             "WorkingDirectory=/home/apps/.local/state/bundle/boot",
             "ExecStart=/usr/bin/python3 -B -m activate.boot --state /home/apps/.local/state/bundle",
             f"TimeoutStartSec={boot_unit.USER_TIMEOUT}",
@@ -54,7 +56,7 @@ UNIT_TEXTS = [
 
 
 @pytest.mark.parametrize(("state", "rootless", "wanted"), UNIT_TEXTS)
-def test_the_unit_runs_before_the_managers_basic_target_and_only_with_a_journal(
+def test_the_unit_runs_before_the_managers_basic_target_and_only_with_a_journal_or_boot_link(
     state: Path, rootless: bool, wanted: set[str]
 ) -> None:
     text = boot_unit.unit_text(state, "/usr/bin/python3", rootless)

@@ -312,3 +312,62 @@ def test_each_dependency_level_is_one_batch_in_order_and_stops_go_dependents_fir
         ("api.container",),
         ("data.volume", "cache.container"),
     )
+
+
+# --- rule 9a: reload instead of restart -------------------------------------------------------
+
+CONF = "files/web/web.conf"
+RELOADING = U(
+    "[Container]\nImage=web\n[Service]\nExecReload=/usr/bin/podman kill --signal SIGHUP web\n",
+    refs=(CONF,),
+    reload=(CONF,),
+)
+RUNNING = {"web.container": "active"}
+
+
+def test_a_change_of_only_live_config_files_reloads() -> None:
+    old = manifest({"web.container": RELOADING}, {CONF: b"a"})
+    new = manifest({"web.container": RELOADING}, {CONF: b"b"}, n=2)
+
+    p = plan(old, new, RUNNING)
+
+    assert p.reload == ("web.container",) and p.restart == ()
+    assert p.reasons["web.container"] == (
+        f"changed: {CONF}; only config files: reloaded, not restarted"
+    )
+    assert not p.changes_nothing
+    assert p.as_json()["reload"] == ["web.container"]
+
+
+@pytest.mark.parametrize(
+    ("new_unit", "live", "why"),
+    [
+        (
+            dataclasses.replace(RELOADING, text=RELOADING.text + "Environment=A=1\n"),
+            RUNNING,
+            "unit",
+        ),
+        (RELOADING, {"web.container": "failed"}, "not running"),
+        (dataclasses.replace(RELOADING, reload=None), RUNNING, "no reload"),
+    ],
+)
+def test_a_reload_is_a_restart_when_more_than_config_changed_or_it_does_not_run(
+    new_unit: U, live: dict[str, str], why: str
+) -> None:
+    old = manifest({"web.container": RELOADING}, {CONF: b"a"})
+    new = manifest({"web.container": new_unit}, {CONF: b"b"}, n=2)
+
+    p = plan(old, new, live)
+
+    assert p.restart == ("web.container",) and p.reload == (), why
+
+
+def test_a_reloadable_container_whose_pod_restarts_goes_with_the_pod() -> None:
+    pod = U("[Pod]\n")
+    member = dataclasses.replace(RELOADING, requires=("app.pod",))
+    old = manifest({"app.pod": pod, "web.container": member}, {CONF: b"a"})
+    new = manifest({"app.pod": U("[Pod]\nPodName=x\n"), "web.container": member}, {CONF: b"b"}, n=2)
+
+    p = plan(old, new, {**RUNNING, "app.pod": "active"})
+
+    assert p.restart == ("app.pod",) and p.with_pod == ("web.container",) and p.reload == ()

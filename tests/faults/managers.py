@@ -133,9 +133,11 @@ class UserManager(Manager):
 
 def the_unit_is_installed_before_the_units(lab: Lab, m: Manager) -> None:
     """bundle-recover.service is in the manager's units, enabled, ordered before basic.target,
-    runs only with a journal, has its copy of the switcher, and is no drift."""
+    runs only with a journal or a boot generation, has its copy of the switcher, and is no
+    drift."""
     unit = sh(lab, f"cat {m.units}/{BOOT_UNIT}")
-    assert f"ConditionPathExists={m.state}/pending.json" in unit
+    assert f"ConditionPathExists=|{m.state}/pending.json" in unit
+    assert f"ConditionPathIsSymbolicLink=|{m.state}/boot-generation" in unit
     assert "Before=basic.target" in unit and "DefaultDependencies=no" in unit
     assert m.ask(lab, f"{m.systemctl} is-enabled {BOOT_UNIT}") == "enabled"
     assert sh(lab, f"test -f {m.state}/boot/activate/boot.py && echo yes") == "yes"
