@@ -16,7 +16,7 @@ from builder.secrets.agefmt import Recipient, parse_recipient
 from builder.secrets.fileformat import SecretsError
 from builder.secrets.identities import RECOVERY_PUB
 from builder.stack import stackfiles
-from builder.stack.load import HOST_NAME, display_path, load_stack
+from builder.stack.load import HOST_NAME, display_path, load_stack, stack_path
 
 SHARED = "shared"
 
@@ -72,7 +72,10 @@ def host_key_of(stacks_dir: Path, host: str) -> Recipient:
 
 def host_recipients(stacks_dir: Path, host: str, host_key: bool = True) -> list[Recipient]:
     """The recipients a host's stack lists (its `[secrets] recipients`), in order, then its
-    host key when `host_key = true`."""
+    host key when `host_key = true`. A host with no stack file yet (a compose file being
+    imported, say) lists nobody: its secrets start as a passphrase file, as before age."""
+    if stackfiles.absent(stack_path(stacks_dir.resolve(), host)):
+        return []
     table, where = _table(stacks_dir, host)
     listed = table.get("recipients", [])
     if not isinstance(listed, list) or not all(isinstance(r, str) for r in listed):

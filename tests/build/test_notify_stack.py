@@ -33,7 +33,7 @@ def test_the_bundle_names_secret_urls_by_their_completed_file(empty_project: Pro
     )
     result = p.run("build", "web1", "--json")
     assert result.returncode == 0, result.stderr
-    gen = next((p.root / "bundles/web1").glob("1-*"))
+    gen = next(d for d in (p.root / "bundles/web1").glob("1-*") if d.is_dir())  # not the archive
     config = json.loads((gen / "notify/notify.json").read_text())
     assert config["host"] == "web1" and config["events"] == ["rolled back"]
     hook, ping = config["targets"]
