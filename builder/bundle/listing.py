@@ -22,6 +22,14 @@ class Built(NamedTuple):
     short: str
     path: Path
 
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def archive(self) -> Path:
+        return self.path.with_name(self.path.name + ".tar.zst")
+
 
 def generation_dirs(folder: Path) -> list[Built]:
     """The complete generation folders of one host (a manifest inside), oldest first."""

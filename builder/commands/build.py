@@ -9,7 +9,7 @@ from typing import Any
 
 from builder.base.words import plural
 from builder.bundle import listing, uptodate
-from builder.commands.common import emit_json, human_size, paths_from, project_dirs
+from builder.commands.common import emit_json, human_size, paths_from, project_dirs, to_paths
 
 
 def built_info(
@@ -22,49 +22,40 @@ def built_info(
     """
     fingerprint = uptodate.input_fingerprint(stacks_dir, host)
     now = uptodate.current(stacks_dir, bundles_dir, host, fingerprint)
+    manifest = None
     if now is not None:
-        gen = now.generation
-        archive = gen.path.with_name(gen.path.name + ".tar.zst")
+        gen, bundle_hash, created = now.generation, now.bundle_hash, False
         try:
             manifest = json.loads((gen.path / listing.MANIFEST_NAME).read_bytes())
-            size = archive.stat().st_size
+            size = gen.archive.stat().st_size
         except (OSError, ValueError):
             manifest = None  # damaged by hand: the whole build below says what is wrong
-        if isinstance(manifest, dict) and isinstance(manifest.get("units"), dict):
-            info = {
-                "host": host,
-                "generation": gen.number,
-                "hash": now.bundle_hash,
-                "created": False,
-                "path": str(gen.path),
-                "archive": str(archive),
-                "archive_size": size,
-                "units": len(manifest["units"]),
-            }
-            return info, manifest
-    # start-up: the model, the renderer and the archive writer only when something is built
-    from builder.bundle.build import build
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("units"), dict)):
+            manifest = None
+    if manifest is None:
+        # start-up: the model, the renderer and the archive writer only when something is built
+        from builder.bundle.build import build
 
-    r = build(paths_from_dirs(stacks_dir, bundles_dir), host, fingerprint)
-    manifest = r.manifest()
+        r = build(to_paths(stacks_dir, bundles_dir), host, fingerprint)
+        g = r.generation
+        gen, bundle_hash, created = (
+            listing.Built(g.number, g.hash12, g.path),
+            r.bundle_hash,
+            r.created,
+        )
+        manifest = r.manifest()
+        size = gen.archive.stat().st_size
     info = {
         "host": host,
-        "generation": r.generation.number,
-        "hash": r.bundle_hash,
-        "created": r.created,
-        "path": str(r.generation.path),
-        "archive": str(r.generation.archive),
-        "archive_size": r.generation.archive.stat().st_size,
+        "generation": gen.number,
+        "hash": bundle_hash,
+        "created": created,
+        "path": str(gen.path),
+        "archive": str(gen.archive),
+        "archive_size": size,
         "units": len(manifest["units"]),
     }
     return info, manifest
-
-
-def paths_from_dirs(stacks_dir: Path, bundles_dir: Path) -> Any:
-    # start-up: the model's types (attrs) only when something is built
-    from builder.bundle.paths import Paths
-
-    return Paths(stacks_dir, bundles_dir)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

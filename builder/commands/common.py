@@ -34,10 +34,14 @@ def project_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def paths_from(args: argparse.Namespace) -> Any:
+    return to_paths(*project_dirs(args))
+
+
+def to_paths(stacks_dir: Path, bundles_dir: Path) -> Any:
     # start-up: the model's types (attrs) only for commands that use them
     from builder.bundle.paths import Paths
 
-    return Paths(*project_dirs(args))
+    return Paths(stacks_dir, bundles_dir)
 
 
 def use_colour(stream: Any) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.bundle import index, listing
@@ -28,17 +27,17 @@ def cmd_generations(args: argparse.Namespace) -> int:
     folder = project_dirs(args)[1] / args.host
     gens = listing.generation_dirs(folder)
     times = listing.build_times(folder)
-    units = index.in_step(folder, [g.path.name for g in gens], lambda name: _units_in(folder, name))
+    by_name = {g.name: g for g in gens}
+    units = index.in_step(folder, by_name, lambda name: _units_in(folder.name, by_name[name]))
     rows: list[dict[str, Any]] = []
     for gen in gens:
-        archive = gen.path.with_name(gen.path.name + ".tar.zst")
         rows.append(
             {
                 "generation": gen.number,
                 "hash": gen.short,
-                "built_at": times.get(gen.path.name),
-                "size": archive.stat().st_size if archive.exists() else None,
-                "units": units[gen.path.name],
+                "built_at": times.get(gen.name),
+                "size": gen.archive.stat().st_size if gen.archive.exists() else None,
+                "units": units[gen.name],
                 "latest": gen is gens[-1],
             }
         )
@@ -58,13 +57,12 @@ def cmd_generations(args: argparse.Namespace) -> int:
     return 0
 
 
-def _units_in(folder: Path, name: str) -> int:
+def _units_in(host: str, built: listing.Built) -> int:
     """Units of a generation the index lacks, from its manifest (read as `show` reads it)."""
     # start-up: the store (attrs) only for a generation the index does not know yet
-    from builder.bundle.store import Store
+    from builder.bundle.store import Generation
 
-    gen = next(g for g in Store(folder.parent, folder.name).generations() if g.name == name)
-    return len(gen.manifest()["units"])
+    return len(Generation(host, *built).manifest()["units"])
 
 
 def _remote_generations(args: argparse.Namespace, paths: Any) -> int:

@@ -10,7 +10,7 @@ import posixpath
 import re
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -279,14 +279,11 @@ def switch_host(
 ) -> SwitchResult:
     """`bundle switch HOST`: the build runs while the connection is opened (a key exchange and
     a remote Python are mostly waiting), so neither waits for the other."""
+    # leaving the pool waits for the build, so a failed connection leaves no thread behind
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"build-{host}") as pool:
         building = pool.submit(build, paths, host)
-        try:
-            with connect(paths, host, target, accept_new) as server:
-                return do_switch(paths, server, force, safety, building.result())
-        finally:
-            # a failed connection still waits for the build: no thread outlives the command
-            wait([building])
+        with connect(paths, host, target, accept_new) as server:
+            return do_switch(paths, server, force, safety, building.result())
 
 
 def do_switch(
