@@ -514,11 +514,15 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         help="edit, set, list, remove, rekey, import-vault, recipients, check, migrate or recovery-key",
     )
 
-    def action(name: str, func: str, help: str) -> Any:
-        p = inner.add_parser(name, help=help, description=help)
+    def secrets_command(name: str, func: str, help: str, description: str | None = None) -> Any:
+        p = inner.add_parser(name, help=help, description=description or help)
         add_common(p)
-        p.add_argument("host", metavar="HOST", help="a host, or `shared`")
         p.set_defaults(func=func)
+        return p
+
+    def action(name: str, func: str, help: str) -> Any:
+        p = secrets_command(name, func, help)
+        p.add_argument("host", metavar="HOST", help="a host, or `shared`")
         return p
 
     action(
@@ -537,50 +541,44 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         "secrets:cmd_rekey",
         "encrypt with a new passphrase ($BUNDLE_NEW_PASSPHRASE or a prompt)",
     )
-    p = inner.add_parser(
+    p = secrets_command(
         "recipients",
-        help="who a host's age files are encrypted to: list, add KEY, remove KEY, apply",
-        description="list, add or remove a recipient of HOST (an age key or an SSH public key) "
+        "secrets_age:cmd_recipients",
+        "who a host's age files are encrypted to: list, add KEY, remove KEY, apply",
+        "list, add or remove a recipient of HOST (an age key or an SSH public key) "
         "and encrypt its files again; apply: encrypt them again to the list as it is",
     )
-    add_common(p)
     p.add_argument("op", choices=["list", "add", "remove", "apply"], metavar="OP")
     p.add_argument("host", metavar="HOST")
     p.add_argument("key", nargs="?", metavar="KEY", help='age1… or "ssh-ed25519 AAAA… comment"')
-    p.set_defaults(func="secrets_age:cmd_recipients")
-    p = inner.add_parser(
+    p = secrets_command(
         "check",
-        help="prove every age file is encrypted to exactly its recipients (exit 2 if not)",
-        description="prove every age file is encrypted to exactly its recipients (exit 2 if not)",
+        "secrets_age:cmd_check",
+        "prove every age file is encrypted to exactly its recipients (exit 2 if not)",
     )
-    add_common(p)
     p.add_argument(
         "host", nargs="?", metavar="HOST", help="a host and shared; default: every folder"
     )
-    p.set_defaults(func="secrets_age:cmd_check")
-    p = inner.add_parser(
+    p = secrets_command(
         "migrate",
-        help="move .enc files to one age file per secret, checking each value",
-        description="move stacks/secrets/LABEL.enc to stacks/secrets/LABEL/NAME.age, checking each value",
+        "secrets_age:cmd_migrate",
+        "move .enc files to one age file per secret, checking each value",
+        "move stacks/secrets/LABEL.enc to stacks/secrets/LABEL/NAME.age, checking each value",
     )
-    add_common(p)
     p.add_argument(
         "labels", nargs="*", metavar="LABEL", help="a host or shared; default: every .enc"
     )
-    p.set_defaults(func="secrets_age:cmd_migrate")
-    p = inner.add_parser(
+    p = secrets_command(
         "recovery-key",
-        help="make a passphrase-protected age key that opens every secret",
-        description="make stacks/secrets/recovery.key.age (a passphrase-protected age key) and "
+        "secrets_age:cmd_recovery_key",
+        "make a passphrase-protected age key that opens every secret",
+        "make stacks/secrets/recovery.key.age (a passphrase-protected age key) and "
         "encrypt every age secret to it too",
     )
-    add_common(p)
-    p.set_defaults(func="secrets_age:cmd_recovery_key")
     what = (
         "import an Ansible Vault file's top-level variables as secrets (names listed, not values)"
     )
-    p = inner.add_parser("import-vault", help=what, description=what)
-    add_common(p)
+    p = secrets_command("import-vault", "import_vault:cmd_import_vault", what)
     p.add_argument("file", metavar="FILE", help="a vaulted YAML file, or YAML with !vault values")
     p.add_argument(
         "--label",
@@ -592,5 +590,4 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         metavar="FILE",
         help="the vault password (default: $ANSIBLE_VAULT_PASSWORD_FILE, else a prompt)",
     )
-    p.set_defaults(func="import_vault:cmd_import_vault")
     return parser, sub
