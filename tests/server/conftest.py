@@ -82,16 +82,29 @@ def make_deploy_project(tmp_path: Path, target: Target, stack: str = WEB_STACK) 
     root = tmp_path / "project"
     write_stack(root / "stacks", "web1", stack)
     home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    reach(home, "web1-test", target, "id_test")
+    return DeployProject(root, home, target)
+
+
+def reach(home: Path, alias: str, target: Target, key_name: str) -> None:
+    """HOME's ssh reaches `target` as `alias`: its key, a config entry, its host key pinned."""
     ssh = home / ".ssh"
-    ssh.mkdir(parents=True, mode=0o700)
-    key = ssh / "id_test"
+    key = ssh / key_name
     shutil.copy(target.key_path, key)
     key.chmod(0o600)
-    (ssh / "config").write_text(
-        f"Host web1-test\n  HostName {target.host}\n  Port {target.port}\n  User root\n  IdentityFile {key}\n"
-    )
-    shutil.copy(target.known_hosts_path, ssh / "known_hosts")
-    return DeployProject(root, home, target)
+    with (ssh / "config").open("a") as config:
+        config.write(
+            f"Host {alias}\n  HostName {target.host}\n  Port {target.port}\n"
+            f"  User root\n  IdentityFile {key}\n"
+        )
+    with (ssh / "known_hosts").open("a") as known:
+        known.write(target.known_hosts_path.read_text())
+
+
+def add_host(p: DeployProject, name: str, target: Target) -> None:
+    """Another host of the project, on its own server, reached as NAME-test."""
+    reach(p.home, f"{name}-test", target, f"id_{name}")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from tests.harness import Target
 from tests.server.conftest import WEB_STACK, DeployProject, make_deploy_project
+from tests.server.conftest import add_host as reach_host
 
 # Short deadlines: a look-up gets 2 s, an activation 2 * 11 + 5 + 0 + 5 = 32 s.
 QUICK = 'address = "web1-test"\ncommand_timeout = 2\nhealth_timeout = 5\nhealth_settle = 0\nconfirm_timeout = 5'
@@ -98,16 +98,7 @@ def add_host(p: DeployProject, name: str, target: Target) -> None:
     # the healthy host: a deadline no loaded machine reaches, so only the hung host fails
     stack = stack.replace("command_timeout = 2", "command_timeout = 60")
     (p.stacks / f"{name}.toml").write_text(stack)
-    key = p.home / f".ssh/id_{name}"
-    shutil.copy(target.key_path, key)
-    key.chmod(0o600)
-    with (p.home / ".ssh/config").open("a") as config:
-        config.write(
-            f"Host {name}-test\n  HostName {target.host}\n  Port {target.port}\n"
-            f"  User root\n  IdentityFile {key}\n"
-        )
-    with (p.home / ".ssh/known_hosts").open("a") as known:
-        known.write(target.known_hosts_path.read_text())
+    reach_host(p, name, target)
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -5,7 +5,6 @@ while it runs and the rest follow only when it stayed healthy."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from builder.testserver.webstack import web_stack
 from tests.harness import Target
-from tests.server.conftest import DeployProject, make_deploy_project
+from tests.server.conftest import DeployProject, add_host, make_deploy_project
 
 CANARY_5M = ("--canary", "web1", "--canary-wait", "5m")
 FAILING = '\nchecks = [{ http = "http://127.0.0.1:8080/", body = "never on this page" }]\n'
@@ -29,20 +28,6 @@ def stack(name: str, *, message: str = "first", failing: bool = False) -> str:
 
 def write(p: DeployProject, name: str, **kw: object) -> None:
     (p.stacks / f"{name}.toml").write_text(stack(name, **kw))  # type: ignore[arg-type]
-
-
-def add_host(p: DeployProject, name: str, target: Target) -> None:
-    """Another host of the project, on its own server, reached as NAME-test."""
-    key = p.home / f".ssh/id_{name}"
-    shutil.copy(target.key_path, key)
-    key.chmod(0o600)
-    with (p.home / ".ssh/config").open("a") as config:
-        config.write(
-            f"Host {name}-test\n  HostName {target.host}\n  Port {target.port}\n"
-            f"  User root\n  IdentityFile {key}\n"
-        )
-    with (p.home / ".ssh/known_hosts").open("a") as known:
-        known.write(target.known_hosts_path.read_text())
 
 
 def current(target: Target) -> int | None:
