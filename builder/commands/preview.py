@@ -13,7 +13,7 @@ import json
 import os
 import posixpath
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,12 @@ from builder.deploy.secrets_push import deliver, needed
 from builder.deploy.transport.options import CONFIG_ENV
 from builder.stack.load import load_stack
 from builder.testserver import Registry, Target, host_problems, keep_running, stop_kept
+from builder.testserver.egress import Egress, registry_ports, server_config
+from builder.testserver.registry import REGISTRY_NAME
 
 Say = Callable[[str], None]
 RECORD = "preview.json"  # bundles/HOST/preview.json: a kept preview, for --stop
+CONTAINERS_CONF = "/etc/containers/containers.conf.d/90-bundle-preview.conf"
 
 
 def run_preview(
@@ -42,9 +45,11 @@ def run_preview(
     keep: bool,
     say: Say = print,
     registry: Registry | None = None,
+    server_files: Mapping[str, str] | None = None,
 ) -> bool:
     """Boot, push, activate, report; True when the generation passed its health gate.
-    `registry`: a local registry the server reaches as registry.test:5000 (the tests')."""
+    `registry`: a local registry the server reaches as registry.test:5000 (the tests');
+    `server_files`: files written on the server before the push (path -> text)."""
     problems = [p for p in host_problems() if "root" not in p and not p.startswith("run ")]
     if os.geteuid() != 0:
         problems.insert(0, "this is not root (run it with sudo)")
@@ -67,9 +72,22 @@ def run_preview(
     say(f"{host}: booting a throwaway server for generation {gen.number} ...")
     target = Target(registry=registry).up()
     kept = False
+    egress: Egress | None = None
     try:
         say(f"  server up at {target.host} in {target.boot_seconds:.1f} s")
+        ports = registry_ports(gen.load_manifest().all_images())
+        egress = Egress.start(
+            target.gateway, target.host, f"ve-{target.name}", ports, target.state_dir / "egress.log"
+        )
+        direct = [REGISTRY_NAME] if registry is not None else []
+        files = {CONTAINERS_CONF: server_config(egress.url, direct), **(server_files or {})}
+        for path, text in files.items():
+            target.write_file(path, text)
         healthy, notes = _deploy(paths, host, gen, target, say)
+        notes["images"] = (
+            f"pulled by the preview server through this machine ({egress.url}, an HTTPS proxy "
+            f"for port{'s' if len(ports) > 1 else ''} {', '.join(map(str, sorted(ports)))} only)"
+        )
         stack = load_stack(paths.stacks_dir, host).data
         for line in _look_at(stack, target.host):
             say(line)
@@ -86,6 +104,8 @@ def run_preview(
     finally:
         if not kept:
             say("removing the preview server ...")
+            if egress is not None:
+                egress.stop()
             target.down()
 
 
@@ -173,6 +193,7 @@ def _differences(
         f"secrets: {notes.get('secrets', 'none in this generation')}",
         "DNS: names that point at the host do not point here; use the address above",
         "public ports: published on the preview's address, not on the internet",
+        f"images: {notes.get('images', 'none')}",
     ]
     if stack.get("notify"):
         lines.append("notifications: paused on the preview; [notify] targets are not told")

@@ -34,7 +34,7 @@ build_image() {
   MIRROR=${BUNDLE_TEST_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
   MIRROR=${MIRROR:-http://deb.debian.org/debian}
   mmdebstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,openssh-server,podman,crun,catatonit,nftables,iproute2,netavark,aardvark-dns,python3,curl,uidmap,passt,dbus-user-session,libpam-systemd \
+    --include=systemd,systemd-sysv,dbus,openssh-server,podman,crun,catatonit,nftables,iproute2,netavark,aardvark-dns,python3,curl,ca-certificates,uidmap,passt,dbus-user-session,libpam-systemd \
     trixie "$IMG" "$MIRROR"
   echo target > "$IMG/etc/hostname"
   # no CAP_SYS_RESOURCE on this kind of host -> podman's default rlimits (1048576) fail; nspawn's seccomp
