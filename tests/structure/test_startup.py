@@ -109,3 +109,26 @@ def test_an_up_to_date_build_with_a_manifest_damaged_by_hand_builds_again(tmp_pa
     assert result.returncode == 2, result.stderr
     assert "manifest.json: not valid JSON" in result.stderr and "build it again" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_ssh_transport_loads_invoke_only_for_a_match_exec_line(tmp_path: Path) -> None:
+    """paramiko.config imports invoke (asyncio, unittest.mock) for `Match exec` alone."""
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        'Match exec "test -e {}"\n  User fromexec\nHost *\n  Port 2222\n'.format(tmp_path / "flag")
+    )
+    probe = f"""\
+import sys
+from builder.deploy.transport import ssh
+from builder.deploy.transport.paramiko_import import paramiko
+heavy = sorted({{"invoke.collection", "asyncio", "unittest.mock"}} & set(sys.modules))
+config = paramiko.SSHConfig.from_path({str(config)!r})
+print(heavy, config.lookup("h").get("user"), "asyncio" in sys.modules)
+open({str(tmp_path / "flag")!r}, "w").close()
+print(paramiko.SSHConfig.from_path({str(config)!r}).lookup("h").get("user"))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[] None True", "fromexec"]

@@ -12,7 +12,7 @@ import os
 import select
 import subprocess
 
-import paramiko
+from builder.deploy.transport.paramiko_import import paramiko
 
 
 class ProxyCommand(paramiko.ProxyCommand):

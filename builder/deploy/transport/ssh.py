@@ -15,8 +15,6 @@ import os
 import shlex
 import time
 
-import paramiko
-
 from builder.deploy.transport.base import (
     ClosingMixin,
     CommandResult,
@@ -25,6 +23,7 @@ from builder.deploy.transport.base import (
     Stdin,
 )
 from builder.deploy.transport.options import SshOptions
+from builder.deploy.transport.paramiko_import import paramiko
 from builder.deploy.transport.ssh_config import Endpoint, load_config, resolve
 from builder.deploy.transport.ssh_dial import CONNECT_ERRORS, Dialer, reason_of
 from builder.deploy.transport.streams import CHUNK, Worker, drain, feed, receive_exactly, send_all

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import paramiko
 
 from builder.deploy.transport.base import (
     TransportError,
@@ -20,6 +19,7 @@ from builder.deploy.transport.host_key_policy import (
 from builder.deploy.transport.host_patterns import lookup_name
 from builder.deploy.transport.liveness import Configured, from_config
 from builder.deploy.transport.options import CONFIG_ENV, SshOptions
+from builder.deploy.transport.paramiko_import import paramiko
 
 
 @attrs.frozen

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import paramiko
 
 from builder.base.errors import InputError
 from builder.base.words import plural
@@ -23,6 +22,7 @@ from builder.deploy.transport.host_key_policy import (
 from builder.deploy.transport.known_hosts import KnownHosts
 from builder.deploy.transport.liveness import Liveness, keep_alive
 from builder.deploy.transport.options import SshOptions
+from builder.deploy.transport.paramiko_import import paramiko
 from builder.deploy.transport.proxy_command import ProxyCommand
 from builder.deploy.transport.ssh_config import Endpoint, resolve
 
