@@ -16,15 +16,16 @@ with the standard library only (urllib, socket, subprocess), one after the other
 
 from __future__ import annotations
 
-import http.client
+import functools
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import urllib.request
 
 from . import crashes
 from .manifest import Check, Manifest
@@ -103,14 +104,19 @@ def skipped(reason: str) -> Health:
 # ---- one check --------------------------------------------------------------------------
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A check is about this service's own answer: a redirect is the answer."""
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    """No proxy, no redirects; made on first use (urllib and its TLS context cost ~20 ms of
+    every switcher start, and most switches run no HTTP check)."""
+    import urllib.request
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """A check is about this service's own answer: a redirect is the answer."""
 
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
 
 
 def _clip(text: str) -> str:
@@ -119,9 +125,13 @@ def _clip(text: str) -> str:
 
 
 def run_http(check: Check) -> tuple[bool, str]:
+    import http.client
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(check.target, headers={"User-Agent": "bundle-switcher"})
     try:
-        with _OPENER.open(request, timeout=check.timeout) as response:
+        with _opener().open(request, timeout=check.timeout) as response:
             status, raw = response.status, response.read(BODY_LIMIT)
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read(BODY_LIMIT) if exc.fp else b""

@@ -17,8 +17,6 @@ import socket
 import syslog
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,6 +95,10 @@ def _sender(target: dict[str, Any], body: dict[str, Any]) -> Callable[[], None] 
     kind, url = target.get("kind"), _secret(target, "url")
     if not url:
         return None
+    # here, not at the top: most switches tell nobody, and urllib is ~15 ms of every start
+    import urllib.error
+    import urllib.request
+
     failed = body["event"] != "switched"
     if kind == "webhook":
         data = json.dumps(body, sort_keys=True).encode()

@@ -13,7 +13,6 @@ from builder.base.errors import BundleError
 from builder.base.words import change, plural
 from builder.bundle.store import Store
 from builder.commands.common import emit_json, human_size, paths_from, print_repaired
-from builder.commands.rolling import cmd_rolling, rolling
 from builder.deploy.deployer import (
     connect,
     do_activate,
@@ -176,7 +175,9 @@ def cmd_switch(args: argparse.Namespace) -> int:
     def show(result: SwitchResult) -> None:
         _print_switch(args, result, result.host)
 
-    if rolling(args):  # --batch, --canary: builder/commands/rolling.py
+    if args.batch or args.canary or args.canary_wait:
+        from builder.commands.rolling import cmd_rolling  # its fleet code, only when asked
+
         return cmd_rolling(args, lambda host: _target_for(args, host), _safety(args), show)
     return _for_hosts(args, job, show)
 

@@ -32,10 +32,6 @@ from builder.deploy.rollout import (
 WATCH_EVERY = 5.0  # seconds between two looks at a canary while it runs
 
 
-def rolling(args: argparse.Namespace) -> bool:
-    return bool(args.batch or args.canary or args.canary_wait)
-
-
 def cmd_rolling(
     args: argparse.Namespace,
     target_for: Callable[[str], str | None],
