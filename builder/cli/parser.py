@@ -233,6 +233,7 @@ def _make_parser(only: str | None) -> tuple[argparse.ArgumentParser, _OnlyComman
         "sudo bundle demo",
     )
     p.add_argument("--keep", action="store_true", help="leave the server running at the end")
+    p.add_argument("--stop", action="store_true", help="stop the server --keep left running")
 
     p = command(
         "preview",

@@ -2,12 +2,15 @@
 
 Boots a throwaway server on this machine (systemd as PID 1, sshd, podman: the same one the
 tests use), then runs the real `bundle` commands against it over SSH, narrating each step:
-build, switch, change one service, diff, switch again, roll back. Tears it all down at the end.
+build, switch, change one service, diff, switch again, roll back. Tears it all down at the end,
+or with `--keep` leaves the server running until `bundle demo --stop`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -18,8 +21,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from builder.base.errors import BundleError
-from builder.testserver import Registry, Target, host_problems
+from builder.base.errors import BundleError, InputError
+from builder.testserver import Registry, Target, host_problems, keep_running, stop_kept
+from builder.testserver.target import target_base
 from builder.testserver.webstack import DEMO_PAGE, web_stack, write_stack
 
 STACK = web_stack(
@@ -76,10 +80,17 @@ class Demo:
         stack.write_text(stack.read_text().replace(old, new))
 
 
+def kept_record() -> Path:
+    """Where `--keep` notes the server it left running, for `--stop`."""
+    return target_base() / "demo.json"
+
+
 def run_demo(say: Say = print, keep: bool = False) -> None:
     problems = host_problems()
     if problems:
         raise BundleError("bundle demo cannot boot its server here: " + "; ".join(problems))
+    if keep and kept_record().exists():
+        raise InputError("a kept demo server is still running; stop it first (bundle demo --stop)")
     demo = Demo(say)
     say("bundle demo: a throwaway server on this machine, real systemd, sshd and podman.")
     say("")
@@ -124,7 +135,24 @@ def run_demo(say: Say = print, keep: bool = False) -> None:
             target.down()
         registry.stop()
         if keep and target is not None:
+            pid = keep_running(target)  # else the server goes with this process
+            kept_record().write_text(
+                json.dumps({"n": target.n, "keeper": pid, "address": target.host})
+            )
             say(f"kept: server {target.host}, project {demo.project} (HOME={demo.home})")
+            say("stop it with: bundle demo --stop")
+
+
+def stop_demo(say: Say = print) -> None:
+    if os.geteuid() != 0:
+        raise InputError("bundle demo --stop needs root, as the demo did (run it with sudo)")
+    try:
+        kept = json.loads(kept_record().read_text())
+    except (OSError, ValueError):
+        raise InputError("no kept demo server to stop (bundle demo --keep)") from None
+    stop_kept(int(kept["n"]), int(kept["keeper"]))
+    kept_record().unlink()
+    say(f"stopped the demo server at {kept.get('address')}")
 
 
 def _write_project(demo: Demo, target: object) -> None:
@@ -142,5 +170,8 @@ def _write_project(demo: Demo, target: object) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.stop:
+        stop_demo()
+        return 0
     run_demo(lambda line: print(line, flush=True), keep=args.keep)
     return 0
