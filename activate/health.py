@@ -108,6 +108,7 @@ def skipped(reason: str) -> Health:
 def _opener() -> urllib.request.OpenerDirector:
     """No proxy, no redirects; made on first use (urllib and its TLS context cost ~20 ms of
     every switcher start, and most switches run no HTTP check)."""
+    # start-up: urllib only when an HTTP check runs
     import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -125,6 +126,7 @@ def _clip(text: str) -> str:
 
 
 def run_http(check: Check) -> tuple[bool, str]:
+    # start-up: urllib and http.client only when an HTTP check runs
     import http.client
     import urllib.error
     import urllib.request

@@ -95,7 +95,7 @@ def _sender(target: dict[str, Any], body: dict[str, Any]) -> Callable[[], None] 
     kind, url = target.get("kind"), _secret(target, "url")
     if not url:
         return None
-    # here, not at the top: most switches tell nobody, and urllib is ~15 ms of every start
+    # start-up: most switches tell nobody, and urllib is ~15 ms of every switcher start
     import urllib.error
     import urllib.request
 

@@ -176,7 +176,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
         _print_switch(args, result, result.host)
 
     if args.batch or args.canary or args.canary_wait:
-        from builder.commands.rolling import cmd_rolling  # its fleet code, only when asked
+        from builder.commands.rolling import cmd_rolling  # start-up: fleet code, only if asked
 
         return cmd_rolling(args, lambda host: _target_for(args, host), _safety(args), show)
     return _for_hosts(args, job, show)
