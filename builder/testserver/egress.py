@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from builder.testserver.processes import stop_process
+
 HEAD_LIMIT = 8192  # a CONNECT request head is one short line and a few headers
 IDLE_SECONDS = 30.0  # a client that sends no complete request head in this long is dropped
 CONNECT_SECONDS = 30.0
@@ -95,13 +97,7 @@ class Egress:
             sock.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 # ---- the proxy process ----------------------------------------------------------------------

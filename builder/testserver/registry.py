@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from builder.testserver.processes import stop_process
+
 REGISTRY_NAME = "registry.test"
 REGISTRY_PORT = 5000
 REGISTRY = f"{REGISTRY_NAME}:{REGISTRY_PORT}"
@@ -217,13 +219,7 @@ class Registry:
         return False
 
     def _terminate(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def stop(self) -> None:
         self._terminate()

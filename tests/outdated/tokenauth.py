@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from builder.testserver.processes import stop_process
 from builder.testserver.registry import _die_with_parent
 
 SERVICE = "bundle-test-registry"
@@ -216,13 +217,8 @@ class TokenRegistry:
         return False
 
     def _terminate(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def stop(self) -> None:
         self._terminate()
