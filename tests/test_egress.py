@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.testserver.egress import Egress, registry_ports, server_config
+from builder.commands.preview import registry_ports
+from builder.testserver.egress import Egress, server_config
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ or with `--keep` leaves the server running until `bundle demo --stop`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builder.base.errors import BundleError, InputError
-from builder.testserver import Registry, Target, host_problems, keep_running, stop_kept
+from builder.testserver import Registry, Target, host_problems, keep_noted, stop_noted
 from builder.testserver.target import target_base
 from builder.testserver.webstack import DEMO_PAGE, web_stack, write_stack
 
@@ -135,10 +134,7 @@ def run_demo(say: Say = print, keep: bool = False) -> None:
             target.down()
         registry.stop()
         if keep and target is not None:
-            pid = keep_running(target)  # else the server goes with this process
-            kept_record().write_text(
-                json.dumps({"n": target.n, "keeper": pid, "address": target.host})
-            )
+            keep_noted(target, kept_record())  # else the server goes with this process
             say(f"kept: server {target.host}, project {demo.project} (HOME={demo.home})")
             say("stop it with: bundle demo --stop")
 
@@ -146,13 +142,10 @@ def run_demo(say: Say = print, keep: bool = False) -> None:
 def stop_demo(say: Say = print) -> None:
     if os.geteuid() != 0:
         raise InputError("bundle demo --stop needs root, as the demo did (run it with sudo)")
-    try:
-        kept = json.loads(kept_record().read_text())
-    except (OSError, ValueError):
-        raise InputError("no kept demo server to stop (bundle demo --keep)") from None
-    stop_kept(int(kept["n"]), int(kept["keeper"]))
-    kept_record().unlink()
-    say(f"stopped the demo server at {kept.get('address')}")
+    address = stop_noted(kept_record())
+    if address is None:
+        raise InputError("no kept demo server to stop (bundle demo --keep)")
+    say(f"stopped the demo server at {address}")
 
 
 def _write_project(demo: Demo, target: object) -> None:

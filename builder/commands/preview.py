@@ -9,11 +9,10 @@ look and what differs from the real host, and removes the server unless `--keep`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import posixpath
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from builder.deploy.push import push
 from builder.deploy.remote import RemoteError
 from builder.deploy.secrets_push import deliver, needed
 from builder.deploy.transport.options import CONFIG_ENV
+from builder.images.registry import split_image
 from builder.stack.load import load_stack
-from builder.testserver import Registry, Target, host_problems, keep_running, stop_kept
-from builder.testserver.egress import Egress, registry_ports, server_config
+from builder.testserver import Registry, Target, host_problems, keep_noted, stop_noted
+from builder.testserver.egress import Egress, server_config
 from builder.testserver.registry import REGISTRY_NAME
 
 Say = Callable[[str], None]
@@ -95,9 +95,8 @@ def run_preview(
         for line in _differences(stack, host, target.host, notes):
             say(f"  {line}")
         if keep:
-            pid = keep_running(target)
+            keep_noted(target, record)
             kept = True
-            record.write_text(json.dumps({"n": target.n, "keeper": pid, "address": target.host}))
             say(f"kept: ssh -i {target.key_path} root@{target.host}")
             say(f"stop it with: bundle preview --stop {host}")
         return healthy
@@ -107,6 +106,16 @@ def run_preview(
             if egress is not None:
                 egress.stop()
             target.down()
+
+
+def registry_ports(refs: Iterable[str]) -> set[int]:
+    """The ports pulls of `refs` connect to: 443, and any port a registry name carries."""
+    ports = {443}
+    for ref in refs:
+        _, colon, port = split_image(ref)[0].rpartition(":")
+        if colon and port.isdigit():
+            ports.add(int(port))
+    return ports
 
 
 def _deploy(
@@ -203,16 +212,10 @@ def _differences(
 
 
 def stop_preview(paths: Paths, host: str, say: Say = print) -> None:
-    record = paths.bundles_dir / host / RECORD
-    try:
-        kept = json.loads(record.read_text())
-    except (OSError, ValueError):
-        raise InputError(
-            f"{host}: no kept preview to stop (bundle preview {host} --keep)"
-        ) from None
-    stop_kept(int(kept["n"]), int(kept["keeper"]))
-    record.unlink()
-    say(f"{host}: stopped the preview server at {kept.get('address')}")
+    address = stop_noted(paths.bundles_dir / host / RECORD)
+    if address is None:
+        raise InputError(f"{host}: no kept preview to stop (bundle preview {host} --keep)")
+    say(f"{host}: stopped the preview server at {address}")
 
 
 def cmd_preview(args: argparse.Namespace) -> int:

@@ -10,9 +10,11 @@ from .target import (
     TargetCommandError,
     golden_image,
     host_problems,
+    keep_noted,
     keep_running,
     quadlet_binary,
     stop_kept,
+    stop_noted,
 )
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "TargetCommandError",
     "golden_image",
     "host_problems",
+    "keep_noted",
     "keep_running",
     "quadlet_binary",
     "stop_kept",
+    "stop_noted",
 ]

@@ -3,8 +3,8 @@
 A throwaway server has no route beyond this machine (tests must reach nothing else), yet a
 preview pulls its images itself, as the real host would. This proxy is its one way out: it
 listens on the host side of the server's veth, answers only the server's address, and tunnels
-`CONNECT host:port` to the ports the generation's image references name (443 unless a reference
-names another), never to this machine's loopback or link-local addresses. Podman on the server
+`CONNECT host:port` to the ports it is given (a preview: 443 and those its image references
+name), never to this machine's loopback or link-local addresses. Podman on the server
 is pointed at it by a containers.conf drop-in (`server_config`); containers are not given it.
 
 It runs as its own process (`python -m builder.testserver.egress`), so that a kept preview keeps
@@ -31,19 +31,6 @@ HEAD_LIMIT = 8192  # a CONNECT request head is one short line and a few headers
 IDLE_SECONDS = 30.0  # a client that sends no complete request head in this long is dropped
 CONNECT_SECONDS = 30.0
 WATCH_SECONDS = 1.0  # how often the proxy looks whether the server's veth still exists
-HTTPS = 443
-
-
-def registry_ports(refs: Iterable[str]) -> set[int]:
-    """The ports pulls of `refs` connect to: 443, and any port a registry name carries."""
-    ports = {HTTPS}
-    for ref in refs:
-        first, slash, _ = ref.partition("/")
-        if slash and ("." in first or ":" in first or first == "localhost"):
-            _, colon, port = first.rpartition(":")
-            if colon and port.isdigit():
-                ports.add(int(port))
-    return ports
 
 
 def server_config(proxy: str, direct: Iterable[str] = ()) -> str:

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import fcntl
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -496,6 +497,24 @@ def keep_running(target: Target) -> int:
     target._lock = None
     _live.discard(target)
     return keeper.pid
+
+
+def keep_noted(target: Target, record: Path) -> None:
+    """`keep_running`, and note in `record` what `stop_noted` needs to stop the server."""
+    pid = keep_running(target)
+    record.write_text(json.dumps({"n": target.n, "keeper": pid, "address": target.host}))
+
+
+def stop_noted(record: Path) -> str | None:
+    """Stop the server `record` names and remove the record; the server's address, or None
+    when there is no readable record."""
+    try:
+        kept = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    stop_kept(int(kept["n"]), int(kept["keeper"]))
+    record.unlink()
+    return str(kept.get("address"))
 
 
 def stop_kept(n: int, pid: int) -> None:
